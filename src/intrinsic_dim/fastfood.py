@@ -1,0 +1,146 @@
+"""The Fastfood transform y = scale * H G Pi H B pad(z), in segments of stacked blocks.
+
+A *segment* is a run of ``nblocks`` consecutive blocks of size ``n`` (a power of two, n >= d),
+starting at global block index ``block0``, whose outputs are concatenated and cut to ``out_len``.
+The ``stacked`` layout is one segment covering all D outputs; the ``per_tensor`` layout of the
+released code of Aghajanyan et al. is one single-block segment per tensor.
+
+Normaliser (per segment): with r the kept length of the last block,
+``scale**2 = 1 / (n * sum_{full blocks} ||G_b||^2 + r * ||G_last||^2)``. Every column of an uncut
+segment then has exactly unit norm, and a cut one has unit norm in expectation over the signs B
+(E_B[(H G Pi H B e_j)_i^2] = ||G||^2 for every row i). For per-tensor segments (one block cut to
+D_i) this is the released code's ``||G|| * sqrt(D_i)``.
+
+The random factors come from :mod:`intrinsic_dim.rng` as pure functions of (seed, block, position),
+so any kernel may regenerate them; this module's pure-torch path caches them per device.
+Kernels for a whole segment register in ``SEGMENT_KERNELS`` by device type.
+"""
+
+from __future__ import annotations
+
+import math
+import os
+from dataclasses import dataclass
+from typing import Callable
+
+import torch
+
+from intrinsic_dim import rng
+from intrinsic_dim.hadamard import fwht
+
+
+@dataclass(frozen=True)
+class Segment:
+    """One run of Fastfood blocks; see the module docstring."""
+
+    seed: int
+    block0: int
+    nblocks: int
+    n: int
+    out_len: int
+    scale: float
+
+    @property
+    def log2n(self) -> int:
+        return self.n.bit_length() - 1
+
+
+@dataclass(frozen=True)
+class SegmentKernel:
+    """A native implementation of one segment: ``forward(seg, z) -> (out_len,)``,
+    ``transpose(seg, y, d) -> (d,)``; ``accepts(tensor)`` says whether it can run that input."""
+
+    name: str
+    forward: Callable[[Segment, torch.Tensor], torch.Tensor]
+    transpose: Callable[[Segment, torch.Tensor, int], torch.Tensor]
+    accepts: Callable[[torch.Tensor], bool]
+
+
+SEGMENT_KERNELS: dict[str, SegmentKernel] = {}
+
+
+def register_segment_kernel(device_type: str, kernel: SegmentKernel) -> None:
+    """Make ``kernel`` the Fastfood segment implementation for tensors on ``device_type``."""
+    SEGMENT_KERNELS[device_type] = kernel
+
+
+def segment_kernel(x: torch.Tensor) -> SegmentKernel | None:
+    """The native segment kernel for ``x``, or None for the pure-torch path."""
+    if os.environ.get("INTRINSIC_DIM_KERNEL") in ("torch", "reference"):
+        return None
+    k = SEGMENT_KERNELS.get(x.device.type)
+    return k if k is not None and k.accepts(x) else None
+
+
+def segment_factors(seg: Segment, device: torch.device | str = "cpu", dtype: torch.dtype = torch.float32):
+    """The factors (B, perm, G) of every block of a segment, each of shape (nblocks, n)."""
+    blocks = torch.arange(seg.block0, seg.block0 + seg.nblocks, device=device)
+    pos = torch.arange(seg.n, device=device)[None, :]
+    b = rng.signs(rng.block_keys(seg.seed, rng.STREAM_SIGN, blocks)[:, None], pos, dtype)
+    perm = rng.permutation(rng.block_keys(seg.seed, rng.STREAM_PERM, blocks)[:, None], seg.log2n, pos)
+    g = rng.gaussian(rng.block_keys(seg.seed, rng.STREAM_GAUSS, blocks)[:, None], pos, dtype)
+    return b, perm, g
+
+
+def make_segment(seed: int, block0: int, n: int, out_len: int) -> Segment:
+    """A segment covering ``out_len`` outputs with blocks of size n, its normaliser computed."""
+    nblocks = max(1, -(-out_len // n))
+    kept_last = out_len - n * (nblocks - 1)
+    blocks = torch.arange(block0, block0 + nblocks)
+    g2 = torch.zeros(nblocks, dtype=torch.float64)
+    chunk = max(1, (1 << 22) // n)
+    pos = torch.arange(n)[None, :]
+    for s in range(0, nblocks, chunk):
+        keys = rng.block_keys(seed, rng.STREAM_GAUSS, blocks[s : s + chunk])[:, None]
+        g2[s : s + chunk] = rng.gaussian(keys, pos, torch.float64).pow(2).sum(1)
+    total = n * g2[:-1].sum().item() + kept_last * g2[-1].item()
+    return Segment(seed, block0, nblocks, n, out_len, 1.0 / math.sqrt(total))
+
+
+class _FactorCache:
+    """Per-(segment, device, dtype) factors for the pure-torch path (16 bytes per output)."""
+
+    def __init__(self) -> None:
+        self._store: dict[tuple, tuple[torch.Tensor, torch.Tensor, torch.Tensor]] = {}
+
+    def get(self, seg: Segment, device: torch.device, dtype: torch.dtype):
+        k = (seg, str(device), dtype)
+        if k not in self._store:
+            self._store[k] = segment_factors(seg, device, dtype)
+        return self._store[k]
+
+    def clear(self) -> None:
+        self._store.clear()
+
+
+FACTORS = _FactorCache()
+
+
+def segment_forward_torch(seg: Segment, z: torch.Tensor) -> torch.Tensor:
+    """Pure-torch forward of one segment: (d,) -> (out_len,). Not differentiable by itself."""
+    b, perm, g = FACTORS.get(seg, z.device, z.dtype)
+    zp = torch.nn.functional.pad(z, (0, seg.n - z.shape[0]))
+    u = fwht(b * zp)
+    v = fwht(torch.gather(u, 1, perm) * g)
+    return v.reshape(-1)[: seg.out_len] * seg.scale
+
+
+def segment_transpose_torch(seg: Segment, y: torch.Tensor, d: int) -> torch.Tensor:
+    """Pure-torch transpose of one segment: (out_len,) -> (d,)."""
+    b, perm, g = FACTORS.get(seg, y.device, y.dtype)
+    yp = torch.nn.functional.pad(y * seg.scale, (0, seg.nblocks * seg.n - seg.out_len))
+    v = fwht(yp.view(seg.nblocks, seg.n)) * g
+    u = torch.empty_like(v).scatter_(1, perm, v)
+    return (fwht(u) * b).sum(0)[:d]
+
+
+def segment_forward(seg: Segment, z: torch.Tensor) -> torch.Tensor:
+    """Forward of one segment on the best kernel for z's device."""
+    k = segment_kernel(z)
+    return k.forward(seg, z) if k is not None else segment_forward_torch(seg, z)
+
+
+def segment_transpose(seg: Segment, y: torch.Tensor, d: int) -> torch.Tensor:
+    """Transpose of one segment on the best kernel for y's device."""
+    k = segment_kernel(y)
+    return k.transpose(seg, y, d) if k is not None else segment_transpose_torch(seg, y, d)

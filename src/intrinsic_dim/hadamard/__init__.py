@@ -1,0 +1,25 @@
+"""Fast Walsh-Hadamard transform over the last dimension, differentiable, with kernel dispatch.
+
+Convention: ``fwht`` is the *unnormalised* transform H (entries +-1, Sylvester order), so
+``fwht(fwht(x)) == n * x``. H is symmetric, hence its own transpose: the backward pass of
+``y = fwht(x)`` is ``grad_x = fwht(grad_y)``.
+
+Kernels register per device type; ``fwht`` uses the highest-priority registered kernel that
+accepts the tensor (``INTRINSIC_DIM_KERNEL=torch`` forces the pure-torch path everywhere).
+"""
+
+from __future__ import annotations
+
+from intrinsic_dim.hadamard.dispatch import available_kernels, fwht, fwht_kernel, register_kernel
+from intrinsic_dim.hadamard.reference import fwht_reference
+from intrinsic_dim.hadamard.torch_fwht import fwht_torch, hadamard_matrix
+
+__all__ = [
+    "available_kernels",
+    "fwht",
+    "fwht_kernel",
+    "fwht_reference",
+    "fwht_torch",
+    "hadamard_matrix",
+    "register_kernel",
+]
