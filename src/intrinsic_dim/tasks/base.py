@@ -1,0 +1,119 @@
+"""Task data types and the seeded index helpers shared by every loader."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from typing import Sequence
+
+import torch
+
+from intrinsic_dim import rng
+
+SPLIT_SEED = 0
+"""Seed of every fixed train/validation split made here (never the user's subsample seed)."""
+
+_SPLIT_STREAM = 0x5B11
+_SUBSAMPLE_STREAM = 0x5AB5
+
+
+class TaskError(ValueError):
+    """A task cannot be loaded as asked; the message says what to change."""
+
+
+Indices = Sequence[int] | torch.Tensor
+
+
+def as_index(indices: Indices) -> torch.Tensor:
+    """``indices`` as a 1-D int64 tensor."""
+    return torch.as_tensor(indices, dtype=torch.int64).reshape(-1)
+
+
+@dataclass
+class Split:
+    """One split of a task: labels plus either texts or images, one entry per example."""
+
+    labels: torch.Tensor
+    texts: list[tuple[str, ...]] | None = None
+    images: torch.Tensor | None = None
+
+    def __post_init__(self) -> None:
+        n = len(self.labels)
+        if (self.texts is None) == (self.images is None):
+            raise TaskError("a Split holds either texts or images, exactly one of them")
+        if len(self.texts if self.texts is not None else self.images) != n:
+            raise TaskError(f"a Split needs one label per example, got {n} labels for a different number of inputs")
+
+    def __len__(self) -> int:
+        """The number of examples."""
+        return len(self.labels)
+
+    def subset(self, indices: Indices) -> Split:
+        """A new Split holding the examples at ``indices``, in that order."""
+        idx = as_index(indices)
+        texts = [self.texts[i] for i in idx.tolist()] if self.texts is not None else None
+        images = self.images[idx] if self.images is not None else None
+        return Split(labels=self.labels[idx], texts=texts, images=images)
+
+
+@dataclass
+class Task:
+    """A labelled train/eval pair with the metric that d90 is measured on."""
+
+    name: str
+    kind: str
+    label_names: list[str]
+    metric: str
+    train: Split
+    eval: Split
+    description: str
+
+    @property
+    def num_labels(self) -> int:
+        """The classifier's output size: the number of classes, or 1 for regression."""
+        return 1 if self.is_regression else len(self.label_names)
+
+    @property
+    def is_regression(self) -> bool:
+        """True when labels are real numbers (no label names)."""
+        return not self.label_names
+
+
+def seeded_order(n: int, seed: int, stream: int) -> torch.Tensor:
+    """A random permutation of ``range(n)``, a pure function of (seed, stream, n) on every machine."""
+    keys = rng.bits(rng.key(seed, stream, 0), torch.arange(n))
+    return torch.argsort(keys, stable=True)
+
+
+def stratified_split(labels: torch.Tensor, eval_fraction: float) -> tuple[torch.Tensor, torch.Tensor]:
+    """Fixed (SPLIT_SEED) stratified split: sorted train and eval indices, round(fraction * count) per class to eval."""
+    train, held = [], []
+    for c in torch.unique(labels).tolist():
+        members = torch.nonzero(labels == c).flatten()
+        order = members[seeded_order(len(members), SPLIT_SEED, _SPLIT_STREAM + int(c))]
+        k = round(eval_fraction * len(members))
+        held.append(order[:k])
+        train.append(order[k:])
+    return torch.sort(torch.cat(train)).values, torch.sort(torch.cat(held)).values
+
+
+def subsample(split: Split, limit: int | None, seed: int, stream: int) -> Split:
+    """At most ``limit`` examples drawn without replacement by ``seed``, kept in their original order."""
+    if limit is None or limit >= len(split):
+        return split
+    chosen = seeded_order(len(split), seed, _SUBSAMPLE_STREAM + stream)[:limit]
+    return split.subset(torch.sort(chosen).values)
+
+
+def check_limit(name: str, value: int | None) -> None:
+    """Reject a max_train/max_eval that is not None or a positive integer."""
+    if value is None:
+        return
+    if isinstance(value, bool) or not isinstance(value, int) or value <= 0:
+        raise TaskError(f"{name} must be a positive integer or None (all examples), got {value!r}")
+
+
+def encode_labels(raw: Sequence[str]) -> tuple[torch.Tensor, list[str]]:
+    """Class ids for string labels, classes numbered in sorted order."""
+    names = sorted(set(raw))
+    ids = {n: i for i, n in enumerate(names)}
+    return torch.tensor([ids[r] for r in raw], dtype=torch.int64), names

@@ -1,0 +1,204 @@
+"""Bring-your-own tasks from CSV/TSV/JSON/JSONL files, in the convention of Hugging Face's run_glue.
+
+Columns: ``label`` holds the target; the texts are ``sentence1`` (and ``sentence2`` if present),
+or else the first one or two non-label columns that hold text (columns whose every value is a
+number, such as ``id``/``idx``, are skipped). Labels that are strings are classes numbered in
+sorted order; labels that are all integers are classes numbered in numeric order (so 1..5 becomes
+0..4); any fractional number makes the task a regression (float labels, one output).
+"""
+
+from __future__ import annotations
+
+import csv
+import json
+import math
+from pathlib import Path
+from typing import Any
+
+import torch
+
+from intrinsic_dim.tasks.base import SPLIT_SEED, Split, Task, TaskError, seeded_order, stratified_split
+
+EXTENSIONS = (".csv", ".tsv", ".json", ".jsonl")
+EVAL_STEMS = ("validation", "dev")
+SINGLE_FILE_EVAL_FRACTION = 0.1
+_PLAIN_SPLIT_STREAM = 0x5B12
+
+Row = dict[str, Any]
+
+
+def looks_like_files(name: str) -> bool:
+    """True when ``name`` names data files rather than a registered task."""
+    return "," in name or name.lower().endswith(EXTENSIONS) or Path(name).exists()
+
+
+def _read_json(path: Path, text: str) -> list[Any]:
+    try:
+        data = json.loads(text)
+    except json.JSONDecodeError as e:
+        if not e.msg.startswith("Extra data"):
+            raise
+        return _read_jsonl(text)
+    if isinstance(data, dict) and isinstance(data.get("data"), list):
+        return data["data"]
+    if isinstance(data, dict) and data and all(isinstance(v, list) for v in data.values()):
+        lengths = {len(v) for v in data.values()}
+        if len(lengths) != 1:
+            raise TaskError(f"{path}: a JSON object of columns needs columns of equal length, got lengths {sorted(lengths)}")
+        return [dict(zip(data, values)) for values in zip(*data.values())]
+    if isinstance(data, list):
+        return data
+    raise TaskError(f"{path}: expected a JSON list of objects, an object with a 'data' list, an object of columns, or JSON lines")
+
+
+def _read_jsonl(text: str) -> list[Any]:
+    return [json.loads(line) for line in text.splitlines() if line.strip()]
+
+
+def read_rows(path: Path) -> list[Row]:
+    """The rows of one data file as dicts; a TaskError for anything unreadable."""
+    suffix = path.suffix.lower()
+    if suffix not in EXTENSIONS:
+        raise TaskError(f"{path}: unsupported file type {suffix!r}; use one of {', '.join(EXTENSIONS)}")
+    try:
+        text = path.read_text(encoding="utf-8-sig")
+        if suffix in (".csv", ".tsv"):
+            rows: list[Any] = list(csv.DictReader(text.splitlines(), delimiter="\t" if suffix == ".tsv" else ","))
+        else:
+            rows = _read_jsonl(text) if suffix == ".jsonl" else _read_json(path, text)
+    except FileNotFoundError:
+        raise TaskError(f"data file not found: {path}") from None
+    except UnicodeDecodeError:
+        raise TaskError(f"{path} is not UTF-8 text; re-save it as UTF-8") from None
+    except (OSError, csv.Error, json.JSONDecodeError) as e:
+        raise TaskError(f"cannot read {path}: {e}") from None
+    if not rows:
+        raise TaskError(f"{path} holds no examples")
+    bad = next((i for i, r in enumerate(rows) if not isinstance(r, dict)), None)
+    if bad is not None:
+        raise TaskError(f"{path}: example {bad + 1} is not an object with named columns: {rows[bad]!r}")
+    return rows
+
+
+def _columns(rows: list[Row]) -> list[str]:
+    return list(dict.fromkeys(k for r in rows for k in r if k is not None))
+
+
+def _number(v: Any) -> float | None:
+    if isinstance(v, bool):
+        return None
+    if isinstance(v, (int, float)):
+        return float(v)
+    if isinstance(v, str):
+        try:
+            return float(v.strip())
+        except ValueError:
+            return None
+    return None
+
+
+def text_columns(rows: list[Row], path: Path) -> list[str]:
+    """``sentence1``[/``sentence2``], or else the first one or two non-numeric, non-label columns."""
+    columns = [c for c in _columns(rows) if c != "label"]
+    if "sentence1" in columns:
+        return ["sentence1"] + (["sentence2"] if "sentence2" in columns else [])
+    texts = [c for c in columns if any(r.get(c) not in (None, "") and _number(r.get(c)) is None for r in rows)]
+    if not texts:
+        raise TaskError(f"{path} has no text column (columns: {', '.join(columns) or 'none'}); add a 'sentence1' column")
+    return texts[:2]
+
+
+def _raw_labels(rows: list[Row], path: Path) -> list[Any]:
+    if "label" not in _columns(rows):
+        raise TaskError(
+            f"{path} has no 'label' column (columns: {', '.join(_columns(rows))}); rename the column holding the targets to 'label'"
+        )
+    out = []
+    for i, r in enumerate(rows):
+        v = r.get("label")
+        if v is None or (isinstance(v, str) and not v.strip()) or isinstance(v, (dict, list, bool)):
+            raise TaskError(f"{path}: example {i + 1} has a bad label {v!r}; every label must be a class name, an integer or a number")
+        out.append(v.strip() if isinstance(v, str) else v)
+    return out
+
+
+def encode_file_labels(raw: list[Any], where: str) -> tuple[torch.Tensor, list[str]]:
+    """Class ids and sorted class names, or float32 targets and no names for a regression."""
+    numbers = [_number(v) for v in raw]
+    if all(n is not None for n in numbers):
+        if not all(math.isfinite(n) for n in numbers):
+            raise TaskError(f"{where}: the label column holds a non-finite number (nan or inf)")
+        if any(n != int(n) for n in numbers):
+            return torch.tensor(numbers, dtype=torch.float32), []
+        classes = sorted({int(n) for n in numbers})
+        ids = {c: i for i, c in enumerate(classes)}
+        labels, names = torch.tensor([ids[int(n)] for n in numbers], dtype=torch.int64), [str(c) for c in classes]
+    else:
+        names = sorted({str(v) for v in raw})
+        ids = {c: i for i, c in enumerate(names)}
+        labels = torch.tensor([ids[str(v)] for v in raw], dtype=torch.int64)
+    if len(names) < 2:
+        raise TaskError(f"{where}: the label column has a single class {names[0]!r}; a classification task needs at least two")
+    return labels, names
+
+
+def _texts(rows: list[Row], columns: list[str], path: Path) -> list[tuple[str, ...]]:
+    missing = [c for c in columns if all(c not in r for r in rows)]
+    if missing:
+        raise TaskError(f"{path} lacks the text column(s) {', '.join(missing)} that the training file uses")
+    return [tuple("" if r.get(c) is None else str(r.get(c)) for c in columns) for r in rows]
+
+
+def resolve_files(name: str) -> tuple[Path, Path | None]:
+    """The (train, eval) paths named by ``name``: 'TRAIN,EVAL', a directory, or one file (eval None)."""
+    if "," in name:
+        parts = [p.strip() for p in name.split(",")]
+        if len(parts) != 2 or not all(parts):
+            raise TaskError(f"{name!r}: give exactly two files as TRAIN,EVAL (e.g. train.csv,validation.csv)")
+        return Path(parts[0]), Path(parts[1])
+    path = Path(name)
+    if not path.is_dir():
+        return path, None
+    found = {p.stem.lower(): p for p in sorted(path.iterdir()) if p.suffix.lower() in EXTENSIONS}
+    evals = [found[s] for s in EVAL_STEMS if s in found]
+    if "train" not in found or not evals:
+        raise TaskError(
+            f"directory {path} needs train.EXT and validation.EXT (or dev.EXT) with EXT one of "
+            f"{', '.join(e[1:] for e in EXTENSIONS)}; it holds: {', '.join(sorted(p.name for p in path.iterdir())) or 'nothing'}"
+        )
+    return found["train"], evals[0]
+
+
+def _single_file_split(labels: torch.Tensor, regression: bool) -> tuple[torch.Tensor, torch.Tensor]:
+    if not regression:
+        return stratified_split(labels, SINGLE_FILE_EVAL_FRACTION)
+    order = seeded_order(len(labels), SPLIT_SEED, _PLAIN_SPLIT_STREAM)
+    k = round(SINGLE_FILE_EVAL_FRACTION * len(labels))
+    return torch.sort(order[k:]).values, torch.sort(order[:k]).values
+
+
+def file_task(name: str) -> Task:
+    """A task from the file(s) named by ``name`` (see :func:`resolve_files`)."""
+    train_path, eval_path = resolve_files(name)
+    train_rows = read_rows(train_path)
+    eval_rows = read_rows(eval_path) if eval_path is not None else []
+    columns = text_columns(train_rows, train_path)
+    raw = _raw_labels(train_rows, train_path) + (_raw_labels(eval_rows, eval_path) if eval_path is not None else [])
+    labels, names = encode_file_labels(raw, str(train_path) if eval_path is None else f"{train_path} and {eval_path}")
+    texts = _texts(train_rows, columns, train_path) + (_texts(eval_rows, columns, eval_path) if eval_path is not None else [])
+    full = Split(labels=labels, texts=texts)
+    if eval_path is None:
+        train_idx, eval_idx = _single_file_split(labels, not names)
+        if len(eval_idx) == 0 or len(train_idx) == 0:
+            raise TaskError(f"{train_path} has too few examples ({len(labels)}) to hold out {SINGLE_FILE_EVAL_FRACTION:g} for evaluation")
+        how = f"one file, split {1 - SINGLE_FILE_EVAL_FRACTION:g}/{SINGLE_FILE_EVAL_FRACTION:g} by a fixed {'plain' if not names else 'stratified'} shuffle (seed {SPLIT_SEED})"
+    else:
+        n = len(train_rows)
+        train_idx, eval_idx = torch.arange(n), torch.arange(n, len(labels))
+        how = f"train {train_path}, eval {eval_path}"
+    target = "regression on 'label' (float)" if not names else f"{len(names)} classes from 'label' ({', '.join(names[:10])}{', ...' if len(names) > 10 else ''})"
+    return Task(
+        name=name, kind="text", label_names=names, metric="accuracy" if names else "spearmanr",
+        train=full.subset(train_idx), eval=full.subset(eval_idx),
+        description=f"Your files: {how}; text column(s) {', '.join(columns)}; {target}.",
+    )
