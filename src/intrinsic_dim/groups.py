@@ -5,6 +5,8 @@ from __future__ import annotations
 import re
 from typing import Callable, Sequence
 
+from torch import nn
+
 GROUPINGS = ("tensor", "module", "block")
 _NUMBERED = re.compile(r"^(.*?\.\d+)\.")
 
@@ -31,3 +33,9 @@ def assign_groups(names: Sequence[str], grouping: Grouping) -> tuple[list[int], 
     keys: dict[str, int] = {}
     index = [keys.setdefault(str(keyof(n)), len(keys)) for n in names]
     return index, list(keys)
+
+
+def num_groups(model: nn.Module, grouping: Grouping) -> int:
+    """How many SAID groups the trainable floating-point parameters of ``model`` form."""
+    names = [n for n, p in model.named_parameters() if p.requires_grad and p.is_floating_point()]
+    return len(assign_groups(names, grouping)[1])

@@ -173,12 +173,13 @@ class SubspaceModel(nn.Module):
             "base_fingerprint": self._fingerprint,
         }
 
-    def save_pretrained(self, path: str | Path) -> Path:
-        """Write the adapter (config JSON + safetensors with z, lambda, direct tensors) to ``path``."""
+    def save_pretrained(self, path: str | Path, metadata: dict[str, Any] | None = None) -> Path:
+        """Write the adapter (config JSON + safetensors with z, lambda, direct tensors) to ``path``;
+        ``metadata`` (JSON-serialisable: e.g. model name, task, seed) is stored in the config."""
         params = dict(self.base.named_parameters())
         tensors = {"z": self.z} | ({"lambda": self.lam} if self.said else {})
         tensors |= {f"direct.{n}": params[n] for n in self._direct}
-        return write_adapter(path, self.adapter_config(), tensors)
+        return write_adapter(path, self.adapter_config() | {"metadata": metadata or {}}, tensors)
 
     @classmethod
     def from_pretrained(cls, model: nn.Module, path: str | Path) -> "SubspaceModel":

@@ -1,0 +1,316 @@
+"""The ``intrinsic-dim`` command: measure, train, evaluate, merge, report, bench.
+
+Every verb takes ``--config FILE`` (YAML or JSON, keys named like the long flags, e.g.
+``max_train: 2000``); flags given on the command line override the file.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import sys
+from dataclasses import replace
+from pathlib import Path
+from typing import Any, Sequence
+
+os.environ.setdefault("TRANSFORMERS_VERBOSITY", "error")
+
+
+def _ints(s: str) -> list[int]:
+    try:
+        return [int(x) for x in s.replace(",", " ").split()]
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"expected integers separated by commas, got {s!r}") from None
+
+
+def _floats(s: str) -> list[float]:
+    try:
+        return [float(x) for x in s.replace(",", " ").split()]
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"expected numbers separated by commas, got {s!r}") from None
+
+
+def _data_args(p: argparse.ArgumentParser) -> None:
+    g = p.add_argument_group("model and data")
+    g.add_argument("--model", default="minilm-l6", help="short name (see --list), Hugging Face path or hub id (default: %(default)s)")
+    g.add_argument("--task", default="tweet-sentiment", help="packaged task name, data files, or GLUE name (default: %(default)s)")
+    g.add_argument("--max-train", type=int, default=2000, help="subsample the training split to this many examples, fixed seed (default: %(default)s)")
+    g.add_argument("--max-eval", type=int, default=1000, help="subsample the validation split (default: %(default)s)")
+    g.add_argument("--max-length", type=int, default=64, help="token truncation length for text models (default: %(default)s)")
+    g.add_argument("--threads", type=int, default=None, help="torch CPU threads (default: torch's choice)")
+    g.add_argument("--quiet", action="store_true", help="no progress bars")
+
+
+def _subspace_args(p: argparse.ArgumentParser) -> None:
+    g = p.add_argument_group("subspace")
+    g.add_argument("--projection", default="fastfood", choices=["fastfood", "sparse", "dense"], help="(default: %(default)s)")
+    g.add_argument("--layout", default="stacked", choices=["stacked", "per_tensor"], help="Fastfood layout (default: %(default)s)")
+    g.add_argument("--said", dest="said", action="store_true", default=True, help="structure-aware SAID (default)")
+    g.add_argument("--did", dest="said", action="store_false", help="direct intrinsic dimension (no lambda)")
+    g.add_argument("--groups", default="tensor", choices=["tensor", "module", "block"], help="SAID grouping (default: %(default)s)")
+
+
+def _train_args(p: argparse.ArgumentParser) -> None:
+    g = p.add_argument_group("training")
+    g.add_argument("--lr", type=float, default=None, help="subspace learning rate (default: 0.1 * sqrt(1000 / d), Adam)")
+    g.add_argument("--epochs", type=float, default=1.0, help="epochs per trial (default: %(default)s)")
+    g.add_argument("--max-steps", type=int, default=None, help="optimizer steps per trial (overrides --epochs)")
+    g.add_argument("--batch-size", type=int, default=32, help="(default: %(default)s)")
+    g.add_argument("--eval-every", type=int, default=None, help="evaluate every N steps (default: once per epoch and at the end)")
+
+
+def _build_parser() -> argparse.ArgumentParser:
+    parser = argparse.ArgumentParser(prog="intrinsic-dim", description=__doc__.splitlines()[0])
+    sub = parser.add_subparsers(dest="verb", required=True, metavar="VERB")
+
+    m = sub.add_parser("measure", help="measure d90 of a model on a task (the main job)",
+                       description="Measure d90: the smallest subspace dimension reaching a fraction of full fine-tuning. "
+                       "Resumable: rerun the same command on the same --run-dir.")
+    _data_args(m)
+    _subspace_args(m)
+    _train_args(m)
+    g = m.add_argument_group("search")
+    g.add_argument("--seeds", type=int, default=3, help="seeds per dimension (default: %(default)s)")
+    g.add_argument("--fraction", type=float, default=0.9, help="threshold fraction of the baseline (default: %(default)s = d90)")
+    g.add_argument("--dims", type=_ints, default=None, help="coarse grid of d, e.g. 100,300,1000 (default: 10,30,...,30000)")
+    g.add_argument("--precision", type=float, default=0.15, help="stop bisecting when hi/lo <= 1 + precision (default: %(default)s)")
+    g.add_argument("--baseline", type=float, default=None, help="use this baseline metric instead of full fine-tuning (e.g. 1.0 for Li et al.'s MNIST)")
+    g.add_argument("--baseline-seeds", type=int, default=None, help="full fine-tuning seeds (default: --seeds)")
+    g.add_argument("--full-lr", type=float, default=None, help="full fine-tuning learning rate (default: 3e-5 text, 1e-3 images)")
+    g.add_argument("--full-epochs", type=float, default=None, help="full fine-tuning epochs (default: --epochs)")
+    g.add_argument("--lr-search", type=_floats, default=None, help="candidate subspace rates, tried at --lr-search-d before the search")
+    g.add_argument("--lr-search-d", type=int, default=1000, help="(default: %(default)s)")
+    g.add_argument("--run-dir", default=None, help="results directory (default: runs/<model>-<task>-<method>)")
+    g.add_argument("--config", default=None, help="YAML/JSON file of options; flags override it")
+
+    t = sub.add_parser("train", help="one subspace fine-tune at a given d; saves an adapter",
+                       description="Fine-tune in a d-dimensional subspace and save the adapter (adapter_config.json + adapter_model.safetensors).")
+    _data_args(t)
+    _subspace_args(t)
+    _train_args(t)
+    t.add_argument("--d", type=int, required=False, default=1000, help="subspace dimension, counting lambda for SAID (default: %(default)s)")
+    t.add_argument("--seed", type=int, default=0, help="projection, head and data-order seed (default: %(default)s)")
+    t.add_argument("--out", default="adapter", help="adapter directory (default: %(default)s)")
+    t.add_argument("--config", default=None, help="YAML/JSON file of options; flags override it")
+
+    e = sub.add_parser("evaluate", help="evaluate a model (with an adapter) on a task",
+                       description="Evaluate the base model, or base model + adapter, on the task's validation split.")
+    _data_args(e)
+    e.add_argument("--adapter", default=None, help="adapter directory made by `train` (its model, task and seed are used unless given)")
+    e.add_argument("--seed", type=int, default=None, help="head initialisation seed (default: the adapter's, else 0)")
+    e.add_argument("--config", default=None, help="YAML/JSON file of options; flags override it")
+
+    g = sub.add_parser("merge", help="write theta0 + P(z) into the model and save it as a plain model",
+                       description="Merge an adapter into its base model and save the result (Hugging Face folder or safetensors).")
+    g.add_argument("adapter", help="adapter directory made by `train`")
+    g.add_argument("--out", required=True, help="output directory")
+    g.add_argument("--config", default=None, help="YAML/JSON file of options; flags override it")
+
+    r = sub.add_parser("report", help="plot and report one or several runs",
+                       description="Write curve.png and report.md for the given run directories (several: overlaid curves and one comparison table).")
+    r.add_argument("run_dirs", nargs="+", help="run directories made by `measure`")
+    r.add_argument("--out", default=None, help="output directory (default: the first run directory)")
+
+    b = sub.add_parser("bench", help="kernel and projection benchmarks", add_help=False,
+                       description="Benchmarks of the FWHT and Fastfood kernels; see `intrinsic-dim bench --help`.")
+    b.add_argument("rest", nargs=argparse.REMAINDER)
+    return parser
+
+
+def _load_config(path: str, parser: argparse.ArgumentParser) -> dict[str, Any]:
+    p = Path(path)
+    if not p.is_file():
+        parser.error(f"config file {path} not found")
+    text = p.read_text()
+    try:
+        if p.suffix == ".json":
+            data = json.loads(text)
+        else:
+            import yaml
+
+            data = yaml.safe_load(text)
+    except Exception as e:  # noqa: BLE001 - any parse error becomes a usage error
+        parser.error(f"cannot parse config file {path}: {e}")
+    if not isinstance(data, dict):
+        parser.error(f"config file {path} must hold a mapping of option names to values")
+    return {k.replace("-", "_"): v for k, v in data.items()}
+
+
+def _parse(argv: Sequence[str] | None) -> argparse.Namespace:
+    parser = _build_parser()
+    args = parser.parse_args(argv)
+    if getattr(args, "config", None):
+        cfg = _load_config(args.config, parser)
+        sub = parser._subparsers._group_actions[0].choices[args.verb]  # type: ignore[union-attr]
+        known = {a.dest for a in sub._actions}
+        unknown = sorted(set(cfg) - known)
+        if unknown:
+            parser.error(f"unknown option(s) in {args.config}: {unknown}; valid: {sorted(known - {'help', 'config'})}")
+        for k in ("dims",):
+            if isinstance(cfg.get(k), str):
+                cfg[k] = _ints(cfg[k])
+        if isinstance(cfg.get("lr_search"), str):
+            cfg["lr_search"] = _floats(cfg["lr_search"])
+        sub.set_defaults(**cfg)
+        args = parser.parse_args(argv)
+    return args
+
+
+def _setup(args: argparse.Namespace) -> None:
+    if getattr(args, "threads", None):
+        import torch
+
+        torch.set_num_threads(args.threads)
+
+
+def _load(args: argparse.Namespace, seed_default: int = 0):
+    from intrinsic_dim.models import load_model
+    from intrinsic_dim.tasks import load_task
+
+    task = load_task(args.task, max_train=args.max_train, max_eval=args.max_eval, seed=0)
+
+    def factory(seed: int):
+        return load_model(args.model, task, seed=seed, max_length=args.max_length)
+
+    return task, factory
+
+
+def _trial_template(args: argparse.Namespace):
+    from intrinsic_dim.train import TrialConfig
+
+    return TrialConfig(
+        method="subspace", said=args.said, projection=args.projection, layout=args.layout, groups=args.groups,
+        lr=args.lr, epochs=args.epochs, max_steps=args.max_steps, batch_size=args.batch_size, eval_every=args.eval_every,
+    )
+
+
+def cmd_measure(args: argparse.Namespace) -> int:
+    from intrinsic_dim.report import plot_curves, write_report
+    from intrinsic_dim.search import measure_d90
+    from intrinsic_dim.store import Store
+
+    task, factory = _load(args)
+    trial = _trial_template(args)
+    full = replace(trial, method="full", lr=args.full_lr, epochs=args.full_epochs or args.epochs)
+    method = "said" if args.said else "did"
+    run_dir = Path(args.run_dir or f"runs/{Path(args.model).name}-{Path(args.task).name}-{method}")
+    run_config = {
+        "model": args.model, "task": args.task, "max_train": args.max_train, "max_eval": args.max_eval,
+        "max_length": args.max_length,
+    }
+    print(f"d{round(100 * args.fraction)} of {args.model} on {task.name} ({len(task.train):,} train / {len(task.eval):,} eval, "
+          f"metric {task.metric}), {method.upper()} with {args.projection}; results in {run_dir}/", flush=True)
+    result = measure_d90(
+        factory, task, dims=args.dims, seeds=args.seeds, fraction=args.fraction, baseline=args.baseline,
+        baseline_seeds=args.baseline_seeds, precision=args.precision, trial=trial, full_trial=full,
+        lr_candidates=args.lr_search, lr_search_d=args.lr_search_d, run_dir=run_dir, run_config=run_config,
+        model_name=args.model, progress=not args.quiet, log=lambda s: print(s, flush=True),
+    )
+    result.save(run_dir / "d90.json")
+    store = Store(run_dir)
+    store.export_csv(run_dir / "trials.csv")
+    store.close()
+    res = result.to_dict()
+    plot_curves([res], run_dir / "curve.png")
+    write_report([res], run_dir / "report.md")
+    name = f"d{round(100 * args.fraction)}"
+    if result.d90 is not None:
+        ci = f", 95% CI {result.ci[0]:,.0f}-{result.ci[1]:,.0f}" if result.ci else ""
+        print(f"\n{name} = {result.d90:,} (interpolated crossing {result.crossing:,.0f}{ci}); "
+              f"threshold {result.threshold:.4f} = {args.fraction:g} x baseline {result.baseline:.4f}")
+    else:
+        print(f"\n{name} not found: " + "; ".join(result.notes))
+    for n in result.notes:
+        print(f"note: {n}")
+    print(f"plot: {run_dir / 'curve.png'}\nreport: {run_dir / 'report.md'}\nwall time {result.wall_s / 60:.1f} min")
+    return 0
+
+
+def cmd_train(args: argparse.Namespace) -> int:
+    from intrinsic_dim.train import evaluate, train_model
+
+    task, factory = _load(args)
+    cfg = replace(_trial_template(args), d=args.d, seed=args.seed)
+    loaded = factory(args.seed)
+    sm, result = train_model(loaded, task, cfg, progress=not args.quiet)
+    if not result.ok:
+        print(f"training {result.status}: {result.error}", file=sys.stderr)
+        return 1
+    meta = {"model": args.model, "task": args.task, "seed": args.seed, "max_length": args.max_length}
+    sm.save_pretrained(args.out, metadata=meta)
+    final = evaluate(sm, loaded, task)
+    print(f"trained {sm.num_trainable():,} numbers in {result.steps} steps ({result.wall_s:.0f}s); best {task.metric} "
+          f"{result.metric:.4f}, final {final[task.metric]:.4f}; adapter saved to {args.out}/")
+    return 0
+
+
+def cmd_evaluate(args: argparse.Namespace) -> int:
+    from intrinsic_dim.adapter import read_adapter
+    from intrinsic_dim.models import load_model
+    from intrinsic_dim.subspace import SubspaceModel
+    from intrinsic_dim.tasks import load_task
+    from intrinsic_dim.train import evaluate
+
+    meta = read_adapter(args.adapter)[0].get("metadata", {}) if args.adapter else {}
+    seed = args.seed if args.seed is not None else meta.get("seed", 0)
+    task = load_task(args.task, max_train=args.max_train, max_eval=args.max_eval, seed=0)
+    loaded = load_model(args.model, task, seed=seed, max_length=args.max_length)
+    model = SubspaceModel.from_pretrained(loaded.model, args.adapter) if args.adapter else loaded.model
+    metrics = evaluate(model, loaded, task)
+    print(json.dumps({"task": task.name, "model": args.model, "adapter": args.adapter, "examples": len(task.eval), **metrics}, indent=2))
+    return 0
+
+
+def cmd_merge(args: argparse.Namespace) -> int:
+    from safetensors.torch import save_file
+
+    from intrinsic_dim.adapter import read_adapter
+    from intrinsic_dim.models import load_model
+    from intrinsic_dim.subspace import SubspaceModel
+    from intrinsic_dim.tasks import load_task
+
+    meta = read_adapter(args.adapter)[0].get("metadata") or {}
+    if not {"model", "task", "seed"} <= set(meta):
+        print(f"{args.adapter} does not say which model and task it was trained on (made outside `intrinsic-dim train`)", file=sys.stderr)
+        return 2
+    task = load_task(meta["task"], max_train=1, max_eval=1, seed=0)
+    loaded = load_model(meta["model"], task, seed=meta["seed"], max_length=meta.get("max_length", 128))
+    merged = SubspaceModel.from_pretrained(loaded.model, args.adapter).merge_and_unload()
+    out = Path(args.out)
+    if hasattr(merged, "save_pretrained"):
+        merged.save_pretrained(out)
+    else:
+        out.mkdir(parents=True, exist_ok=True)
+        save_file({k: v.contiguous() for k, v in merged.state_dict().items()}, str(out / "model.safetensors"))
+    print(f"merged model written to {out}/")
+    return 0
+
+
+def cmd_report(args: argparse.Namespace) -> int:
+    from intrinsic_dim.report import report_runs
+
+    plot, rep = report_runs(args.run_dirs, args.out)
+    print(f"plot: {plot}\nreport: {rep}")
+    return 0
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    """Entry point of the ``intrinsic-dim`` command."""
+    argv = list(sys.argv[1:] if argv is None else argv)
+    if argv[:1] == ["bench"]:
+        from intrinsic_dim.bench import main as bench_main
+
+        return bench_main(argv[1:])
+    args = _parse(argv)
+    _setup(args)
+    verbs = {"measure": cmd_measure, "train": cmd_train, "evaluate": cmd_evaluate, "merge": cmd_merge, "report": cmd_report}
+    try:
+        return verbs[args.verb](args)
+    except (ValueError, FileNotFoundError, KeyError) as e:
+        print(f"intrinsic-dim {args.verb}: error: {e}", file=sys.stderr)
+        return 2
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -1,0 +1,137 @@
+"""The results store of a run directory: SQLite (WAL), one row per finished trial.
+
+A trial is written the moment it finishes, keyed by the JSON of its TrialConfig, so rerunning the
+same command on the same run directory skips finished trials and resumes where it stopped. The
+run's own configuration is kept too: reopening a run directory with a different configuration is
+refused, since mixing trials of two setups would give a meaningless d90.
+"""
+
+from __future__ import annotations
+
+import csv
+import json
+import sqlite3
+import time
+from pathlib import Path
+from typing import Any, Iterator
+
+from intrinsic_dim.train import TrialResult
+
+DB_NAME = "trials.sqlite"
+
+_SCHEMA = """
+CREATE TABLE IF NOT EXISTS meta (key TEXT PRIMARY KEY, value TEXT NOT NULL);
+CREATE TABLE IF NOT EXISTS trials (
+    id INTEGER PRIMARY KEY AUTOINCREMENT,
+    role TEXT NOT NULL,
+    config_key TEXT NOT NULL UNIQUE,
+    method TEXT NOT NULL,
+    d INTEGER,
+    seed INTEGER NOT NULL,
+    lr REAL NOT NULL,
+    status TEXT NOT NULL,
+    metric REAL,
+    metrics TEXT NOT NULL,
+    steps INTEGER NOT NULL,
+    train_loss REAL,
+    wall_s REAL NOT NULL,
+    trainable INTEGER NOT NULL,
+    curve TEXT NOT NULL,
+    error TEXT,
+    config TEXT NOT NULL,
+    finished_at REAL NOT NULL
+);
+"""
+
+CSV_FIELDS = ["id", "role", "method", "d", "seed", "lr", "status", "metric", "steps", "train_loss", "wall_s", "trainable", "error"]
+
+
+class RunConfigMismatch(ValueError):
+    """The run directory holds trials of a different configuration."""
+
+
+def config_key(config: dict[str, Any]) -> str:
+    """Canonical JSON of a trial configuration: the identity of a trial in the store."""
+    return json.dumps(config, sort_keys=True, separators=(",", ":"))
+
+
+def _nan_to_none(x: float) -> float | None:
+    return None if x != x else x
+
+
+class Store:
+    """One run directory's SQLite store."""
+
+    def __init__(self, run_dir: str | Path) -> None:
+        self.run_dir = Path(run_dir)
+        self.run_dir.mkdir(parents=True, exist_ok=True)
+        self.path = self.run_dir / DB_NAME
+        self.db = sqlite3.connect(self.path, timeout=60)
+        self.db.execute("PRAGMA journal_mode=WAL")
+        self.db.executescript(_SCHEMA)
+
+    def close(self) -> None:
+        self.db.close()
+
+    def check_run_config(self, run_config: dict[str, Any]) -> None:
+        """Record the run's configuration, or refuse if the directory holds a different one."""
+        want = config_key(run_config)
+        row = self.db.execute("SELECT value FROM meta WHERE key = 'run_config'").fetchone()
+        if row is None:
+            with self.db:
+                self.db.execute("INSERT INTO meta VALUES ('run_config', ?)", (want,))
+            return
+        if row[0] != want:
+            old = json.loads(row[0])
+            diff = {k: (old.get(k), run_config.get(k)) for k in sorted(set(old) | set(run_config)) if old.get(k) != run_config.get(k)}
+            raise RunConfigMismatch(
+                f"run directory {self.run_dir} holds a run with a different configuration "
+                f"(setting: (stored, requested)) {diff}; use another --run-dir, or the same settings to resume"
+            )
+
+    def get(self, config: dict[str, Any]) -> dict[str, Any] | None:
+        """The stored row of the trial with this configuration, if it finished before."""
+        cur = self.db.execute("SELECT * FROM trials WHERE config_key = ?", (config_key(config),))
+        row = cur.fetchone()
+        return self._row(cur, row) if row else None
+
+    def put(self, role: str, result: TrialResult) -> None:
+        """Write a finished trial at once (one transaction)."""
+        cfg = result.config
+        with self.db:
+            self.db.execute(
+                "INSERT OR REPLACE INTO trials (role, config_key, method, d, seed, lr, status, metric, metrics, steps,"
+                " train_loss, wall_s, trainable, curve, error, config, finished_at) VALUES (?,?,?,?,?,?,?,?,?,?,?,?,?,?,?,?,?)",
+                (
+                    role, config_key(cfg), cfg["method"], cfg.get("d"), cfg["seed"], result.lr, result.status,
+                    _nan_to_none(result.metric), json.dumps(result.metrics), result.steps, _nan_to_none(result.train_loss),
+                    result.wall_s, result.trainable, json.dumps(result.curve), result.error, json.dumps(cfg), time.time(),
+                ),
+            )
+
+    def rows(self, role: str | None = None) -> list[dict[str, Any]]:
+        """All stored trials (of one role if given), in the order they finished."""
+        q = "SELECT * FROM trials" + (" WHERE role = ?" if role else "") + " ORDER BY id"
+        cur = self.db.execute(q, (role,) if role else ())
+        return [self._row(cur, r) for r in cur.fetchall()]
+
+    @staticmethod
+    def _row(cur: sqlite3.Cursor, row: tuple) -> dict[str, Any]:
+        out = dict(zip([c[0] for c in cur.description], row))
+        for k in ("metrics", "curve", "config"):
+            out[k] = json.loads(out[k])
+        out["metric"] = float("nan") if out["metric"] is None else out["metric"]
+        return out
+
+    def export_csv(self, path: str | Path) -> Path:
+        """Write every trial as one CSV row (the config's JSON in the last column)."""
+        path = Path(path)
+        with open(path, "w", newline="") as f:
+            w = csv.writer(f)
+            w.writerow(CSV_FIELDS + ["config"])
+            for r in self.rows():
+                w.writerow([r[k] for k in CSV_FIELDS] + [json.dumps(r["config"], sort_keys=True)])
+        return path
+
+    def __iter__(self) -> Iterator[dict[str, Any]]:
+        return iter(self.rows())

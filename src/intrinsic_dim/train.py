@@ -1,0 +1,218 @@
+"""One trial: full or subspace fine-tuning of a fresh model at one (d, seed), evaluated on the
+validation split, with early stop at a threshold and divergence recorded instead of raised.
+
+Defaults (documented in README): subspace training uses Adam at a rate far above full
+fine-tuning's (0.1 at d = 1000 for Fastfood with unit-norm columns, scaled by sqrt(1000 / d) since
+the step in weight space grows like sqrt(d) * rate), full fine-tuning AdamW at 3e-5 for
+transformers and Adam at 1e-3 for the small image nets (Li et al.). Both use linear warm-up over
+10% of the steps and linear decay to zero. The trial's metric is the best evaluation seen.
+"""
+
+from __future__ import annotations
+
+import math
+import time
+from dataclasses import asdict, dataclass, field
+from typing import TYPE_CHECKING, Any, Callable
+
+import torch
+from torch import nn
+from tqdm.auto import tqdm
+
+from intrinsic_dim.subspace import SubspaceModel
+from intrinsic_dim.tasks import Split, Task, compute_metrics
+
+if TYPE_CHECKING:
+    from intrinsic_dim.models import LoadedModel
+
+METHODS = ("full", "subspace")
+SUBSPACE_REF_LR = 0.1
+SUBSPACE_REF_D = 1000
+
+ModelFactory = Callable[[int], "LoadedModel"]
+
+
+@dataclass
+class TrialConfig:
+    """Everything that defines one trial; its JSON form keys the results store."""
+
+    method: str = "subspace"
+    d: int | None = None
+    seed: int = 0
+    said: bool = True
+    projection: str = "fastfood"
+    layout: str = "stacked"
+    groups: str = "tensor"
+    lr: float | None = None
+    epochs: float = 1.0
+    max_steps: int | None = None
+    batch_size: int = 32
+    eval_batch_size: int = 128
+    warmup: float = 0.1
+    weight_decay: float = 0.0
+    eval_every: int | None = None
+    threshold: float | None = None
+
+    def __post_init__(self) -> None:
+        if self.method not in METHODS:
+            raise ValueError(f"method must be one of {METHODS}, got {self.method!r}")
+        if self.batch_size < 1 or self.epochs <= 0 or (self.max_steps is not None and self.max_steps < 1):
+            raise ValueError("batch_size, epochs and max_steps must be positive")
+
+    def resolved_lr(self, kind: str = "text") -> float:
+        """The learning rate this trial uses (the explicit one, or the documented default)."""
+        if self.lr is not None:
+            return self.lr
+        if self.method == "full":
+            return 3e-5 if kind == "text" else 1e-3
+        return SUBSPACE_REF_LR * math.sqrt(SUBSPACE_REF_D / self.d)
+
+    def to_dict(self) -> dict[str, Any]:
+        return asdict(self)
+
+
+@dataclass
+class TrialResult:
+    """Outcome of one trial. status: 'ok', 'diverged' (NaN/inf loss) or 'failed' (an exception)."""
+
+    config: dict[str, Any]
+    status: str
+    metric: float
+    metrics: dict[str, float] = field(default_factory=dict)
+    lr: float = 0.0
+    steps: int = 0
+    train_loss: float = float("nan")
+    wall_s: float = 0.0
+    curve: list[tuple[int, float]] = field(default_factory=list)
+    trainable: int = 0
+    error: str | None = None
+
+    @property
+    def ok(self) -> bool:
+        return self.status == "ok"
+
+
+def _logits(out: Any) -> torch.Tensor:
+    return out.logits if hasattr(out, "logits") else out
+
+
+def _loss(logits: torch.Tensor, labels: torch.Tensor, regression: bool) -> torch.Tensor:
+    if regression:
+        return nn.functional.mse_loss(logits.reshape(-1), labels.float())
+    return nn.functional.cross_entropy(logits, labels)
+
+
+@torch.no_grad()
+def evaluate(model: nn.Module, loaded: LoadedModel, task: Task, split: Split | None = None, batch_size: int = 128) -> dict[str, float]:
+    """Metrics of ``model`` (the wrapped or plain one) on a split (default: the task's eval split)."""
+    split = split if split is not None else task.eval
+    was_training = model.training
+    model.eval()
+    preds = []
+    for s in range(0, len(split), batch_size):
+        logits = _logits(model(**loaded.encode(split, range(s, min(s + batch_size, len(split))))))
+        preds.append(logits.reshape(-1).float() if task.is_regression else logits.argmax(-1))
+    model.train(was_training)
+    return compute_metrics(task, torch.cat(preds), split.labels)
+
+
+def _schedule(total: int, warmup: float) -> Callable[[int], float]:
+    w = max(1, int(round(warmup * total))) if warmup > 0 else 0
+
+    def f(step: int) -> float:
+        if step < w:
+            return (step + 1) / w
+        return max(0.0, (total - step) / max(1, total - w))
+
+    return f
+
+
+def build(loaded: LoadedModel, cfg: TrialConfig) -> tuple[nn.Module, list[nn.Parameter]]:
+    """The model to train for ``cfg`` and the parameters to optimise."""
+    if cfg.method == "full":
+        params = [p for p in loaded.model.parameters() if p.requires_grad]
+        return loaded.model, params
+    sm = SubspaceModel(
+        loaded.model, d=cfg.d, projection=cfg.projection, said=cfg.said, seed=cfg.seed, groups=cfg.groups, layout=cfg.layout
+    )
+    return sm, sm.trainable_parameters()
+
+
+def train_model(loaded: LoadedModel, task: Task, cfg: TrialConfig, progress: bool = True) -> tuple[nn.Module, TrialResult]:
+    """Build the model for ``cfg`` from ``loaded``, train it, and return it with its result."""
+    start = time.perf_counter()
+    lr = cfg.resolved_lr(task.kind)
+    result = TrialResult(config=cfg.to_dict(), status="ok", metric=float("nan"), lr=lr)
+    model, params = build(loaded, cfg)
+    result.trainable = sum(p.numel() for p in params)
+    _train(model, params, loaded, task, cfg, lr, result, progress)
+    result.wall_s = time.perf_counter() - start
+    return model, result
+
+
+def run_trial(factory: ModelFactory, task: Task, cfg: TrialConfig, progress: bool = True) -> TrialResult:
+    """One trial on a fresh model; a crash inside training is recorded as a failed result.
+
+    Configuration errors (ValueError: d larger than D, SAID with d <= groups, empty data) are
+    raised, since every other trial of the sweep would hit them too.
+    """
+    start = time.perf_counter()
+    try:
+        return train_model(factory(cfg.seed), task, cfg, progress)[1]
+    except ValueError:
+        raise
+    except Exception as e:  # noqa: BLE001 - any crash inside a trial is recorded, the sweep goes on
+        return TrialResult(
+            config=cfg.to_dict(), status="failed", metric=float("nan"), lr=cfg.resolved_lr(task.kind),
+            wall_s=time.perf_counter() - start, error=f"{type(e).__name__}: {e}",
+        )
+
+
+def _train(model, params, loaded, task, cfg, lr, result: TrialResult, progress: bool) -> None:
+    n = len(task.train)
+    if n == 0:
+        raise ValueError(f"task {task.name!r} has no training examples")
+    per_epoch = math.ceil(n / cfg.batch_size)
+    total = cfg.max_steps or max(1, math.ceil(cfg.epochs * per_epoch))
+    eval_every = cfg.eval_every or min(total, per_epoch)
+    if cfg.method == "full":
+        opt = torch.optim.AdamW(params, lr=lr, weight_decay=cfg.weight_decay)
+    else:
+        opt = torch.optim.Adam(params, lr=lr)
+    sched = torch.optim.lr_scheduler.LambdaLR(opt, _schedule(total, cfg.warmup))
+    gen = torch.Generator().manual_seed(cfg.seed)
+    order = torch.randperm(n, generator=gen)
+    model.train()
+    bar = tqdm(total=total, desc=f"{cfg.method} d={cfg.d} seed={cfg.seed}", disable=not progress, leave=False)
+    best = -math.inf
+    ema = None
+    for step in range(total):
+        pos = (step * cfg.batch_size) % n
+        if step and pos < cfg.batch_size:
+            order = torch.randperm(n, generator=gen)
+        idx = order[pos : pos + cfg.batch_size].tolist()
+        loss = _loss(_logits(model(**loaded.encode(task.train, idx))), task.train.labels[idx], task.is_regression)
+        if not torch.isfinite(loss):
+            result.status, result.error, result.steps = "diverged", f"loss became {loss.item()} at step {step}", step
+            bar.close()
+            return
+        opt.zero_grad(set_to_none=True)
+        loss.backward()
+        opt.step()
+        sched.step()
+        ema = loss.item() if ema is None else 0.9 * ema + 0.1 * loss.item()
+        result.steps, result.train_loss = step + 1, ema
+        bar.update(1)
+        if (step + 1) % eval_every == 0 or step + 1 == total:
+            metrics = evaluate(model, loaded, task, batch_size=cfg.eval_batch_size)
+            value = metrics[task.metric]
+            result.curve.append((step + 1, value))
+            if value > best:
+                best, result.metrics = value, metrics
+            bar.set_postfix(loss=f"{ema:.3f}", **{task.metric: f"{value:.4f}"})
+            if cfg.threshold is not None and value >= cfg.threshold:
+                break
+    bar.close()
+    result.metric = best
+    if not math.isfinite(best):
+        result.status, result.error = "diverged", "evaluation metric is not finite"

@@ -1,0 +1,175 @@
+"""The d90 search on a synthetic objective whose true d90 is known; the store; resume."""
+
+import json
+import math
+import sqlite3
+import subprocess
+import sys
+import textwrap
+import time
+
+import pytest
+import torch
+
+from intrinsic_dim.search import measure_d90
+from intrinsic_dim.store import RunConfigMismatch, Store
+from intrinsic_dim.tasks.base import Split, Task
+from intrinsic_dim.train import TrialConfig, TrialResult
+
+TRUE_D90 = 3981.07  # metric(d) = log10(d) / 4 crosses 0.9 at d = 10**3.6
+
+
+def _task(n_train=1000):
+    split = Split(labels=torch.zeros(n_train, dtype=torch.long), texts=[("x",)] * n_train)
+    return Task(name="synthetic", kind="text", label_names=["a", "b"], metric="accuracy", train=split, eval=split, description="synthetic")
+
+
+class Synthetic:
+    """metric(d, seed) = log10(d)/4 + small seeded noise; optionally diverges at one point."""
+
+    def __init__(self, noise=0.004, diverge_at=None):
+        self.calls = []
+        self.noise, self.diverge_at = noise, diverge_at
+
+    def __call__(self, cfg: TrialConfig) -> TrialResult:
+        self.calls.append((cfg.method, cfg.d, cfg.seed))
+        if cfg.method == "full":
+            return TrialResult(config=cfg.to_dict(), status="ok", metric=1.0, lr=1e-3)
+        if cfg.d == self.diverge_at and cfg.seed == 1:
+            return TrialResult(config=cfg.to_dict(), status="diverged", metric=float("nan"), error="loss became nan")
+        g = torch.Generator().manual_seed(cfg.d * 100 + cfg.seed)
+        noise = self.noise * (2 * torch.rand(1, generator=g).item() - 1)
+        return TrialResult(config=cfg.to_dict(), status="ok", metric=min(1.0, math.log10(cfg.d) / 4 + noise), lr=0.1)
+
+
+def test_search_finds_known_d90():
+    run = Synthetic()
+    r = measure_d90(None, _task(), seeds=3, precision=0.05, runner=run, trial=TrialConfig(said=False), log=lambda s: None)
+    assert r.baseline == 1.0 and r.threshold == pytest.approx(0.9)
+    assert r.status == "found" and r.monotone
+    assert TRUE_D90 <= r.d90 <= TRUE_D90 * 1.06
+    assert r.crossing == pytest.approx(TRUE_D90, rel=0.05)
+    lo, hi = r.ci
+    assert lo <= r.crossing <= hi and hi / lo < 1.5
+    assert r.bound == pytest.approx(math.sqrt(r.d90 / 1000))
+    # the coarse pass stopped at the first passing grid point: nothing above 10000 was trained
+    assert max(d for _, d, _ in run.calls if d) <= 10000
+    assert len([c for c in run.calls if c[0] == "full"]) == 3
+
+
+def test_search_with_given_baseline_and_fraction():
+    run = Synthetic()
+    r = measure_d90(None, _task(), seeds=2, fraction=0.8, baseline=0.9, runner=run, trial=TrialConfig(said=False), log=lambda s: None)
+    assert not any(m == "full" for m, _, _ in run.calls)
+    assert r.threshold == pytest.approx(0.72)
+    true = 10 ** (0.72 * 4)
+    assert true <= r.d90 <= true * 1.16
+
+
+def test_search_steps_below_grid_and_reports_out_of_range():
+    r = measure_d90(None, _task(), dims=[30000], seeds=1, baseline=1.0, runner=Synthetic(), trial=TrialConfig(said=False), log=lambda s: None)
+    assert TRUE_D90 <= r.d90 <= TRUE_D90 * 1.16
+    r2 = measure_d90(None, _task(), dims=[10, 100], seeds=1, baseline=1.0, runner=Synthetic(), trial=TrialConfig(said=False), log=lambda s: None)
+    assert r2.d90 is None and r2.status == "above_largest" and "d90 > 100" in r2.notes[0]
+
+
+def test_diverged_trial_counts_as_failed_point():
+    run = Synthetic(diverge_at=10000)
+    r = measure_d90(None, _task(), dims=[1000, 10000, 30000], seeds=2, baseline=1.0, runner=run, trial=TrialConfig(said=False), log=lambda s: None)
+    point = {p["d"]: p for p in r.points}
+    assert not point[10000]["passed"] and point[30000]["passed"]
+    assert any(t["status"] == "diverged" for t in r.trials)
+    assert not r.monotone or r.d90 > 10000
+
+
+def test_bad_arguments():
+    for kw in (dict(fraction=0), dict(seeds=0), dict(dims=[0, 10]), dict(precision=0)):
+        with pytest.raises(ValueError):
+            measure_d90(None, _task(), baseline=1.0, runner=Synthetic(), trial=TrialConfig(said=False), log=lambda s: None, **kw)
+
+
+class Interrupt(Exception):
+    pass
+
+
+def test_resume_after_interruption_equals_uninterrupted(tmp_path):
+    kw = dict(seeds=2, precision=0.05, trial=TrialConfig(said=False), log=lambda s: None, run_config={"model": "m"})
+    full = measure_d90(None, _task(), runner=Synthetic(), run_dir=tmp_path / "a", **kw)
+
+    calls = 0
+
+    def flaky(cfg):
+        nonlocal calls
+        calls += 1
+        if calls == 9:
+            raise Interrupt()
+        return Synthetic()(cfg)
+
+    with pytest.raises(Interrupt):
+        measure_d90(None, _task(), runner=flaky, run_dir=tmp_path / "b", **kw)
+    assert len(Store(tmp_path / "b").rows()) == 8
+    second = Synthetic()
+    resumed = measure_d90(None, _task(), runner=second, run_dir=tmp_path / "b", **kw)
+    assert len(second.calls) == len(full.trials) - 8
+    assert (resumed.d90, resumed.crossing, resumed.ci, resumed.points) == (full.d90, full.crossing, full.ci, full.points)
+    rerun = Synthetic()
+    measure_d90(None, _task(), runner=rerun, run_dir=tmp_path / "b", **kw)
+    assert rerun.calls == []
+
+
+def test_run_dir_of_other_configuration_is_refused(tmp_path):
+    kw = dict(seeds=1, baseline=1.0, trial=TrialConfig(said=False), log=lambda s: None, runner=Synthetic(), dims=[10000])
+    measure_d90(None, _task(), run_dir=tmp_path, run_config={"model": "a", "task": "t"}, **kw)
+    with pytest.raises(RunConfigMismatch, match="model"):
+        measure_d90(None, _task(), run_dir=tmp_path, run_config={"model": "b", "task": "t"}, **kw)
+
+
+def test_store_rows_and_csv(tmp_path):
+    store = Store(tmp_path)
+    cfg = TrialConfig(d=10)
+    store.put("search", TrialResult(config=cfg.to_dict(), status="diverged", metric=float("nan"), error="nan loss"))
+    row = store.get(cfg.to_dict())
+    assert row["status"] == "diverged" and math.isnan(row["metric"]) and row["d"] == 10
+    text = store.export_csv(tmp_path / "trials.csv").read_text().splitlines()
+    assert text[0].startswith("id,role,method,d,seed") and "diverged" in text[1]
+    assert sqlite3.connect(tmp_path / "trials.sqlite").execute("PRAGMA journal_mode").fetchone()[0] == "wal"
+
+
+_KILL_SCRIPT = textwrap.dedent(
+    """
+    import json, math, sys, time, torch
+    sys.path.insert(0, sys.argv[2])
+    from test_search import Synthetic, _task
+    from intrinsic_dim.search import measure_d90
+    from intrinsic_dim.train import TrialConfig
+    slow = float(sys.argv[3])
+    base = Synthetic()
+    def runner(cfg):
+        time.sleep(slow)
+        return base(cfg)
+    r = measure_d90(None, _task(), seeds=2, precision=0.05, trial=TrialConfig(said=False), log=lambda s: None,
+                    runner=runner, run_dir=sys.argv[1], run_config={"model": "m"})
+    print(json.dumps({"d90": r.d90, "crossing": r.crossing, "points": r.points, "new": len(base.calls)}))
+    """
+)
+
+
+def test_killed_process_resumes(tmp_path):
+    here = str(__import__("pathlib").Path(__file__).parent)
+    ref = json.loads(subprocess.run([sys.executable, "-c", _KILL_SCRIPT, str(tmp_path / "ref"), here, "0"],
+                                    capture_output=True, text=True, check=True).stdout)
+    run_dir = tmp_path / "killed"
+    proc = subprocess.Popen([sys.executable, "-c", _KILL_SCRIPT, str(run_dir), here, "0.15"], stdout=subprocess.PIPE)
+    deadline = time.time() + 60
+    while time.time() < deadline:
+        time.sleep(0.1)
+        if (run_dir / "trials.sqlite").exists() and len(Store(run_dir).rows()) >= 6:
+            break
+    proc.kill()
+    proc.wait()
+    done = len(Store(run_dir).rows())
+    assert 6 <= done < ref["new"]
+    out = json.loads(subprocess.run([sys.executable, "-c", _KILL_SCRIPT, str(run_dir), here, "0"],
+                                    capture_output=True, text=True, check=True).stdout)
+    assert out["new"] == ref["new"] - done
+    assert (out["d90"], out["crossing"], out["points"]) == (ref["d90"], ref["crossing"], ref["points"])
