@@ -84,16 +84,29 @@ def seeded_order(n: int, seed: int, stream: int) -> torch.Tensor:
     return torch.argsort(keys, stable=True)
 
 
-def stratified_split(labels: torch.Tensor, eval_fraction: float) -> tuple[torch.Tensor, torch.Tensor]:
-    """Fixed (SPLIT_SEED) stratified split: sorted train and eval indices, round(fraction * count) per class to eval."""
-    train, held = [], []
+def stratified_split(
+    labels: torch.Tensor, eval_fraction: float, groups: torch.Tensor | None = None
+) -> tuple[torch.Tensor, torch.Tensor]:
+    """Fixed (SPLIT_SEED) stratified split into sorted train and eval indices.
+
+    round(fraction * count) of each class goes to eval. With ``groups`` (one id per example),
+    examples sharing an id (e.g. duplicate texts) stay on one side: the split is made over each
+    group's first example, with its label, and the rest of the group follows it.
+    """
+    if groups is None:
+        groups = torch.arange(len(labels))
+    _, inverse = torch.unique(groups, return_inverse=True)
+    first = torch.full((int(inverse.max()) + 1 if len(inverse) else 0,), len(labels), dtype=torch.int64)
+    first.scatter_reduce_(0, inverse, torch.arange(len(labels)), reduce="amin")
+    held_groups = []
     for c in torch.unique(labels).tolist():
-        members = torch.nonzero(labels == c).flatten()
+        members = torch.nonzero(labels[first] == c).flatten()
         order = members[seeded_order(len(members), SPLIT_SEED, _SPLIT_STREAM + int(c))]
-        k = round(eval_fraction * len(members))
-        held.append(order[:k])
-        train.append(order[k:])
-    return torch.sort(torch.cat(train)).values, torch.sort(torch.cat(held)).values
+        held_groups.append(order[: round(eval_fraction * len(members))])
+    held = torch.zeros(len(first), dtype=torch.bool)
+    held[torch.cat(held_groups)] = True
+    in_eval = held[inverse]
+    return torch.nonzero(~in_eval).flatten(), torch.nonzero(in_eval).flatten()
 
 
 def subsample(split: Split, limit: int | None, seed: int, stream: int) -> Split:

