@@ -99,6 +99,7 @@ def _build_parser() -> argparse.ArgumentParser:
     _data_args(e)
     e.add_argument("--adapter", default=None, help="adapter directory made by `train` (its model, task and seed are used unless given)")
     e.add_argument("--seed", type=int, default=None, help="head initialisation seed (default: the adapter's, else 0)")
+    e.add_argument("--batch-size", type=int, default=128, help="evaluation batch size (default: %(default)s)")
     e.add_argument("--config", default=None, help="YAML/JSON file of options; flags override it")
 
     g = sub.add_parser("merge", help="write theta0 + P(z) into the model and save it as a plain model",
@@ -137,6 +138,21 @@ def _load_config(path: str, parser: argparse.ArgumentParser) -> dict[str, Any]:
     return {k.replace("-", "_"): v for k, v in data.items()}
 
 
+def _coerce(action: argparse.Action, value: Any, parser: argparse.ArgumentParser) -> Any:
+    """A config-file value converted as the flag's own type would convert it."""
+    try:
+        if action.type in (_ints, _floats):
+            scalar = int if action.type is _ints else float
+            if isinstance(value, str):
+                return action.type(value)
+            return [scalar(v) for v in (value if isinstance(value, list) else [value])]
+        if action.type is not None and isinstance(value, str):
+            return action.type(value)
+    except (TypeError, ValueError, argparse.ArgumentTypeError) as e:
+        parser.error(f"config option {action.dest}: {e}")
+    return value
+
+
 def _parse(argv: Sequence[str] | None) -> argparse.Namespace:
     parser = _build_parser()
     args = parser.parse_args(argv)
@@ -147,11 +163,8 @@ def _parse(argv: Sequence[str] | None) -> argparse.Namespace:
         unknown = sorted(set(cfg) - known)
         if unknown:
             parser.error(f"unknown option(s) in {args.config}: {unknown}; valid: {sorted(known - {'help', 'config'})}")
-        for k in ("dims",):
-            if isinstance(cfg.get(k), str):
-                cfg[k] = _ints(cfg[k])
-        if isinstance(cfg.get("lr_search"), str):
-            cfg["lr_search"] = _floats(cfg["lr_search"])
+        actions = {a.dest: a for a in sub._actions}
+        cfg = {k: _coerce(actions[k], v, parser) for k, v in cfg.items()}
         sub.set_defaults(**cfg)
         args = parser.parse_args(argv)
     return args
@@ -257,7 +270,7 @@ def cmd_evaluate(args: argparse.Namespace) -> int:
     task = load_task(args.task, max_train=args.max_train, max_eval=args.max_eval, seed=0)
     loaded = load_model(args.model, task, seed=seed, max_length=args.max_length)
     model = SubspaceModel.from_pretrained(loaded.model, args.adapter) if args.adapter else loaded.model
-    metrics = evaluate(model, loaded, task)
+    metrics = evaluate(model, loaded, task, batch_size=args.batch_size)
     print(json.dumps({"task": task.name, "model": args.model, "adapter": args.adapter, "examples": len(task.eval), **metrics}, indent=2))
     return 0
 

@@ -140,6 +140,8 @@ def build(loaded: LoadedModel, cfg: TrialConfig) -> tuple[nn.Module, list[nn.Par
 
 def train_model(loaded: LoadedModel, task: Task, cfg: TrialConfig, progress: bool = True) -> tuple[nn.Module, TrialResult]:
     """Build the model for ``cfg`` from ``loaded``, train it, and return it with its result."""
+    if cfg.method == "subspace" and (isinstance(cfg.d, bool) or not isinstance(cfg.d, int) or cfg.d < 1):
+        raise ValueError(f"d must be a positive integer, got {cfg.d!r}")
     start = time.perf_counter()
     lr = cfg.resolved_lr(task.kind)
     result = TrialResult(config=cfg.to_dict(), status="ok", metric=float("nan"), lr=lr)

@@ -1,0 +1,146 @@
+"""The intrinsic-dim command end to end on a tiny model and tiny real-format data."""
+
+import csv
+import json
+import random
+import subprocess
+import sys
+
+import pytest
+import torch
+
+from intrinsic_dim.cli import main
+
+POS = ["great", "lovely", "happy", "good", "fine", "excellent"]
+NEG = ["awful", "sad", "bad", "terrible", "poor", "horrible"]
+
+
+def _write(path, n, seed):
+    rng = random.Random(seed)
+    with open(path, "w", newline="") as f:
+        w = csv.writer(f)
+        w.writerow(["sentence", "label"])
+        for _ in range(n):
+            lab = rng.randrange(2)
+            words = [rng.choice(POS if lab else NEG) for _ in range(3)] + ["the", "day"]
+            rng.shuffle(words)
+            w.writerow([" ".join(words), "pos" if lab else "neg"])
+
+
+@pytest.fixture
+def data_dir(tmp_path):
+    d = tmp_path / "data"
+    d.mkdir()
+    _write(d / "train.csv", 96, 0)
+    _write(d / "validation.csv", 48, 1)
+    return d
+
+
+def _common(data_dir):
+    return ["--model", "bert-tiny-random", "--task", str(data_dir), "--quiet", "--batch-size", "16", "--max-length", "16"]
+
+
+def test_measure_writes_results_and_resumes(tmp_path, data_dir, capsys):
+    run = tmp_path / "run"
+    args = ["measure", *_common(data_dir), "--seeds", "2", "--dims", "100,1000", "--epochs", "3", "--full-lr", "1e-3",
+            "--lr", "0.3", "--run-dir", str(run)]
+    assert main(args) == 0
+    out = capsys.readouterr().out
+    assert "d90" in out and "plot:" in out
+    for name in ("d90.json", "trials.csv", "curve.png", "report.md", "trials.sqlite"):
+        assert (run / name).is_file(), name
+    res = json.loads((run / "d90.json").read_text())
+    assert res["task"].endswith("data") and res["metric"] == "accuracy" and res["points"]
+    n_trials = len(res["trials"])
+    rows = list(csv.DictReader(open(run / "trials.csv")))
+    assert len(rows) == n_trials and {r["role"] for r in rows} == {"baseline", "search"}
+    assert main(args) == 0
+    again = capsys.readouterr().out
+    assert again.count("resumed") == n_trials
+    assert json.loads((run / "d90.json").read_text())["d90"] == res["d90"]
+    assert "| d |" in (run / "report.md").read_text()
+
+
+def test_measure_refuses_run_dir_of_other_configuration(tmp_path, data_dir, capsys):
+    run = tmp_path / "run"
+    base = ["measure", *_common(data_dir), "--seeds", "1", "--dims", "100", "--baseline", "0.5", "--max-steps", "2", "--run-dir", str(run)]
+    assert main(base) == 0
+    assert main(base + ["--max-train", "50"]) == 2
+    assert "different configuration" in capsys.readouterr().err
+
+
+def test_report_overlays_runs(tmp_path, data_dir, capsys):
+    runs = []
+    for method in ("--said", "--did"):
+        run = tmp_path / method.strip("-")
+        main(["measure", *_common(data_dir), method, "--seeds", "1", "--dims", "100,300", "--baseline", "0.6",
+              "--max-steps", "3", "--run-dir", str(run)])
+        runs.append(str(run))
+    out = tmp_path / "cmp"
+    assert main(["report", *runs, "--out", str(out)]) == 0
+    text = (out / "report.md").read_text()
+    assert "SAID" in text and "DID" in text and (out / "curve.png").stat().st_size > 10_000
+
+
+def test_train_evaluate_merge_roundtrip(tmp_path, data_dir, capsys):
+    adapter = tmp_path / "adapter"
+    assert main(["train", *_common(data_dir), "--d", "200", "--max-steps", "12", "--lr", "0.3", "--seed", "3", "--out", str(adapter)]) == 0
+    trained = capsys.readouterr().out
+    assert "adapter saved" in trained
+    final = float(trained.split("final ")[1].split(";")[0])
+    assert (adapter / "adapter_model.safetensors").stat().st_size < 4096
+    assert main(["evaluate", *_common(data_dir), "--adapter", str(adapter)]) == 0
+    report = json.loads(capsys.readouterr().out)
+    assert report["accuracy"] == pytest.approx(final, abs=1e-9)
+    merged = tmp_path / "merged"
+    assert main(["merge", str(adapter), "--out", str(merged)]) == 0
+    from transformers import AutoModelForSequenceClassification
+
+    assert AutoModelForSequenceClassification.from_pretrained(merged).num_labels == 2
+
+
+def test_config_file_with_flag_override(tmp_path, data_dir, capsys):
+    cfg = tmp_path / "c.yaml"
+    cfg.write_text(f"model: bert-tiny-random\ntask: {data_dir}\nseeds: 1\ndims: 100\nbaseline: 0.5\nmax_steps: 2\nquiet: true\n")
+    run = tmp_path / "r"
+    assert main(["measure", "--config", str(cfg), "--run-dir", str(run), "--fraction", "0.5"]) == 0
+    assert json.loads((run / "d90.json").read_text())["fraction"] == 0.5
+    bad = tmp_path / "bad.yaml"
+    bad.write_text("modle: x\n")
+    with pytest.raises(SystemExit):
+        main(["measure", "--config", str(bad)])
+    assert "unknown option(s)" in capsys.readouterr().err
+
+
+@pytest.mark.parametrize(
+    "argv,message",
+    [
+        (["measure", "--task", "no-such-task", "--model", "bert-tiny-random"], "unknown task"),
+        (["train", "--model", "no-such-model", "--task", "mnist-5k"], "no-such-model"),
+        (["train", "--d", "0"], "positive integer"),
+        (["train", "--d", "100000000"], "exceeds D"),
+        (["train", "--max-train", "0"], "max_train"),
+    ],
+)
+def test_user_errors_are_clear(argv, message, data_dir, capsys):
+    argv = [*argv, "--quiet", "--max-steps", "1"]
+    if "--task" not in argv:
+        argv += ["--task", str(data_dir), "--model", "bert-tiny-random"]
+    assert main(argv) == 2
+    assert message in capsys.readouterr().err
+
+
+def test_bad_data_files(tmp_path, capsys):
+    empty = tmp_path / "empty.csv"
+    empty.write_text("sentence,label\n")
+    nolabel = tmp_path / "nolabel.csv"
+    nolabel.write_text("sentence,target\nhello,1\nworld,0\n")
+    for path, msg in ((empty, "empty"), (nolabel, "label")):
+        assert main(["train", "--task", str(path), "--model", "bert-tiny-random", "--quiet", "--max-steps", "1"]) == 2
+        assert msg in capsys.readouterr().err.lower()
+
+
+@pytest.mark.parametrize("verb", ["measure", "train", "evaluate", "merge", "report"])
+def test_help_of_every_verb(verb):
+    out = subprocess.run([sys.executable, "-m", "intrinsic_dim.cli", verb, "--help"], capture_output=True, text=True)
+    assert out.returncode == 0 and "usage: intrinsic-dim " + verb in out.stdout
