@@ -1,6 +1,8 @@
 """Task registry: packaged tasks, own-file tasks, GLUE errors, metrics and error messages."""
 
+import gzip
 import json
+import struct
 import sys
 import types
 
@@ -132,6 +134,8 @@ def test_json_and_jsonl_with_int_labels_renumbered(tmp_path):
     (tmp_path / "wrapped.json").write_text(json.dumps({"data": [{"text": "c", "label": "y"}]}))
     both = load_task(f"{tmp_path / 'cols.json'},{tmp_path / 'wrapped.json'}")
     assert both.train.texts == [("a",), ("b",)] and both.eval.labels.tolist() == [1]
+    (tmp_path / "flags.jsonl").write_text('{"text": "a", "label": true}\n{"text": "b", "label": false}\n')
+    assert load_task(str(tmp_path / "flags.jsonl") + "," + str(tmp_path / "flags.jsonl")).label_names == ["False", "True"]
 
 
 def test_tsv_float_labels_are_a_regression(tmp_path):
@@ -234,6 +238,24 @@ def test_glue_rows_become_a_task(monkeypatch):
     assert sts.is_regression and sts.train.labels.dtype == torch.float32 and sts.metric == "spearmanr"
 
 
+def _write_idx(path, array):
+    header = struct.pack(f">{array.ndim + 1}i", 2051 if array.ndim == 3 else 2049, *array.shape)
+    path.write_bytes(gzip.compress(header + array.numpy().tobytes()))
+
+
+def test_fashion_mnist_reads_idx_files_from_the_override_folder(monkeypatch, tmp_path):
+    for part, n in (("train", 5), ("t10k", 3)):
+        _write_idx(tmp_path / f"{part}-images-idx3-ubyte.gz", torch.full((n, 28, 28), 255, dtype=torch.uint8))
+        _write_idx(tmp_path / f"{part}-labels-idx1-ubyte.gz", torch.arange(n, dtype=torch.uint8))
+    monkeypatch.setenv(FASHION_ENV, str(tmp_path))
+    task = load_task("fashion-mnist", max_eval=2)
+    assert (len(task.train), len(task.eval)) == (5, 2) and task.train.labels.tolist() == [0, 1, 2, 3, 4]
+    assert task.train.images.shape == (5, 1, 28, 28) and torch.all(task.train.images == 1.0)
+    (tmp_path / "t10k-labels-idx1-ubyte.gz").write_bytes(gzip.compress(b"\x00\x00\x08\x03" + bytes(8)))
+    with pytest.raises(TaskError, match="not an IDX file"):
+        load_task("fashion-mnist")
+
+
 def test_fashion_mnist_missing_names_the_debian_package(monkeypatch, tmp_path):
     monkeypatch.setenv(FASHION_ENV, str(tmp_path))
     with pytest.raises(TaskError, match="apt-get install dataset-fashion-mnist"):
@@ -266,7 +288,8 @@ def test_matthews_correlation():
     task = _task("matthews_correlation")
     pred, label = torch.tensor([1, 1, 0, 0, 1]), torch.tensor([1, 0, 0, 1, 1])
     assert compute_metrics(task, pred, label) == {"matthews_correlation": pytest.approx(1 / 6)}  # (2*1-1*1)/sqrt(3*3*2*2)
-    assert compute_metrics(task, torch.tensor([1, 0, 1, 1]), torch.tensor([1, 1, 1, 0]))["matthews_correlation"] == pytest.approx(-1 / 3)
+    negative = compute_metrics(task, torch.tensor([1, 0, 1, 1]), torch.tensor([1, 1, 1, 0]))
+    assert negative["matthews_correlation"] == pytest.approx(-1 / 3)  # sklearn's documented example
     assert compute_metrics(task, torch.ones(4, dtype=torch.long), torch.tensor([1, 0, 1, 0]))["matthews_correlation"] == 0.0
     three = compute_metrics(_task("matthews_correlation", "abc"), torch.tensor([0, 1, 2, 0]), torch.tensor([0, 1, 2, 0]))
     assert three["matthews_correlation"] == pytest.approx(1.0)

@@ -111,13 +111,16 @@ def text_columns(rows: list[Row], path: Path) -> list[str]:
 def _raw_labels(rows: list[Row], path: Path) -> list[Any]:
     if "label" not in _columns(rows):
         raise TaskError(
-            f"{path} has no 'label' column (columns: {', '.join(_columns(rows))}); rename the column holding the targets to 'label'"
+            f"{path} has no 'label' column (columns: {', '.join(_columns(rows))}); "
+            "rename the column holding the targets to 'label'"
         )
     out = []
     for i, r in enumerate(rows):
         v = r.get("label")
-        if v is None or (isinstance(v, str) and not v.strip()) or isinstance(v, (dict, list, bool)):
-            raise TaskError(f"{path}: example {i + 1} has a bad label {v!r}; every label must be a class name, an integer or a number")
+        if v is None or (isinstance(v, str) and not v.strip()) or isinstance(v, (dict, list)):
+            raise TaskError(
+                f"{path}: example {i + 1} has a bad label {v!r}; every label must be a class name, an integer or a number"
+            )
         out.append(v.strip() if isinstance(v, str) else v)
     return out
 
@@ -169,34 +172,37 @@ def resolve_files(name: str) -> tuple[Path, Path | None]:
     return found["train"], evals[0]
 
 
-def _single_file_split(labels: torch.Tensor, regression: bool) -> tuple[torch.Tensor, torch.Tensor]:
-    if not regression:
-        return stratified_split(labels, SINGLE_FILE_EVAL_FRACTION)
-    order = seeded_order(len(labels), SPLIT_SEED, _PLAIN_SPLIT_STREAM)
-    k = round(SINGLE_FILE_EVAL_FRACTION * len(labels))
-    return torch.sort(order[k:]).values, torch.sort(order[:k]).values
+def _single_file_split(labels: torch.Tensor, regression: bool, path: Path) -> tuple[torch.Tensor, torch.Tensor, str]:
+    if regression:
+        order = seeded_order(len(labels), SPLIT_SEED, _PLAIN_SPLIT_STREAM)
+        k = round(SINGLE_FILE_EVAL_FRACTION * len(labels))
+        train_idx, eval_idx = torch.sort(order[k:]).values, torch.sort(order[:k]).values
+    else:
+        train_idx, eval_idx = stratified_split(labels, SINGLE_FILE_EVAL_FRACTION)
+    if len(eval_idx) == 0 or len(train_idx) == 0:
+        raise TaskError(f"{path} has too few examples ({len(labels)}) to hold out {SINGLE_FILE_EVAL_FRACTION:g} for evaluation")
+    kind = "plain" if regression else "stratified"
+    fraction = SINGLE_FILE_EVAL_FRACTION
+    how = f"one file {path}, split {1 - fraction:g}/{fraction:g} by a fixed {kind} shuffle (seed {SPLIT_SEED})"
+    return train_idx, eval_idx, how
 
 
 def file_task(name: str) -> Task:
     """A task from the file(s) named by ``name`` (see :func:`resolve_files`)."""
     train_path, eval_path = resolve_files(name)
-    train_rows = read_rows(train_path)
-    eval_rows = read_rows(eval_path) if eval_path is not None else []
-    columns = text_columns(train_rows, train_path)
-    raw = _raw_labels(train_rows, train_path) + (_raw_labels(eval_rows, eval_path) if eval_path is not None else [])
-    labels, names = encode_file_labels(raw, str(train_path) if eval_path is None else f"{train_path} and {eval_path}")
-    texts = _texts(train_rows, columns, train_path) + (_texts(eval_rows, columns, eval_path) if eval_path is not None else [])
-    full = Split(labels=labels, texts=texts)
+    sources = [(train_path, read_rows(train_path))] + ([(eval_path, read_rows(eval_path))] if eval_path else [])
+    columns = text_columns(sources[0][1], train_path)
+    raw = [v for path, rows in sources for v in _raw_labels(rows, path)]
+    labels, names = encode_file_labels(raw, " and ".join(str(path) for path, _ in sources))
+    full = Split(labels=labels, texts=[t for path, rows in sources for t in _texts(rows, columns, path)])
     if eval_path is None:
-        train_idx, eval_idx = _single_file_split(labels, not names)
-        if len(eval_idx) == 0 or len(train_idx) == 0:
-            raise TaskError(f"{train_path} has too few examples ({len(labels)}) to hold out {SINGLE_FILE_EVAL_FRACTION:g} for evaluation")
-        how = f"one file, split {1 - SINGLE_FILE_EVAL_FRACTION:g}/{SINGLE_FILE_EVAL_FRACTION:g} by a fixed {'plain' if not names else 'stratified'} shuffle (seed {SPLIT_SEED})"
+        train_idx, eval_idx, how = _single_file_split(labels, not names, train_path)
     else:
-        n = len(train_rows)
+        n = len(sources[0][1])
         train_idx, eval_idx = torch.arange(n), torch.arange(n, len(labels))
         how = f"train {train_path}, eval {eval_path}"
-    target = "regression on 'label' (float)" if not names else f"{len(names)} classes from 'label' ({', '.join(names[:10])}{', ...' if len(names) > 10 else ''})"
+    shown = ", ".join(names[:10]) + (", ..." if len(names) > 10 else "")
+    target = f"{len(names)} classes from 'label' ({shown})" if names else "regression on 'label' (float)"
     return Task(
         name=name, kind="text", label_names=names, metric="accuracy" if names else "spearmanr",
         train=full.subset(train_idx), eval=full.subset(eval_idx),

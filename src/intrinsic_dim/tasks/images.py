@@ -59,7 +59,7 @@ def read_idx(path: Path, ndim: int) -> torch.Tensor:
 def fashion_dir() -> Path:
     """The folder with Fashion-MNIST's four IDX files: $INTRINSIC_DIM_FASHION_MNIST_DIR or Debian's."""
     folder = Path(os.environ.get(FASHION_ENV) or FASHION_DIR)
-    needed = ["train-images-idx3-ubyte.gz", "train-labels-idx1-ubyte.gz", "t10k-images-idx3-ubyte.gz", "t10k-labels-idx1-ubyte.gz"]
+    needed = [f"{part}-{kind}-idx{n}-ubyte.gz" for part in ("train", "t10k") for kind, n in (("images", 3), ("labels", 1))]
     missing = [n for n in needed if not (folder / n).is_file()]
     if missing:
         raise TaskError(
@@ -81,7 +81,10 @@ def fashion_mnist() -> Task:
     return Task(
         name="fashion-mnist", kind="image", label_names=list(FASHION_CLASSES), metric="accuracy",
         train=_fashion_split(folder, "train"), eval=_fashion_split(folder, "t10k"),
-        description=f"Fashion-MNIST from the IDX files in {folder} (Debian dataset-fashion-mnist); the official test split is the eval split.",
+        description=(
+            f"Fashion-MNIST from the IDX files in {folder} (Debian dataset-fashion-mnist); "
+            "the official test split is the eval split."
+        ),
     )
 
 

@@ -17,7 +17,7 @@ def package_file(distribution: str, relative: str) -> Path:
     try:
         path = Path(str(importlib.metadata.distribution(distribution).locate_file(relative)))
     except importlib.metadata.PackageNotFoundError:
-        raise TaskError(f"this task reads its data from the Python package {distribution!r}, which is not installed: {hint}") from None
+        raise TaskError(f"this task reads its data from the package {distribution!r}, which is not installed: {hint}") from None
     if not path.is_file():
         raise TaskError(f"{distribution} is installed but {relative} is missing from it; reinstall it: {hint}")
     return path

