@@ -13,11 +13,13 @@ D_i) this is the released code's ``||G|| * sqrt(D_i)``.
 
 The random factors come from :mod:`intrinsic_dim.rng` as pure functions of (seed, block, position),
 so any kernel may regenerate them; this module's pure-torch path caches them per device.
-Kernels for a whole segment register in ``SEGMENT_KERNELS`` by device type.
+Kernels for a whole segment register in ``SEGMENT_KERNELS`` by device type: on import, the native
+CPU kernel (float32/float64) where it is built, and the Triton kernel where CUDA and Triton exist.
 """
 
 from __future__ import annotations
 
+import importlib.util
 import math
 import os
 from dataclasses import dataclass
@@ -26,7 +28,7 @@ from typing import Callable
 import torch
 
 from intrinsic_dim import rng
-from intrinsic_dim.hadamard import fwht
+from intrinsic_dim.hadamard import fwht, native
 
 
 @dataclass(frozen=True)
@@ -144,3 +146,42 @@ def segment_transpose(seg: Segment, y: torch.Tensor, d: int) -> torch.Tensor:
     """Transpose of one segment on the best kernel for y's device."""
     k = segment_kernel(y)
     return k.transpose(seg, y, d) if k is not None else segment_transpose_torch(seg, y, d)
+
+
+def _native_forward(seg: Segment, z: torch.Tensor) -> torch.Tensor:
+    return native.load().segment_forward(z, seg.seed, seg.block0, seg.nblocks, seg.n, seg.out_len, seg.scale)
+
+
+def _native_transpose(seg: Segment, y: torch.Tensor, d: int) -> torch.Tensor:
+    return native.load().segment_transpose(y, d, seg.seed, seg.block0, seg.nblocks, seg.n, seg.out_len, seg.scale)
+
+
+def _native_accepts(x: torch.Tensor) -> bool:
+    return x.device.type == "cpu" and x.dtype in (torch.float32, torch.float64)
+
+
+def _triton_forward(seg: Segment, z: torch.Tensor) -> torch.Tensor:
+    from intrinsic_dim.gpu import triton_fastfood
+
+    return triton_fastfood.segment_forward(z, seg.seed, seg.block0, seg.nblocks, seg.n, seg.out_len, seg.scale)
+
+
+def _triton_transpose(seg: Segment, y: torch.Tensor, d: int) -> torch.Tensor:
+    from intrinsic_dim.gpu import triton_fastfood
+
+    return triton_fastfood.segment_transpose(y, d, seg.seed, seg.block0, seg.nblocks, seg.n, seg.out_len, seg.scale)
+
+
+def _triton_accepts(x: torch.Tensor) -> bool:
+    return x.device.type == "cuda" and x.dtype in (torch.float32, torch.float64)
+
+
+def _register_kernels() -> None:
+    """Register the native CPU segment kernel, and the Triton one where CUDA and Triton exist."""
+    if native.load() is not None:
+        register_segment_kernel("cpu", SegmentKernel("native", _native_forward, _native_transpose, _native_accepts))
+    if torch.cuda.is_available() and importlib.util.find_spec("triton") is not None:
+        register_segment_kernel("cuda", SegmentKernel("triton", _triton_forward, _triton_transpose, _triton_accepts))
+
+
+_register_kernels()
