@@ -175,6 +175,12 @@ def _setup(args: argparse.Namespace) -> None:
         import torch
 
         torch.set_num_threads(args.threads)
+    try:
+        from transformers.utils import logging as hf_logging
+
+        hf_logging.disable_progress_bar()
+    except ImportError:
+        pass
 
 
 def _load(args: argparse.Namespace, seed_default: int = 0):
