@@ -19,6 +19,9 @@
 #ifdef __AVX2__
 #include <immintrin.h>
 #endif
+#ifdef __linux__
+#include <sys/mman.h>
+#endif
 
 #define GOLDEN 0x9E3779B97F4A7C15ULL
 #define MIX1 0xBF58476D1CE4E5B9ULL
@@ -37,6 +40,8 @@
 /* Most chunks of blocks whose transposes are summed separately (then reduced in order). */
 #define MAX_CHUNKS 32
 #define PARTIALS_BYTES (64LL << 20)
+/* Outputs at least this large are advised onto transparent huge pages. */
+#define HUGE_MIN_BYTES (8LL << 20)
 
 typedef float vf8 __attribute__((vector_size(32)));
 typedef float vf4 __attribute__((vector_size(16)));
@@ -46,6 +51,7 @@ typedef int64_t vi64 __attribute__((vector_size(32)));
 typedef uint32_t vu32 __attribute__((vector_size(32)));
 typedef int32_t vi32 __attribute__((vector_size(32)));
 typedef int32_t vi32x4 __attribute__((vector_size(16)));
+typedef uint16_t vu16 __attribute__((vector_size(32)));
 
 /* ---------------------------------------------------------------- counter-based generator */
 
@@ -127,11 +133,11 @@ static void perm_init(perm_t *p, uint64_t key, int L) {
     }
 }
 
+/* Masking once per round after the add is the same as masking after the multiply and the add. */
 static inline vu32 perm8(const perm_t *p, vu32 x) {
     for (int r = 0; r < PERM_ROUNDS; r++) {
         x ^= x >> p->shift;
-        x = (x * p->mult[r]) & p->mask;
-        x = (x + p->add[r]) & p->mask;
+        x = (x * p->mult[r] + p->add[r]) & p->mask;
     }
     return x;
 }
@@ -139,8 +145,7 @@ static inline vu32 perm8(const perm_t *p, vu32 x) {
 /* x ^ (x >> s) is its own inverse because 2 * shift >= L. */
 static inline vu32 iperm8(const perm_t *p, vu32 x) {
     for (int r = PERM_ROUNDS - 1; r >= 0; r--) {
-        x = (x - p->add[r]) & p->mask;
-        x = (x * p->inv[r]) & p->mask;
+        x = ((x - p->add[r]) * p->inv[r]) & p->mask;
         x ^= x >> p->shift;
     }
     return x;
@@ -154,6 +159,31 @@ static inline uint32_t perm1(const perm_t *p, uint32_t x, int inverse) {
 static inline vu32 lanes8(int64_t j) {
     uint32_t b = (uint32_t)j;
     return (vu32){b, b + 1, b + 2, b + 3, b + 4, b + 5, b + 6, b + 7};
+}
+
+/* pi (or pi^-1) of positions i .. i + 15 as two index vectors; blocks of at most 2**16 elements
+ * compute in 16-bit lanes, twice as many per instruction (the low 16 bits are all that matter). */
+static inline void perm16(const perm_t *p, int64_t i, int inverse, vu32 *a, vu32 *b) {
+    if (p->mask > 0xFFFFu) {
+        *a = inverse ? iperm8(p, lanes8(i)) : perm8(p, lanes8(i));
+        *b = inverse ? iperm8(p, lanes8(i + 8)) : perm8(p, lanes8(i + 8));
+        return;
+    }
+    const uint16_t m = (uint16_t)p->mask, j = (uint16_t)i;
+    vu16 x = (vu16){0, 1, 2, 3, 4, 5, 6, 7, 8, 9, 10, 11, 12, 13, 14, 15} + j;
+    if (inverse) {
+        for (int r = PERM_ROUNDS - 1; r >= 0; r--) {
+            x = ((x - (uint16_t)p->add[r]) * (uint16_t)p->inv[r]) & m;
+            x ^= x >> p->shift;
+        }
+    } else {
+        for (int r = 0; r < PERM_ROUNDS; r++) {
+            x ^= x >> p->shift;
+            x = (x * (uint16_t)p->mult[r] + (uint16_t)p->add[r]) & m;
+        }
+    }
+    *a = __builtin_convertvector(__builtin_shufflevector(x, x, 0, 1, 2, 3, 4, 5, 6, 7), vu32);
+    *b = __builtin_convertvector(__builtin_shufflevector(x, x, 8, 9, 10, 11, 12, 13, 14, 15), vu32);
 }
 
 /* ---------------------------------------------------------------- threading helpers */
@@ -190,6 +220,19 @@ static inline void span(int64_t n, int par, int64_t *lo, int64_t *hi) {
 #else
 #define BARRIER(par) ((void)(par))
 #endif
+
+/* Ask for transparent huge pages on the untouched pages of a large output: in a VM, faulting in
+ * 4 KiB pages of a fresh tensor costs more than the kernel itself. */
+static void advise_huge(void *p, size_t bytes) {
+#if defined(__linux__) && defined(MADV_HUGEPAGE)
+    const uintptr_t huge = (uintptr_t)1 << 21;
+    uintptr_t a = ((uintptr_t)p + huge - 1) & ~(huge - 1), e = ((uintptr_t)p + bytes) & ~(huge - 1);
+    if (bytes >= HUGE_MIN_BYTES && e > a) madvise((void *)a, e - a, MADV_HUGEPAGE);
+#else
+    (void)p;
+    (void)bytes;
+#endif
+}
 
 static void *alloc_aligned(size_t bytes) {
     size_t rounded = (bytes + 63) / 64 * 64;
@@ -297,7 +340,7 @@ static inline void acc_add_f64(double *acc, vd4 v) {
 #define LOGW 3
 #define SFX f32
 #define CHUNK_LOG 13
-#define TILE_LOG 16
+#define TILE_LOG 17
 #include "fastfood_impl.h"
 #undef T
 #undef V
@@ -315,7 +358,7 @@ static inline void acc_add_f64(double *acc, vd4 v) {
 #define LOGW 2
 #define SFX f64
 #define CHUNK_LOG 12
-#define TILE_LOG 15
+#define TILE_LOG 16
 #include "fastfood_impl.h"
 
 /* ---------------------------------------------------------------- introspection */

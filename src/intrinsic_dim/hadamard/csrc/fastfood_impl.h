@@ -114,6 +114,23 @@ static void FN(fwht_small)(T *dst, const T *src, int L) {
     FN(cross_stages)(dst, nvec, 3, L - LOGW - 3, 0);
 }
 
+/* R rows of wc elements (a multiple of W) from src (row stride ss) to dst (row stride ds). */
+static void FN(copy_rows)(T *dst, int64_t ds, const T *src, int64_t ss, int64_t R, int64_t wc) {
+    for (int64_t r = 0; r < R; r++)
+        for (int64_t j = 0; j < wc; j += W) FN(st)(dst + r * ds + j, FN(ld)(src + r * ss + j));
+}
+
+/* Into L2, the rows of the next tile: they load while this tile is transformed. */
+static void FN(prefetch_rows)(const T *src, int64_t ss, int64_t R, int64_t wc) {
+    for (int64_t r = 0; r < R; r++)
+        for (int64_t j = 0; j < wc; j += 64 / (int64_t)sizeof(T)) __builtin_prefetch(src + r * ss + j, 0, 2);
+}
+
+/* The first element of tile t: column block t mod (S / wc) of the rows of group t / (S / wc). */
+static inline T *FN(tile_base)(T *a, int64_t t, int s0, int g, int lw) {
+    return a + ((t >> (s0 - lw)) << (s0 + g)) + ((t & ((((int64_t)1) << (s0 - lw)) - 1)) << lw);
+}
+
 /* dst = H src for one row longer than a chunk: every chunk in L1, then the remaining stages in
  * L2-sized tiles (columns of the row viewed as a matrix). With par, the team shares the work. */
 static void FN(fwht_large)(T *dst, const T *src, int L, int par, T *tile) {
@@ -137,10 +154,11 @@ static void FN(fwht_large)(T *dst, const T *src, int L, int par, T *tile) {
         const int64_t wc = (int64_t)1 << lw, ntiles = n >> (g + lw);
         span(ntiles, par, &lo, &hi);
         for (int64_t t = lo; t < hi; t++) {
-            T *base = dst + ((t >> (s0 - lw)) << (s0 + g)) + ((t & ((S >> lw) - 1)) << lw);
-            for (int64_t r = 0; r < R; r++) memcpy(tile + r * wc, base + r * S, (size_t)wc * sizeof(T));
+            T *base = FN(tile_base)(dst, t, s0, g, lw);
+            FN(copy_rows)(tile, wc, base, S, R, wc);
+            if (t + 1 < hi) FN(prefetch_rows)(FN(tile_base)(dst, t + 1, s0, g, lw), S, R, wc);
             FN(cross_stages)(tile, R << (lw - LOGW), lw - LOGW, g, 0);
-            for (int64_t r = 0; r < R; r++) memcpy(base + r * S, tile + r * wc, (size_t)wc * sizeof(T));
+            FN(copy_rows)(base, S, tile, wc, R, wc);
         }
         BARRIER(par);
         s0 += g;
@@ -164,6 +182,7 @@ int FN(ff_fwht)(T *dst, const T *src, int64_t rows, int L, int nt) {
     const int team = (rows * n >= PAR_ELEMS && nt > 1) ? nt : 1;
     T *tiles = NULL;
     if (big && !(tiles = alloc_aligned((size_t)(team * tile_elems) * sizeof(T)))) return -1;
+    if (dst != src) advise_huge(dst, (size_t)(rows * n) * sizeof(T));
     if (big && team > 1 && rows < 2 * team) {
 #pragma omp parallel num_threads(team)
         for (int64_t r = 0; r < rows; r++) FN(fwht_large)(dst + r * n, src + r * n, L, 1, tiles + thread_id() * tile_elems);
@@ -203,7 +222,14 @@ static void FN(sign_fill)(T *buf, const T *z, int64_t d, uint64_t kb, int64_t e0
 /* dst[i] = src[pi(i)] * G_i over [e0, e1). */
 static void FN(gather_gauss)(T *dst, const T *src, const perm_t *p, uint64_t kg, int64_t e0, int64_t e1) {
     vu64 c = ctr_at(kg, e0);
-    for (int64_t i = e0; i < e1; i += 8) {
+    int64_t i = e0;
+    for (; i + 16 <= e1; i += 16) {
+        vu32 a, b;
+        perm16(p, i, 0, &a, &b);
+        for (int k = 0; k < 8 / W; k++) FN(st)(dst + i + k * W, FN(gatherv)(src, a, k) * FN(gauss_next)(&c));
+        for (int k = 0; k < 8 / W; k++) FN(st)(dst + i + 8 + k * W, FN(gatherv)(src, b, k) * FN(gauss_next)(&c));
+    }
+    if (i < e1) {
         vu32 idx = perm8(p, lanes8(i));
         for (int k = 0; k < 8 / W; k++) FN(st)(dst + i + k * W, FN(gatherv)(src, idx, k) * FN(gauss_next)(&c));
     }
@@ -217,7 +243,14 @@ static void FN(mul_gauss)(T *a, uint64_t kg, int64_t e0, int64_t e1) {
 
 /* dst[j] = src[pi^-1(j)] over [e0, e1): the transpose of the gather. */
 static void FN(gather_inverse)(T *dst, const T *src, const perm_t *p, int64_t e0, int64_t e1) {
-    for (int64_t j = e0; j < e1; j += 8) {
+    int64_t j = e0;
+    for (; j + 16 <= e1; j += 16) {
+        vu32 a, b;
+        perm16(p, j, 1, &a, &b);
+        for (int k = 0; k < 8 / W; k++) FN(st)(dst + j + k * W, FN(gatherv)(src, a, k));
+        for (int k = 0; k < 8 / W; k++) FN(st)(dst + j + 8 + k * W, FN(gatherv)(src, b, k));
+    }
+    if (j < e1) {
         vu32 idx = iperm8(p, lanes8(j));
         for (int k = 0; k < 8 / W; k++) FN(st)(dst + j + k * W, FN(gatherv)(src, idx, k));
     }
@@ -339,6 +372,7 @@ int FN(ff_forward)(T *out, const T *z, int64_t d, uint64_t seed, int64_t block0,
     const int64_t per = FN(scratch_elems)(L, coop ? team : 1);
     T *scratch = alloc_aligned((size_t)((coop ? 1 : team) * per) * sizeof(T));
     if (!scratch) return -1;
+    advise_huge(out, (size_t)out_len * sizeof(T));
     if (coop) {
 #pragma omp parallel num_threads(team)
         for (int64_t b = 0; b < nblocks; b++) FN(fwd_block)(out, z, d, seed, block0, b, L, out_len, (T)scale, scratch, 1);
@@ -412,10 +446,17 @@ void FN(ff_factors)(T *bsign, int32_t *perm, int32_t *iperm, T *gauss, uint64_t 
         FN(sign_fill)(br, ones, n, k.kb, 0, n);
         for (int64_t i = 0; i < n; i += W) FN(st)(gr + i, (V){0} + 1);
         FN(mul_gauss)(gr, k.kg, 0, n);
-        for (int64_t i = 0; i < n; i += 8) {
-            vu32 p = perm8(&k.p, lanes8(i)), q = iperm8(&k.p, lanes8(i));
-            memcpy(pr + i, &p, sizeof p);
-            memcpy(ir + i, &q, sizeof q);
+        for (int64_t i = 0; i < n; i += 16) {
+            vu32 p[2], q[2];
+            if (i + 16 <= n) {
+                perm16(&k.p, i, 0, p, p + 1);
+                perm16(&k.p, i, 1, q, q + 1);
+            } else {
+                p[0] = perm8(&k.p, lanes8(i));
+                q[0] = iperm8(&k.p, lanes8(i));
+            }
+            memcpy(pr + i, p, (size_t)(n - i < 16 ? n - i : 16) * sizeof(int32_t));
+            memcpy(ir + i, q, (size_t)(n - i < 16 ? n - i : 16) * sizeof(int32_t));
         }
     }
     free(ones);
