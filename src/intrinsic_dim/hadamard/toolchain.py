@@ -86,7 +86,10 @@ def build(isa: str, out_dir: Path) -> Path:
     os.close(fd)
     cmd = [cc, *BASE_FLAGS, *ISA_FLAGS[isa], "-o", tmp, str(CSRC / "fastfood.c"), "-lm"]
     try:
-        proc = subprocess.run(cmd, capture_output=True, text=True)
+        try:
+            proc = subprocess.run(cmd, capture_output=True, text=True)
+        except OSError as e:
+            raise BuildError(f"cannot run the C compiler {cc!r}: {e}") from e
         if proc.returncode != 0:
             raise BuildError(f"{' '.join(cmd)} failed:\n{proc.stderr.strip()}")
         os.replace(tmp, target)
