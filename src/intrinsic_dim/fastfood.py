@@ -19,7 +19,6 @@ CPU kernel (float32/float64) where it is built, and the Triton kernel where CUDA
 
 from __future__ import annotations
 
-import importlib.util
 import math
 import os
 from dataclasses import dataclass
@@ -27,7 +26,7 @@ from typing import Callable
 
 import torch
 
-from intrinsic_dim import rng
+from intrinsic_dim import gpu, rng
 from intrinsic_dim.hadamard import fwht, native
 
 
@@ -180,7 +179,7 @@ def _register_kernels() -> None:
     """Register the native CPU segment kernel, and the Triton one where CUDA and Triton exist."""
     if native.load() is not None:
         register_segment_kernel("cpu", SegmentKernel("native", _native_forward, _native_transpose, _native_accepts))
-    if torch.cuda.is_available() and importlib.util.find_spec("triton") is not None:
+    if gpu.available():
         register_segment_kernel("cuda", SegmentKernel("triton", _triton_forward, _triton_transpose, _triton_accepts))
 
 

@@ -6,16 +6,20 @@ Convention: ``fwht`` is the *unnormalised* transform H (entries +-1, Sylvester o
 
 Kernels register per device type; ``fwht`` uses the highest-priority registered kernel that
 accepts the tensor (``INTRINSIC_DIM_KERNEL=torch`` forces the pure-torch path everywhere).
-Importing this package loads (building if needed) the native CPU kernel and registers it as "native".
+Importing this package loads (building if needed) the native CPU kernel and registers it as "native",
+and registers the Triton kernel as "triton" where CUDA and Triton exist.
 """
 
 from __future__ import annotations
 
+from intrinsic_dim.gpu import register_fwht
 from intrinsic_dim.hadamard import native
 from intrinsic_dim.hadamard.dispatch import available_kernels, fwht, fwht_kernel, register_kernel
 from intrinsic_dim.hadamard.native import fwht_native, fwht_native_
 from intrinsic_dim.hadamard.reference import fwht_reference
 from intrinsic_dim.hadamard.torch_fwht import fwht_torch, hadamard_matrix
+
+register_fwht()
 
 __all__ = [
     "available_kernels",
