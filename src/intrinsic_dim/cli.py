@@ -33,8 +33,14 @@ def _floats(s: str) -> list[float]:
 
 def _data_args(p: argparse.ArgumentParser) -> None:
     g = p.add_argument_group("model and data")
-    g.add_argument("--model", default="minilm-l6", help="short name (see --list), Hugging Face path or hub id (default: %(default)s)")
-    g.add_argument("--task", default="tweet-sentiment", help="packaged task name, data files, or GLUE name (default: %(default)s)")
+    from intrinsic_dim.models import list_models
+    from intrinsic_dim.tasks import list_tasks
+
+    g.add_argument("--model", default="minilm-l6",
+                   help=f"one of {', '.join(list_models())}, or a Hugging Face folder or hub id (default: %(default)s)")
+    g.add_argument("--task", default="tweet-sentiment",
+                   help=f"one of {', '.join(list_tasks())}, or data files: DIR with train.csv and validation.csv, "
+                   "or TRAIN,EVAL (default: %(default)s)")
     g.add_argument("--max-train", type=int, default=2000, help="subsample the training split to this many examples, fixed seed (default: %(default)s)")
     g.add_argument("--max-eval", type=int, default=1000, help="subsample the validation split (default: %(default)s)")
     g.add_argument("--max-length", type=int, default=64, help="token truncation length for text models (default: %(default)s)")
@@ -57,7 +63,7 @@ def _train_args(p: argparse.ArgumentParser) -> None:
     g.add_argument("--epochs", type=float, default=1.0, help="epochs per trial (default: %(default)s)")
     g.add_argument("--max-steps", type=int, default=None, help="optimizer steps per trial (overrides --epochs)")
     g.add_argument("--batch-size", type=int, default=32, help="(default: %(default)s)")
-    g.add_argument("--eval-every", type=int, default=None, help="evaluate every N steps (default: once per epoch and at the end)")
+    g.add_argument("--eval-every", type=int, default=None, help="evaluate every N steps (default: three times per epoch and at the end)")
 
 
 def _build_parser() -> argparse.ArgumentParser:
@@ -71,10 +77,10 @@ def _build_parser() -> argparse.ArgumentParser:
     _subspace_args(m)
     _train_args(m)
     g = m.add_argument_group("search")
-    g.add_argument("--seeds", type=int, default=3, help="seeds per dimension (default: %(default)s)")
+    g.add_argument("--seeds", type=int, default=1, help="seeds per dimension (default: %(default)s, the CPU demo budget; 3 for a real run)")
     g.add_argument("--fraction", type=float, default=0.9, help="threshold fraction of the baseline (default: %(default)s = d90)")
     g.add_argument("--dims", type=_ints, default=None, help="coarse grid of d, e.g. 100,300,1000 (default: 10,30,...,30000)")
-    g.add_argument("--precision", type=float, default=0.15, help="stop bisecting when hi/lo <= 1 + precision (default: %(default)s)")
+    g.add_argument("--precision", type=float, default=0.3, help="stop bisecting when hi/lo <= 1 + precision (default: %(default)s)")
     g.add_argument("--baseline", type=float, default=None, help="use this baseline metric instead of full fine-tuning (e.g. 1.0 for Li et al.'s MNIST)")
     g.add_argument("--baseline-seeds", type=int, default=None, help="full fine-tuning seeds (default: --seeds)")
     g.add_argument("--full-lr", type=float, default=None, help="full fine-tuning learning rate (default: 3e-5 text, 1e-3 images)")
@@ -204,6 +210,10 @@ def _trial_template(args: argparse.Namespace):
     )
 
 
+def _duration(seconds: float) -> str:
+    return f"{seconds:.0f} s" if seconds < 120 else f"{seconds / 60:.1f} min"
+
+
 def cmd_measure(args: argparse.Namespace) -> int:
     from intrinsic_dim.report import plot_curves, write_report
     from intrinsic_dim.search import measure_d90
@@ -239,10 +249,10 @@ def cmd_measure(args: argparse.Namespace) -> int:
         print(f"\n{name} = {result.d90:,} (interpolated crossing {result.crossing:,.0f}{ci}); "
               f"threshold {result.threshold:.4f} = {args.fraction:g} x baseline {result.baseline:.4f}")
     else:
-        print(f"\n{name} not found: " + "; ".join(result.notes))
+        print(f"\n{name} not found.")
     for n in result.notes:
         print(f"note: {n}")
-    print(f"plot: {run_dir / 'curve.png'}\nreport: {run_dir / 'report.md'}\nwall time {result.wall_s / 60:.1f} min")
+    print(f"plot: {run_dir / 'curve.png'}\nreport: {run_dir / 'report.md'}\nwall time {_duration(result.wall_s)}")
     return 0
 
 

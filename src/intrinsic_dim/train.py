@@ -28,6 +28,7 @@ if TYPE_CHECKING:
 METHODS = ("full", "subspace")
 SUBSPACE_REF_LR = 0.1
 SUBSPACE_REF_D = 1000
+EVALS_PER_EPOCH = 3
 
 ModelFactory = Callable[[int], "LoadedModel"]
 
@@ -176,7 +177,7 @@ def _train(model, params, loaded, task, cfg, lr, result: TrialResult, progress: 
         raise ValueError(f"task {task.name!r} has no training examples")
     per_epoch = math.ceil(n / cfg.batch_size)
     total = cfg.max_steps or max(1, math.ceil(cfg.epochs * per_epoch))
-    eval_every = cfg.eval_every or min(total, per_epoch)
+    eval_every = cfg.eval_every or max(1, min(total, per_epoch) // EVALS_PER_EPOCH)
     if cfg.method == "full":
         opt = torch.optim.AdamW(params, lr=lr, weight_decay=cfg.weight_decay)
     else:
