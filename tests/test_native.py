@@ -257,3 +257,17 @@ def test_lazy_build_into_cache(monkeypatch, tmp_path):
     assert lib.path.parent == tmp_path and lib.isa == "generic"
     x = torch.randn(3, 256, dtype=torch.float64)
     assert torch.equal(lib.fwht(x), fwht_reference(x))
+
+
+def test_bench_records_and_table(tmp_path):
+    from intrinsic_dim import bench
+
+    floor = bench.Floor(1)
+    assert floor.bandwidth_gbs > 0 and floor.add_rate > 0
+    recs = [bench.bench_fwht((1 << 12,), floor, 2), bench.bench_fwht((3, 1 << 7), floor, 2), bench.bench_fastfood(5000, 100, floor, 1)]
+    assert [r["name"] for r in recs] == ["fwht_2^12", "fwht_3x2^7", "fastfood_fwd_bwd_D0.0M_d100"]
+    for r in recs:
+        assert {"name", "ours_ms", "baseline_name", "baseline_ms", "floor_ms"} <= set(r)
+        assert r["ours_ms"] > 0 and r["floor_ms"] > 0
+    table = bench.format_table(recs)
+    assert "fwht_3x2^7" in table and "speedup" in table

@@ -47,6 +47,8 @@ class NativeLib:
                 getattr(lib, f"ff_{op}_{sfx}").argtypes = [_PTR, _PTR, _I64, _U64, _I64, _I64, _INT, _I64, _DBL, _INT]
             getattr(lib, f"ff_factors_{sfx}").argtypes = [_PTR, _PTR, _PTR, _PTR, _U64, _I64, _I64, _INT]
             getattr(lib, f"ff_factors_{sfx}").restype = None
+        lib.ff_add_probe.argtypes = [_I64, _INT]
+        lib.ff_add_probe.restype = _DBL
         lib.ff_key.argtypes = [_U64, _U64, _U64]
         lib.ff_key.restype = _U64
         self._lib = lib
@@ -108,6 +110,11 @@ class NativeLib:
         p, q = torch.empty(nblocks, n, dtype=torch.int32), torch.empty(nblocks, n, dtype=torch.int32)
         self._fn("factors", dtype)(b.data_ptr(), p.data_ptr(), q.data_ptr(), g.data_ptr(), seed, block0, nblocks, _log2(n))
         return b, p, q, g
+
+    def add_probe(self, iters: int, threads: int) -> int:
+        """Run 96 * iters register-resident float32 adds on each of ``threads`` threads; return the count."""
+        self._lib.ff_add_probe(iters, threads)
+        return 96 * iters * threads
 
     def key(self, seed: int, stream: int, block: int) -> int:
         """The generator key of (seed, stream, block), as computed natively."""

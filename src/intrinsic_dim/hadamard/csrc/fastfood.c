@@ -34,7 +34,7 @@
 #define GAUSS_SCALE (1.0 / sqrt(4.0 * ((65536.0 * 65536.0 - 1.0) / 12.0)))
 
 /* Elements below which work stays on one thread. */
-#define PAR_ELEMS (1 << 15)
+#define PAR_ELEMS (1 << 17)
 /* Blocks at least this long (log2) are shared by all threads when there are few of them. */
 #define COOP_MIN_LOG 16
 /* Most chunks of blocks whose transposes are summed separately (then reduced in order). */
@@ -340,7 +340,9 @@ static inline void acc_add_f64(double *acc, vd4 v) {
 #define LOGW 3
 #define SFX f32
 #define CHUNK_LOG 13
-#define TILE_LOG 17
+#define TILE_LOG 16
+#define ROW_MIN_LOG 6
+#define TILE_MAX_LOG 17
 #include "fastfood_impl.h"
 #undef T
 #undef V
@@ -350,6 +352,8 @@ static inline void acc_add_f64(double *acc, vd4 v) {
 #undef SFX
 #undef CHUNK_LOG
 #undef TILE_LOG
+#undef ROW_MIN_LOG
+#undef TILE_MAX_LOG
 
 #define T double
 #define V vd4
@@ -358,7 +362,9 @@ static inline void acc_add_f64(double *acc, vd4 v) {
 #define LOGW 2
 #define SFX f64
 #define CHUNK_LOG 12
-#define TILE_LOG 16
+#define TILE_LOG 15
+#define ROW_MIN_LOG 5
+#define TILE_MAX_LOG 16
 #include "fastfood_impl.h"
 
 /* ---------------------------------------------------------------- introspection */
@@ -373,6 +379,23 @@ int ff_isa(void) {
 #else
     return 0;
 #endif
+}
+
+/* Benchmark probe: iters rounds of 12 independent register-resident float32 vector adds on each of
+ * nt threads, to measure the add rate (12 * 8 * iters * nt adds); the result depends on every add. */
+double ff_add_probe(int64_t iters, int nt) {
+    double total = 0;
+#pragma omp parallel num_threads(nt) reduction(+ : total)
+    {
+        const vf8 inc = (vf8){0} + (float)iters * 1e-30f;
+        vf8 a[12];
+        for (int k = 0; k < 12; k++) a[k] = (vf8){0} + (float)(k + nt);
+        for (int64_t i = 0; i < iters; i++)
+            for (int k = 0; k < 12; k++) a[k] += inc;
+        for (int k = 0; k < 12; k++)
+            for (int l = 0; l < 8; l++) total += a[k][l];
+    }
+    return total;
 }
 
 int ff_max_threads(void) {

@@ -2,13 +2,15 @@
  *
  * Defined by the includer: T (element), V (vector of W lanes, W = 2**LOGW), UV (unsigned integer
  * vector of the same shape), SFX (name suffix), CHUNK_LOG (log2 elements of a block transformed in
- * L1), TILE_LOG (log2 elements of a tile of the later stages, kept in L2).
+ * L1), TILE_LOG (log2 elements of a tile of the later stages, kept in L2, with the prefetched next
+ * one), ROW_MIN_LOG (log2 of the narrowest tile row: 256 bytes keep strided reads efficient) and
+ * TILE_MAX_LOG (log2 of the largest tile, GROUP_MAX stages of the narrowest rows).
  */
 
 #define CAT2(a, b) a##_##b
 #define CAT(a, b) CAT2(a, b)
 #define FN(name) CAT(name, SFX)
-#define GROUP_MAX (TILE_LOG - LOGW - 1)
+#define GROUP_MAX (TILE_MAX_LOG - ROW_MIN_LOG)
 
 static inline V FN(ld)(const T *p) {
     V v;
@@ -114,10 +116,57 @@ static void FN(fwht_small)(T *dst, const T *src, int L) {
     FN(cross_stages)(dst, nvec, 3, L - LOGW - 3, 0);
 }
 
-/* R rows of wc elements (a multiple of W) from src (row stride ss) to dst (row stride ds). */
-static void FN(copy_rows)(T *dst, int64_t ds, const T *src, int64_t ss, int64_t R, int64_t wc) {
-    for (int64_t r = 0; r < R; r++)
-        for (int64_t j = 0; j < wc; j += W) FN(st)(dst + r * ds + j, FN(ld)(src + r * ss + j));
+/* The radix of the next pass over nst remaining stages: 8, else 4 (also for 4 stages), else 2. */
+static inline int FN(radix_log)(int nst) { return (nst >= 3 && nst != 4) ? 3 : (nst >= 2 ? 2 : 1); }
+
+/* One radix-2**r pass of FWHT stages across R rows of wc elements, rows 2**lh apart in the first
+ * stage: src rows (stride ss) in, dst rows (stride ds) out, so a tile is filled or emptied in the
+ * same pass as its first or last stages are done. */
+#define RADIX_ROWS_BODY(R_LOG)                                                              \
+    for (int64_t grp = 0; grp < R >> R_LOG; grp++) {                                        \
+        const int64_t row = ((grp >> lh) << (lh + R_LOG)) + (grp & (h - 1));              \
+        const T *sp = src + row * ss;                                                        \
+        T *dp = dst + row * ds;                                                              \
+        for (int64_t j = 0; j < wc; j += W) {                                                \
+            V x[1 << R_LOG];                                                                 \
+            for (int k = 0; k < 1 << R_LOG; k++) x[k] = FN(ld)(sp + k * h * ss + j);         \
+            for (int st = 0; st < R_LOG; st++)                                               \
+                for (int k = 0; k < 1 << R_LOG; k++)                                         \
+                    if (!(k & (1 << st))) BF(x[k], x[k | (1 << st)]);                        \
+            for (int k = 0; k < 1 << R_LOG; k++) FN(st)(dp + k * h * ds + j, x[k]);          \
+        }                                                                                    \
+    }
+
+static void FN(radix_rows)(T *dst, int64_t ds, const T *src, int64_t ss, int64_t R, int64_t wc, int lh, int r) {
+    const int64_t h = (int64_t)1 << lh;
+    if (r == 3) {
+        RADIX_ROWS_BODY(3)
+    } else if (r == 2) {
+        RADIX_ROWS_BODY(2)
+    } else {
+        RADIX_ROWS_BODY(1)
+    }
+}
+
+/* All g stages across the 2**g rows (stride S) of wc columns at base, through an L2 tile. */
+static void FN(tile_stages)(T *base, int64_t S, int g, int64_t wc, T *tile) {
+    const int64_t R = (int64_t)1 << g;
+    int r = FN(radix_log)(g);
+    if (r == g) {
+        FN(radix_rows)(base, S, base, S, R, wc, 0, r);
+        return;
+    }
+    FN(radix_rows)(tile, wc, base, S, R, wc, 0, r);
+    int lh = r, left = g - r;
+    const int lwv = __builtin_ctzll((uint64_t)(wc / W));
+    while (left > FN(radix_log)(left)) {
+        const int rr = FN(radix_log)(left);
+        if (rr == 3) FN(radix8)(tile, lh + lwv, 0, (R * wc / W) >> 3);
+        else FN(radix4)(tile, lh + lwv, 0, (R * wc / W) >> 2);
+        lh += rr;
+        left -= rr;
+    }
+    FN(radix_rows)(base, S, tile, wc, R, wc, lh, left);
 }
 
 /* Into L2, the rows of the next tile: they load while this tile is transformed. */
@@ -146,7 +195,8 @@ static void FN(fwht_large)(T *dst, const T *src, int L, int par, T *tile) {
     for (int s0 = CHUNK_LOG; s0 < L;) {
         const int g = L - s0 < GROUP_MAX ? L - s0 : GROUP_MAX;
         const int64_t R = (int64_t)1 << g, S = (int64_t)1 << s0;
-        int lw = TILE_LOG - g < s0 ? TILE_LOG - g : s0;
+        int lw = TILE_LOG - g > ROW_MIN_LOG ? TILE_LOG - g : ROW_MIN_LOG;
+        if (lw > s0) lw = s0;
 #ifdef _OPENMP
         if (par)
             while (lw > LOGW + 1 && (n >> (g + lw)) < 4 * omp_get_num_threads()) lw--;
@@ -154,11 +204,8 @@ static void FN(fwht_large)(T *dst, const T *src, int L, int par, T *tile) {
         const int64_t wc = (int64_t)1 << lw, ntiles = n >> (g + lw);
         span(ntiles, par, &lo, &hi);
         for (int64_t t = lo; t < hi; t++) {
-            T *base = FN(tile_base)(dst, t, s0, g, lw);
-            FN(copy_rows)(tile, wc, base, S, R, wc);
             if (t + 1 < hi) FN(prefetch_rows)(FN(tile_base)(dst, t + 1, s0, g, lw), S, R, wc);
-            FN(cross_stages)(tile, R << (lw - LOGW), lw - LOGW, g, 0);
-            FN(copy_rows)(base, S, tile, wc, R, wc);
+            FN(tile_stages)(FN(tile_base)(dst, t, s0, g, lw), S, g, wc, tile);
         }
         BARRIER(par);
         s0 += g;
@@ -177,7 +224,7 @@ static void FN(fwht_row)(T *a, int L, int par, T *tile) {
 
 /* dst = H src over rows of 2**L elements (dst may be src); -1 if scratch memory is lacking. */
 int FN(ff_fwht)(T *dst, const T *src, int64_t rows, int L, int nt) {
-    const int64_t n = (int64_t)1 << L, tile_elems = (int64_t)1 << TILE_LOG;
+    const int64_t n = (int64_t)1 << L, tile_elems = (int64_t)1 << TILE_MAX_LOG;
     const int big = L > CHUNK_LOG;
     const int team = (rows * n >= PAR_ELEMS && nt > 1) ? nt : 1;
     T *tiles = NULL;
@@ -311,7 +358,7 @@ static void FN(tr_tiny)(double *acc, const T *y, int64_t keep, int64_t d, const 
 static void FN(fwd_block)(T *out, const T *z, int64_t d, uint64_t seed, int64_t block0, int64_t b, int L,
                           int64_t out_len, T scale, T *scratch, int par) {
     const int64_t n = (int64_t)1 << L, keep = out_len - b * n < n ? out_len - b * n : n;
-    T *u = scratch, *v = scratch + n, *tile = scratch + 2 * n + (par ? thread_id() : 0) * ((int64_t)1 << TILE_LOG);
+    T *u = scratch, *v = scratch + n, *tile = scratch + 2 * n + (par ? thread_id() : 0) * ((int64_t)1 << TILE_MAX_LOG);
     FN(block_t) k;
     FN(block_init)(&k, seed, block0 + b, L);
     if (L < 3) {
@@ -336,7 +383,7 @@ static void FN(tr_block)(double *acc, const T *y, int64_t d, uint64_t seed, int6
                          int64_t out_len, T scale, T *scratch, int par) {
     const int64_t n = (int64_t)1 << L, keep = out_len - b * n < n ? out_len - b * n : n;
     const int64_t dpad = (d + 7) & ~(int64_t)7;
-    T *u = scratch, *v = scratch + n, *tile = scratch + 2 * n + (par ? thread_id() : 0) * ((int64_t)1 << TILE_LOG);
+    T *u = scratch, *v = scratch + n, *tile = scratch + 2 * n + (par ? thread_id() : 0) * ((int64_t)1 << TILE_MAX_LOG);
     FN(block_t) k;
     FN(block_init)(&k, seed, block0 + b, L);
     if (L < 3) {
@@ -361,7 +408,7 @@ static void FN(tr_block)(double *acc, const T *y, int64_t d, uint64_t seed, int6
 
 /* Scratch of one block's work: two rows, and one tile per thread sharing it. */
 static int64_t FN(scratch_elems)(int L, int threads) {
-    return ((int64_t)2 << L) + (L > CHUNK_LOG ? (int64_t)threads << TILE_LOG : 0) + 16;
+    return ((int64_t)2 << L) + (L > CHUNK_LOG ? (int64_t)threads << TILE_MAX_LOG : 0) + 16;
 }
 
 /* out[0:out_len] = scale * [H G_b Pi_b H B_b pad(z)]_b for blocks block0 .. block0 + nblocks - 1. */
@@ -467,3 +514,4 @@ void FN(ff_factors)(T *bsign, int32_t *perm, int32_t *iperm, T *gauss, uint64_t 
 #undef FN
 #undef GROUP_MAX
 #undef BF
+#undef RADIX_ROWS_BODY
