@@ -7,7 +7,8 @@
   measured when importable) against the pure-torch ``fwht_torch``; ``ours_alloc_ms`` is the
   dispatcher's ``fwht(x)``, which returns a new tensor. Floor: the larger of one read+write pass at
   the memory bandwidth of a big tensor copy and n*log2(n) adds at the rate of a register-resident
-  add loop on the same threads, both measured here.
+  add loop on the same threads, both measured here; ``floor_inplace_ms`` takes the pass at the rate
+  of an in-place multiply instead (an in-place transform pays no write-allocate, a copy does).
 * ``fastfood_fwd_bwd_*``: a Fastfood projection forward P(z) and transpose P.T(y) at D = 22.7M (the
   size of MiniLM-L6) with the native kernel, against the pure-torch path; floor as above, for one
   pass over the D outputs and the four FWHTs of every block.
@@ -74,6 +75,7 @@ class Floor:
         x = torch.randn(COPY_ELEMS)
         y = torch.empty_like(x)
         self.copy_ms = best_ms(lambda: y.copy_(x), repeats)
+        self.inplace_ms = best_ms(lambda: x.mul_(1.0), repeats)
         self.copy_bytes = x.numel() * x.element_size()
         self.threads = torch.get_num_threads()
         lib = native.load()
@@ -89,9 +91,11 @@ class Floor:
         """Bytes read plus bytes written per second by a tensor copy, in GB/s."""
         return 2 * self.copy_bytes / (self.copy_ms / 1e3) / 1e9
 
-    def ms(self, pass_bytes: float, adds: float) -> float:
-        """max(one read+write pass over pass_bytes, adds at the measured add rate), in ms."""
-        return max(self.copy_ms * pass_bytes / self.copy_bytes, adds / self.add_rate * 1e3)
+    def ms(self, pass_bytes: float, adds: float, inplace: bool = False) -> float:
+        """max(one read+write pass over pass_bytes, adds at the measured add rate), in ms; the pass
+        at the rate of a tensor copy, or of an in-place multiply (no write-allocate) with inplace."""
+        pass_ms = self.inplace_ms if inplace else self.copy_ms
+        return max(pass_ms * pass_bytes / self.copy_bytes, adds / self.add_rate * 1e3)
 
 
 def _peer_fns() -> dict[str, Callable]:
@@ -128,8 +132,9 @@ def bench_fwht(shape: tuple[int, ...], floor: Floor, repeats: int) -> dict:
     peers = {f"peer_{p.replace('-', '_')}_ms": best_ms(lambda f=f: f(x.numpy()), repeats) for p, f in _peer_fns().items()}
     log2n = n.bit_length() - 1
     name = f"fwht_2^{log2n}" if len(shape) == 1 else f"fwht_{rows}x2^{log2n}"
-    flo = floor.ms(x.numel() * 4, x.numel() * math.log2(n))
-    return _record(name, ours, "fwht_torch", base, flo, ours_alloc_ms=alloc, **peers)
+    adds = x.numel() * math.log2(n)
+    flo, flo_inplace = floor.ms(x.numel() * 4, adds), floor.ms(x.numel() * 4, adds, inplace=True)
+    return _record(name, ours, "fwht_torch", base, flo, ours_alloc_ms=alloc, floor_inplace_ms=flo_inplace, **peers)
 
 
 def bench_fastfood(D: int, d: int, floor: Floor, repeats: int) -> dict:

@@ -109,8 +109,13 @@ def find_library(isa: str) -> Path | None:
 
 
 def ensure_library(isa: str) -> Path:
-    """The library for ``isa``: found, or built into the cache directory."""
-    return find_library(isa) or build(isa, cache_dir())
+    """The library for ``isa``: found, or built into the cache directory (clearing stale builds)."""
+    found = find_library(isa)
+    if found is not None:
+        return found
+    if cache_dir().is_dir():
+        remove_stale(cache_dir())
+    return build(isa, cache_dir())
 
 
 def remove_stale(out_dir: Path) -> list[Path]:

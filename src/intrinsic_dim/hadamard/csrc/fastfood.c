@@ -397,11 +397,3 @@ double ff_add_probe(int64_t iters, int nt) {
     }
     return total;
 }
-
-int ff_max_threads(void) {
-#ifdef _OPENMP
-    return omp_get_max_threads();
-#else
-    return 1;
-#endif
-}
