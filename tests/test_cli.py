@@ -144,3 +144,16 @@ def test_bad_data_files(tmp_path, capsys):
 def test_help_of_every_verb(verb):
     out = subprocess.run([sys.executable, "-m", "intrinsic_dim.cli", verb, "--help"], capture_output=True, text=True)
     assert out.returncode == 0 and "usage: intrinsic-dim " + verb in out.stdout
+
+
+def test_measure_on_images_with_absolute_baseline(tmp_path, capsys):
+    """Li et al.'s setting: an FC net on MNIST digits, DID, absolute baseline 1.0 (threshold 0.9)."""
+    run = tmp_path / "mnist"
+    argv = ["measure", "--model", "fc-784-200-200-10", "--task", "mnist-5k", "--did", "--baseline", "1.0", "--max-train", "400",
+            "--max-eval", "200", "--dims", "20,2000", "--max-steps", "15", "--batch-size", "64", "--quiet", "--run-dir", str(run)]
+    assert main(argv) == 0
+    res = json.loads((run / "d90.json").read_text())
+    assert res["threshold"] == pytest.approx(0.9) and res["baseline_source"] == "given" and not res["said"]
+    small = next(p for p in res["points"] if p["d"] == 20)
+    large = next(p for p in res["points"] if p["d"] == 2000)
+    assert 0.1 < small["mean"] < large["mean"]
