@@ -267,6 +267,27 @@ def format_table(records: list[dict]) -> str:
     return "\n".join(lines[:1] + ["-" * len(lines[0])] + lines[1:])
 
 
+def check_targets(records: list[dict]) -> list[str]:
+    """One line per target of the performance issue: met, or missed and by how much."""
+    lines = []
+    fwht = [r for r in records if r["name"].startswith("fwht_")]
+    for r in fwht:
+        if r["ours_over_floor"] is not None and r["ours_over_floor"] > 3:
+            lines.append(f"MISSED {r['name']}: {r['ours_over_floor']:.2f}x its floor (target 3x)")
+        peers = {k: v for k, v in r.items() if k.startswith("peer_") and k.endswith("_ms") and v is not None}
+        for k, v in peers.items():
+            if v < r["ours_ms"]:
+                lines.append(f"MISSED {r['name']}: {k[5:-3]} is {r['ours_ms'] / v:.2f}x faster than ours")
+    step = next((r for r in records if r["name"].startswith("train_step")), None)
+    for r in (r for r in records if r["name"].startswith("fastfood_")):
+        if r["speedup"] < 10:
+            lines.append(f"MISSED {r['name']}: {r['speedup']:.1f}x the pure-torch path (target 10x, short by {10 / r['speedup']:.2f}x)")
+        if step is not None and r["ours_ms"] > 0.1 * step["full_finetune_step_ms"]:
+            share = r["ours_ms"] / step["full_finetune_step_ms"]
+            lines.append(f"MISSED {r['name']}: {share:.0%} of a MiniLM-L6 step (target 10%)")
+    return lines or ["all targets met"]
+
+
 def main(argv: list[str] | None = None) -> int:
     """Command line: run the benchmarks, print the table, optionally write the JSON records."""
     ap = argparse.ArgumentParser(prog="intrinsic-dim bench", description=__doc__.splitlines()[0])
@@ -285,6 +306,7 @@ def main(argv: list[str] | None = None) -> int:
     if step is not None:
         print(f"projection share of a subspace step: {step['projection_share']:.0%} native, "
               f"{step['projection_torch_share']:.0%} pure torch (full fine-tuning step {step['full_finetune_step_ms']:.0f} ms)")
+    print("targets: " + "\n         ".join(check_targets(records)))
     if args.json:
         with open(args.json, "w", encoding="utf-8") as f:
             json.dump(records, f, indent=2)
