@@ -11,6 +11,7 @@ import time
 import pytest
 import torch
 
+from intrinsic_dim.report import format_ci
 from intrinsic_dim.search import measure_d90
 from intrinsic_dim.store import RunConfigMismatch, Store
 from intrinsic_dim.tasks.base import Split, Task
@@ -52,8 +53,8 @@ def test_search_finds_known_d90():
     lo, hi = r.ci
     assert lo <= r.crossing <= hi and hi / lo < 1.5
     assert r.bound == pytest.approx(math.sqrt(r.d90 / 1000))
-    # the coarse pass stopped at the first passing grid point: nothing above 10000 was trained
-    assert max(d for _, d, _ in run.calls if d) <= 10000
+    # the coarse pass stopped one grid point after the first passing one (10000): nothing above 30000
+    assert max(d for _, d, _ in run.calls if d) == 30000
     assert len([c for c in run.calls if c[0] == "full"]) == 3
 
 
@@ -173,3 +174,17 @@ def test_killed_process_resumes(tmp_path):
                                     capture_output=True, text=True, check=True).stdout)
     assert out["new"] == ref["new"] - done
     assert (out["d90"], out["crossing"], out["points"]) == (ref["d90"], ref["crossing"], ref["points"])
+
+
+def test_ci_open_above_when_the_passing_point_is_marginal():
+    """Seeds straddling tau at the only passing d: the interval's upper end lies beyond the grid."""
+
+    def runner(cfg):
+        value = {1000: (0.80, 0.82), 3000: (0.89, 0.92)}[cfg.d][cfg.seed]
+        return TrialResult(config=cfg.to_dict(), status="ok", metric=value)
+
+    r = measure_d90(None, _task(), dims=[1000, 3000], seeds=2, baseline=1.0, runner=runner, trial=TrialConfig(said=False),
+                    log=lambda s: None, precision=10)
+    assert r.d90 == 3000 and r.ci[1] is None and 1000 < r.ci[0] <= 3000
+    assert format_ci(r.ci, 3000) == f"{r.ci[0]:,.0f} - above 3,000"
+    json.loads(json.dumps(r.to_dict()))

@@ -215,7 +215,7 @@ def _duration(seconds: float) -> str:
 
 
 def cmd_measure(args: argparse.Namespace) -> int:
-    from intrinsic_dim.report import plot_curves, write_report
+    from intrinsic_dim.report import format_ci, plot_curves, write_report
     from intrinsic_dim.search import measure_d90
     from intrinsic_dim.store import Store
 
@@ -245,7 +245,7 @@ def cmd_measure(args: argparse.Namespace) -> int:
     write_report([res], run_dir / "report.md")
     name = f"d{round(100 * args.fraction)}"
     if result.d90 is not None:
-        ci = f", 95% CI {result.ci[0]:,.0f}-{result.ci[1]:,.0f}" if result.ci else ""
+        ci = f", 95% CI {format_ci(result.ci, max(p['d'] for p in result.points))}" if result.ci else ""
         print(f"\n{name} = {result.d90:,} (interpolated crossing {result.crossing:,.0f}{ci}); "
               f"threshold {result.threshold:.4f} = {args.fraction:g} x baseline {result.baseline:.4f}")
     else:

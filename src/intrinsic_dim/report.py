@@ -62,6 +62,13 @@ def _fmt(x: Any, digits: int = 4) -> str:
     return str(x)
 
 
+def format_ci(ci: Sequence[float | None] | None, largest_d: int) -> str:
+    """The bootstrap interval as text; an open upper end lies beyond the largest evaluated d."""
+    if not ci:
+        return "-"
+    return f"{ci[0]:,.0f} - {ci[1]:,.0f}" if ci[1] is not None else f"{ci[0]:,.0f} - above {largest_d:,}"
+
+
 def summary_table(results: Sequence[dict[str, Any]]) -> list[str]:
     """One markdown row per run: the numbers that matter for comparing d90s."""
     lines = [
@@ -69,8 +76,7 @@ def summary_table(results: Sequence[dict[str, Any]]) -> list[str]:
         "|---|---:|---:|---:|---:|---|---|---:|---:|",
     ]
     for r in results:
-        ci = r.get("ci")
-        ci_s = f"{ci[0]:,.0f} - {ci[1]:,.0f}" if ci and all(math.isfinite(c) for c in ci) else ("-" if not ci else f"{ci[0]:,.0f} - inf")
+        ci_s = format_ci(r.get("ci"), max(p["d"] for p in r["points"]))
         lines.append(
             f"| {_label(r)} | {_fmt(r['baseline'])} | {_fmt(r['threshold'])} | {_fmt(r['d90'])} | {_fmt(r['crossing'])} | "
             f"{ci_s} | {r['status']} | {_fmt(r.get('bound_sqrt_d90_over_n'))} | {r['wall_s'] / 60:.1f} min |"

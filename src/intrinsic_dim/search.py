@@ -2,8 +2,9 @@
 
 Method (DESIGN.md section 2). A baseline (full fine-tuning averaged over seeds, or a given value)
 sets the threshold tau = fraction * baseline. A coarse log-spaced pass evaluates dimensions in
-increasing order until the first point whose mean over seeds reaches tau (stepping down below the
-grid if its first point already passes), then bisection in log d between the last failing and the
+increasing order until the first point whose mean over seeds reaches tau, plus the next grid point
+above it (it checks that the curve stays above tau and bounds the interval), stepping down below the
+grid if its first point already passes; then bisection in log d between the last failing and the
 first passing point narrows the bracket to the requested relative precision.
 
 Why the answer can be trusted: the search assumes the metric grows with d (more directions can only
@@ -47,7 +48,7 @@ class D90Result:
     threshold: float
     d90: int | None
     crossing: float | None
-    ci: tuple[float, float] | None
+    ci: tuple[float, float | None] | None
     status: str
     points: list[dict[str, Any]]
     trials: list[dict[str, Any]]
@@ -206,9 +207,11 @@ def measure_d90(
     if not grid:
         raise ValueError(f"no dimension to evaluate: SAID needs d > {min_d - 1} (its number of groups); pass larger --dims")
     first_pass = None
-    for d in grid:
+    for i, d in enumerate(grid):
         if s.point(d, seeds, tau)["passed"]:
             first_pass = d
+            if i + 1 < len(grid):
+                s.point(grid[i + 1], seeds, tau)
             break
     if first_pass == grid[0]:
         d = grid[0]
@@ -258,7 +261,8 @@ def measure_d90(
 
 
 def _bootstrap_ci(results: dict[int, list[TrialResult]], ds: list[int], tau: float, seeds: int, n_boot: int = 2000):
-    """95% percentile interval of the crossing, resampling seeds independently at every d."""
+    """95% percentile interval of the crossing, resampling seeds independently at every d. The upper
+    end is None when over 2.5% of the resamples pass at no evaluated d (it lies beyond them)."""
     gen = torch.Generator().manual_seed(0)
     vals = torch.tensor([[r.metric if r.ok else -math.inf for r in results[d]] for d in ds], dtype=torch.float64)
     idx = torch.randint(0, seeds, (n_boot, len(ds), seeds), generator=gen)
@@ -267,6 +271,6 @@ def _bootstrap_ci(results: dict[int, list[TrialResult]], ds: list[int], tau: flo
     for b in range(n_boot):
         m = means[b].tolist()
         out.append(_crossing(ds, m, [v >= tau for v in m], tau))
-    q = torch.tensor(out, dtype=torch.float64)
-    lo, hi = torch.quantile(q, 0.025).item(), torch.quantile(q, 0.975).item()
-    return (lo, hi)
+    q = sorted(out)
+    lo, hi = q[int(0.025 * (n_boot - 1))], q[math.ceil(0.975 * (n_boot - 1))]
+    return (lo, hi if math.isfinite(hi) else None)
