@@ -148,7 +148,9 @@ def train_model(loaded: LoadedModel, task: Task, cfg: TrialConfig, progress: boo
     result = TrialResult(config=cfg.to_dict(), status="ok", metric=float("nan"), lr=lr)
     model, params = build(loaded, cfg)
     result.trainable = sum(p.numel() for p in params)
-    _train(model, params, loaded, task, cfg, lr, result, progress)
+    with torch.random.fork_rng():  # dropout draws from the trial's seed, not the caller's RNG state
+        torch.manual_seed(cfg.seed)
+        _train(model, params, loaded, task, cfg, lr, result, progress)
     result.wall_s = time.perf_counter() - start
     return model, result
 
