@@ -189,7 +189,7 @@ def _setup(args: argparse.Namespace) -> None:
         pass
 
 
-def _load(args: argparse.Namespace, seed_default: int = 0):
+def _load(args: argparse.Namespace):
     from intrinsic_dim.models import load_model
     from intrinsic_dim.tasks import load_task
 

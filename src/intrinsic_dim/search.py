@@ -252,7 +252,7 @@ def measure_d90(
         task=task.name, model=model_name, metric=task.metric, fraction=fraction, baseline=baseline,
         baseline_source=source, threshold=tau, d90=d90, crossing=crossing, ci=ci, status=status, points=pts,
         trials=[{"role": role, **asdict(r)} for role, r in s.all], n_train=len(task.train),
-        lr=trial.resolved_lr(task.kind) if trial.lr is not None else None, wall_s=time.perf_counter() - start,
+        lr=trial.lr, wall_s=time.perf_counter() - start,
         compute_s=compute, monotone=monotone, said=trial.said, projection=trial.projection, notes=notes,
     )
     if store is not None:
