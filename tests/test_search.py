@@ -15,7 +15,8 @@ from intrinsic_dim.report import format_ci
 from intrinsic_dim.search import measure_d90
 from intrinsic_dim.store import RunConfigMismatch, Store
 from intrinsic_dim.tasks.base import Split, Task
-from intrinsic_dim.train import TrialConfig, TrialResult
+from intrinsic_dim.results import TrialResult
+from intrinsic_dim.train import TrialConfig
 
 TRUE_D90 = 3981.07  # metric(d) = log10(d) / 4 crosses 0.9 at d = 10**3.6
 

@@ -29,7 +29,8 @@ import torch
 from intrinsic_dim.groups import num_groups
 from intrinsic_dim.store import Store
 from intrinsic_dim.tasks import Task
-from intrinsic_dim.train import ModelFactory, TrialConfig, TrialResult, run_trial
+from intrinsic_dim.results import TrialResult
+from intrinsic_dim.train import ModelFactory, TrialConfig, run_trial
 
 DEFAULT_DIMS = (10, 30, 100, 300, 1000, 3000, 10000, 30000)
 STEP_DOWN = 3
@@ -110,12 +111,7 @@ class _Search:
     def run(self, role: str, cfg: TrialConfig) -> TrialResult:
         cached = self.store.get(cfg.to_dict()) if self.store else None
         if cached is not None:
-            res = TrialResult(
-                config=cached["config"], status=cached["status"], metric=cached["metric"], metrics=cached["metrics"],
-                lr=cached["lr"], steps=cached["steps"], train_loss=cached["train_loss"] or float("nan"),
-                wall_s=cached["wall_s"], curve=[tuple(c) for c in cached["curve"]], trainable=cached["trainable"],
-                error=cached["error"],
-            )
+            res = TrialResult.from_row(cached)
         else:
             res = self.runner(cfg)
             if self.store:

@@ -15,7 +15,7 @@ import time
 from pathlib import Path
 from typing import Any, Iterator
 
-from intrinsic_dim.train import TrialResult
+from intrinsic_dim.results import TrialResult
 
 DB_NAME = "trials.sqlite"
 
@@ -53,10 +53,6 @@ class RunConfigMismatch(ValueError):
 def config_key(config: dict[str, Any]) -> str:
     """Canonical JSON of a trial configuration: the identity of a trial in the store."""
     return json.dumps(config, sort_keys=True, separators=(",", ":"))
-
-
-def _nan_to_none(x: float) -> float | None:
-    return None if x != x else x
 
 
 class Store:
@@ -97,16 +93,10 @@ class Store:
 
     def put(self, role: str, result: TrialResult) -> None:
         """Write a finished trial at once (one transaction)."""
-        cfg = result.config
+        row = {"role": role, "config_key": config_key(result.config), **result.to_row(), "finished_at": time.time()}
         with self.db:
             self.db.execute(
-                "INSERT OR REPLACE INTO trials (role, config_key, method, d, seed, lr, status, metric, metrics, steps,"
-                " train_loss, wall_s, trainable, curve, error, config, finished_at) VALUES (?,?,?,?,?,?,?,?,?,?,?,?,?,?,?,?,?)",
-                (
-                    role, config_key(cfg), cfg["method"], cfg.get("d"), cfg["seed"], result.lr, result.status,
-                    _nan_to_none(result.metric), json.dumps(result.metrics), result.steps, _nan_to_none(result.train_loss),
-                    result.wall_s, result.trainable, json.dumps(result.curve), result.error, json.dumps(cfg), time.time(),
-                ),
+                f"INSERT OR REPLACE INTO trials ({', '.join(row)}) VALUES ({', '.join('?' * len(row))})", tuple(row.values())
             )
 
     def rows(self, role: str | None = None) -> list[dict[str, Any]]:

@@ -12,13 +12,14 @@ from __future__ import annotations
 
 import math
 import time
-from dataclasses import asdict, dataclass, field
+from dataclasses import asdict, dataclass
 from typing import TYPE_CHECKING, Any, Callable
 
 import torch
 from torch import nn
 from tqdm.auto import tqdm
 
+from intrinsic_dim.results import TrialResult
 from intrinsic_dim.subspace import SubspaceModel
 from intrinsic_dim.tasks import Split, Task, compute_metrics
 
@@ -70,27 +71,6 @@ class TrialConfig:
 
     def to_dict(self) -> dict[str, Any]:
         return asdict(self)
-
-
-@dataclass
-class TrialResult:
-    """Outcome of one trial. status: 'ok', 'diverged' (NaN/inf loss) or 'failed' (an exception)."""
-
-    config: dict[str, Any]
-    status: str
-    metric: float
-    metrics: dict[str, float] = field(default_factory=dict)
-    lr: float = 0.0
-    steps: int = 0
-    train_loss: float = float("nan")
-    wall_s: float = 0.0
-    curve: list[tuple[int, float]] = field(default_factory=list)
-    trainable: int = 0
-    error: str | None = None
-
-    @property
-    def ok(self) -> bool:
-        return self.status == "ok"
 
 
 def _logits(out: Any) -> torch.Tensor:

@@ -1,0 +1,60 @@
+"""TrialResult, the outcome of one trial, and its stored row form (what the store writes and reads)."""
+
+from __future__ import annotations
+
+import json
+import math
+from dataclasses import dataclass, field
+from typing import Any
+
+
+@dataclass
+class TrialResult:
+    """Outcome of one trial. status: 'ok', 'diverged' (NaN/inf loss) or 'failed' (an exception)."""
+
+    config: dict[str, Any]
+    status: str
+    metric: float
+    metrics: dict[str, float] = field(default_factory=dict)
+    lr: float = 0.0
+    steps: int = 0
+    train_loss: float = float("nan")
+    wall_s: float = 0.0
+    curve: list[tuple[int, float]] = field(default_factory=list)
+    trainable: int = 0
+    error: str | None = None
+
+    @property
+    def ok(self) -> bool:
+        return self.status == "ok"
+
+    def to_row(self) -> dict[str, Any]:
+        """The store's columns for this result (JSON text for nested values, None for NaN)."""
+        cfg = self.config
+        return {
+            "method": cfg["method"], "d": cfg.get("d"), "seed": cfg["seed"], "lr": self.lr, "status": self.status,
+            "metric": _nan_to_none(self.metric), "metrics": json.dumps(self.metrics), "steps": self.steps,
+            "train_loss": _nan_to_none(self.train_loss), "wall_s": self.wall_s, "trainable": self.trainable,
+            "curve": json.dumps(self.curve), "error": self.error, "config": json.dumps(cfg),
+        }
+
+    @classmethod
+    def from_row(cls, row: dict[str, Any]) -> TrialResult:
+        """The result a stored row describes (the inverse of :meth:`to_row`, NULL read back as NaN)."""
+        def decode(v: Any) -> Any:
+            return json.loads(v) if isinstance(v, str) else v
+
+        return cls(
+            config=decode(row["config"]), status=row["status"], metric=_none_to_nan(row["metric"]),
+            metrics=decode(row["metrics"]), lr=row["lr"], steps=row["steps"], train_loss=_none_to_nan(row["train_loss"]),
+            wall_s=row["wall_s"], curve=[tuple(c) for c in decode(row["curve"])], trainable=row["trainable"],
+            error=row["error"],
+        )
+
+
+def _nan_to_none(x: float) -> float | None:
+    return None if isinstance(x, float) and math.isnan(x) else x
+
+
+def _none_to_nan(x: float | None) -> float:
+    return float("nan") if x is None else x
