@@ -11,8 +11,8 @@ import time
 import pytest
 import torch
 
-from intrinsic_dim.report import format_ci
-from intrinsic_dim.search import measure_d90
+from intrinsic_dim.report import format_bracket, format_interval
+from intrinsic_dim.search import BaselineError, measure_d90
 from intrinsic_dim.store import RunConfigMismatch, Store
 from intrinsic_dim.tasks.base import Split, Task
 from intrinsic_dim.results import TrialResult
@@ -22,26 +22,32 @@ TRUE_D90 = 3981.07  # metric(d) = log10(d) / 4 crosses 0.9 at d = 10**3.6
 
 
 def _task(n_train=1000):
-    split = Split(labels=torch.zeros(n_train, dtype=torch.long), texts=[("x",)] * n_train)
+    split = Split(labels=torch.arange(n_train) % 2, texts=[("x",)] * n_train)
     return Task(name="synthetic", kind="text", label_names=["a", "b"], metric="accuracy", train=split, eval=split, description="synthetic")
 
 
 class Synthetic:
-    """metric(d, seed) = log10(d)/4 + small seeded noise; optionally diverges at one point."""
+    """metric(d, seed) = log10(d)/4 + seeded noise (uniform in +-noise); optionally diverges at one point.
 
-    def __init__(self, noise=0.004, diverge_at=None):
+    ``replicate`` changes every noise draw (an independent repetition of the whole experiment);
+    ``stop_at`` emulates the old early stop: a seed that passes it is reported at about that value."""
+
+    def __init__(self, noise=0.004, diverge_at=None, replicate=0, stop_at=None):
         self.calls = []
-        self.noise, self.diverge_at = noise, diverge_at
+        self.noise, self.diverge_at, self.replicate, self.stop_at = noise, diverge_at, replicate, stop_at
 
     def __call__(self, cfg: TrialConfig) -> TrialResult:
         self.calls.append((cfg.method, cfg.d, cfg.seed))
         if cfg.method == "full":
-            return TrialResult(config=cfg.to_dict(), status="ok", metric=1.0, lr=1e-3)
+            return TrialResult(config=cfg.to_dict(), status="ok", metric=1.0, val_metric=1.0, train_metric=1.0, lr=1e-3)
         if cfg.d == self.diverge_at and cfg.seed == 1:
             return TrialResult(config=cfg.to_dict(), status="diverged", metric=float("nan"), error="loss became nan")
-        g = torch.Generator().manual_seed(cfg.d * 100 + cfg.seed)
+        g = torch.Generator().manual_seed((self.replicate * 1_000_003 + cfg.d) * 100 + cfg.seed)
         noise = self.noise * (2 * torch.rand(1, generator=g).item() - 1)
-        return TrialResult(config=cfg.to_dict(), status="ok", metric=min(1.0, math.log10(cfg.d) / 4 + noise), lr=0.1)
+        value = min(1.0, math.log10(cfg.d) / 4 + noise)
+        if self.stop_at is not None and value >= self.stop_at:
+            value = self.stop_at + 0.001
+        return TrialResult(config=cfg.to_dict(), status="ok", metric=value, val_metric=value, train_metric=value + 0.02, lr=0.1)
 
 
 def test_search_finds_known_d90():
@@ -51,8 +57,8 @@ def test_search_finds_known_d90():
     assert r.status == "found" and r.monotone
     assert TRUE_D90 <= r.d90 <= TRUE_D90 * 1.06
     assert r.crossing == pytest.approx(TRUE_D90, rel=0.05)
-    lo, hi = r.ci
-    assert lo <= r.crossing <= hi and hi / lo < 1.5
+    lo, hi = r.interval
+    assert lo <= r.bracket[0] < r.crossing <= r.bracket[1] == r.d90 <= hi and hi / lo < 1.5
     assert r.bound == pytest.approx(math.sqrt(r.d90 / 1000))
     # the coarse pass stopped one grid point after the first passing one (10000): nothing above 30000
     assert max(d for _, d, _ in run.calls if d) == 30000
@@ -113,7 +119,7 @@ def test_resume_after_interruption_equals_uninterrupted(tmp_path):
     second = Synthetic()
     resumed = measure_d90(None, _task(), runner=second, run_dir=tmp_path / "b", **kw)
     assert len(second.calls) == len(full.trials) - 8
-    assert (resumed.d90, resumed.crossing, resumed.ci, resumed.points) == (full.d90, full.crossing, full.ci, full.points)
+    assert (resumed.d90, resumed.crossing, resumed.interval, resumed.points) == (full.d90, full.crossing, full.interval, full.points)
     rerun = Synthetic()
     measure_d90(None, _task(), runner=rerun, run_dir=tmp_path / "b", **kw)
     assert rerun.calls == []
@@ -131,7 +137,8 @@ def test_store_rows_and_csv(tmp_path):
     cfg = TrialConfig(d=10)
     store.put("search", TrialResult(config=cfg.to_dict(), status="diverged", metric=float("nan"), error="nan loss"))
     row = store.get(cfg.to_dict())
-    assert row["status"] == "diverged" and math.isnan(row["metric"]) and row["d"] == 10
+    assert row["status"] == "diverged" and row["metric"] is None and row["d"] == 10
+    assert math.isnan(TrialResult.from_row(row).metric)
     text = store.export_csv(tmp_path / "trials.csv").read_text().splitlines()
     assert text[0].startswith("id,role,method,d,seed") and "diverged" in text[1]
     assert sqlite3.connect(tmp_path / "trials.sqlite").execute("PRAGMA journal_mode").fetchone()[0] == "wal"
@@ -177,15 +184,73 @@ def test_killed_process_resumes(tmp_path):
     assert (out["d90"], out["crossing"], out["points"]) == (ref["d90"], ref["crossing"], ref["points"])
 
 
-def test_ci_open_above_when_the_passing_point_is_marginal():
+def test_interval_open_above_when_the_passing_point_is_marginal():
     """Seeds straddling tau at the only passing d: the interval's upper end lies beyond the grid."""
 
     def runner(cfg):
-        value = {1000: (0.80, 0.82), 3000: (0.89, 0.92)}[cfg.d][cfg.seed]
-        return TrialResult(config=cfg.to_dict(), status="ok", metric=value)
+        value = {1000: (0.80, 0.82, 0.81), 3000: (0.89, 0.92, 0.905)}[cfg.d][cfg.seed]
+        return TrialResult(config=cfg.to_dict(), status="ok", metric=value, val_metric=value)
 
-    r = measure_d90(None, _task(), dims=[1000, 3000], seeds=2, baseline=1.0, runner=runner, trial=TrialConfig(said=False),
+    r = measure_d90(None, _task(), dims=[1000, 3000], seeds=3, baseline=1.0, runner=runner, trial=TrialConfig(said=False),
                     log=lambda s: None, precision=10)
-    assert r.d90 == 3000 and r.ci[1] is None and 1000 < r.ci[0] <= 3000
-    assert format_ci(r.ci, 3000) == f"{r.ci[0]:,.0f} - above 3,000"
+    assert r.d90 == 3000 and r.interval[1] is None and r.interval[0] == 1000 and r.bracket == (1000, 3000)
+    assert format_interval(r.interval, 3000) == "1,000 - above 3,000" and format_bracket(r.bracket) == "(1,000, 3,000]"
     json.loads(json.dumps(r.to_dict()))
+
+
+def test_fewer_than_three_seeds_give_no_interval_and_say_so():
+    r = measure_d90(None, _task(), seeds=2, baseline=1.0, runner=Synthetic(), trial=TrialConfig(said=False), log=lambda s: None)
+    assert r.d90 and r.interval is None and r.bracket[1] == r.d90
+    assert any("no interval" in n for n in r.notes)
+
+
+def _crossings(runner_kw, reps=30):
+    out = []
+    for rep in range(reps):
+        r = measure_d90(None, _task(), seeds=3, precision=0.05, baseline=1.0, runner=Synthetic(replicate=rep, **runner_kw),
+                        trial=TrialConfig(said=False), log=lambda s: None)
+        out.append(math.log10(r.crossing))
+    return torch.tensor(out, dtype=torch.float64)
+
+
+def test_search_is_unbiased_under_seed_noise():
+    """Over independent repetitions with seed noise (sd 0.012 per trial, tau = 0.9), the crossing's
+    log10 centres on the true 3.6: no bias from the search. Emulating the old early stop (a passing
+    seed frozen at tau) on the same draws shifts it up by several times the tolerance."""
+    unbiased = _crossings(dict(noise=0.02))
+    assert abs(unbiased.mean().item() - math.log10(TRUE_D90)) < 0.015
+    stopped = _crossings(dict(noise=0.02, stop_at=0.9))
+    assert stopped.mean().item() - math.log10(TRUE_D90) > 0.025
+
+
+def test_curve_mode_evaluates_every_grid_point():
+    run = Synthetic()
+    dims = [100, 1000, 3000, 10000, 30000]
+    r = measure_d90(None, _task(), dims=dims, seeds=3, baseline=1.0, runner=run, curve=True, trial=TrialConfig(said=False),
+                    log=lambda s: None)
+    assert r.mode == "curve" and [p["d"] for p in r.points] == dims
+    assert r.d90 == 10000 and r.bracket == (3000, 10000) and 3000 < r.crossing < 10000
+    assert r.interval[0] <= 3000 and r.interval[1] >= 10000
+
+
+def test_learning_rate_is_chosen_on_validation_not_test():
+    def runner(cfg):
+        if cfg.method == "full":
+            return TrialResult(config=cfg.to_dict(), status="ok", metric=1.0, val_metric=1.0)
+        val, test = {0.1: (0.5, 0.9), 0.3: (0.8, 0.6)}.get(cfg.lr, (0.95, 0.95))
+        return TrialResult(config=cfg.to_dict(), status="ok", metric=test, val_metric=val, lr=cfg.lr or 0.0)
+
+    r = measure_d90(None, _task(), dims=[10], seeds=1, baseline=1.0, runner=runner, lr_candidates=[0.1, 0.3],
+                    trial=TrialConfig(said=False), log=lambda s: None)
+    assert r.lr == 0.3 and "0.3" in r.budget["lr_policy"]
+
+
+@pytest.mark.parametrize("baseline", [float("nan"), float("inf"), 0.3])
+def test_baseline_that_cannot_define_a_threshold_stops_the_sweep(baseline):
+    task = _task()
+    task.train = Split(labels=torch.tensor([1] * 7 + [0] * 3), texts=[("x",)] * 10)  # majority class 1
+    task.eval = task.test = Split(labels=torch.tensor([0, 0, 1, 1, 1]), texts=[("x",)] * 5)  # chance accuracy 0.6
+    run = Synthetic()
+    with pytest.raises(BaselineError):
+        measure_d90(None, task, seeds=1, baseline=baseline, runner=run, trial=TrialConfig(said=False), log=lambda s: None)
+    assert run.calls == []

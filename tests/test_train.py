@@ -6,7 +6,7 @@ import torch
 
 from intrinsic_dim.models import load_model
 from intrinsic_dim.tasks.base import Split, Task
-from intrinsic_dim.train import TrialConfig, run_trial
+from intrinsic_dim.train import TrialConfig, evaluate, run_trial, train_model
 
 
 def _task():
@@ -28,3 +28,46 @@ def test_trial_is_reproducible_with_dropout_and_leaves_global_rng_alone():
     b = run_trial(factory, task, cfg, progress=False)
     assert a.ok and b.ok and math.isfinite(a.train_loss)
     assert (a.train_loss, a.metric, a.curve) == (b.train_loss, b.metric, b.curve)
+
+
+def _held_out_task():
+    task = _task()
+    held = Split(labels=torch.tensor([1, 0, 1, 0]), texts=[("good film",), ("bad film",), ("lovely day",), ("awful day",)])
+    task.eval, task.test = held.subset([0, 1]), held.subset([2, 3])
+    return task
+
+
+def test_trial_trains_its_whole_budget_and_reports_the_selected_checkpoint_on_test(monkeypatch):
+    """Validation scores are scripted (0.2, 0.9, 0.1, 0.3): 'best' must restore the weights of the
+    second evaluation and 'final' keep the last, and the test metric is that checkpoint's."""
+    import intrinsic_dim.train as train
+
+    task = _held_out_task()
+    for select, pick in (("best", 1), ("final", 3)):
+        loaded = load_model("bert-tiny-random", task, seed=0, max_length=8)
+        script, seen = iter([0.2, 0.9, 0.1, 0.3]), []
+
+        def scripted(model, loaded_, task_, split=None, batch_size=128):
+            if split is None:
+                seen.append([p.detach().clone() for p in model.trainable_parameters()])
+                return {"accuracy": next(script)}
+            return evaluate(model, loaded_, task_, split, batch_size)
+
+        monkeypatch.setattr(train, "evaluate", scripted)
+        cfg = TrialConfig(d=50, seed=0, max_steps=8, eval_every=2, batch_size=8, lr=0.5, select=select)
+        model, res = train_model(loaded, task, cfg, progress=False)
+        monkeypatch.undo()
+        assert res.ok and res.steps == 8 and res.curve == [(2, 0.2), (4, 0.9), (6, 0.1), (8, 0.3)]
+        assert res.val_metric == [0.2, 0.9, 0.1, 0.3][pick]
+        assert not torch.equal(seen[1][0], seen[3][0])
+        assert all(torch.equal(p, q) for p, q in zip(model.trainable_parameters(), seen[pick]))
+        assert evaluate(model, loaded, task, task.test)["accuracy"] == res.metric == res.metrics["accuracy"]
+        assert 0.0 <= res.train_metric <= 1.0
+
+
+def test_every_example_is_seen_once_per_epoch():
+    from intrinsic_dim.train import _batches
+
+    batches = _batches(10, 4, torch.Generator().manual_seed(0))
+    epoch = [next(batches) for _ in range(3)]
+    assert [len(b) for b in epoch] == [4, 4, 2] and sorted(sum(epoch, [])) == list(range(10))

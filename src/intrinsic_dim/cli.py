@@ -31,6 +31,18 @@ def _floats(s: str) -> list[float]:
         raise argparse.ArgumentTypeError(f"expected numbers separated by commas, got {s!r}") from None
 
 
+def _limit(s: str) -> int | None:
+    if s.strip().lower() in ("all", "none"):
+        return None
+    try:
+        value = int(s)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"expected a positive integer or 'all', got {s!r}") from None
+    if value < 1:
+        raise argparse.ArgumentTypeError(f"expected a positive integer or 'all', got {s!r}")
+    return value
+
+
 def _data_args(p: argparse.ArgumentParser) -> None:
     g = p.add_argument_group("model and data")
     from intrinsic_dim.models import list_models
@@ -41,10 +53,15 @@ def _data_args(p: argparse.ArgumentParser) -> None:
     g.add_argument("--task", default="tweet-sentiment",
                    help=f"one of {', '.join(list_tasks())}, or data files: DIR with train.csv and validation.csv, "
                    "or TRAIN,EVAL (default: %(default)s)")
-    g.add_argument("--max-train", type=int, default=2000, help="subsample the training split to this many examples, fixed seed (default: %(default)s)")
-    g.add_argument("--max-eval", type=int, default=1000, help="subsample the validation split (default: %(default)s)")
+    g.add_argument("--max-train", type=_limit, default=2000,
+                   help="subsample the training split to this many examples, fixed seed, or 'all' (default: %(default)s; "
+                   "the output says when it subsamples)")
+    g.add_argument("--max-eval", type=_limit, default=1000,
+                   help="subsample each of the validation and test halves of the held-out split, or 'all' (default: %(default)s)")
     g.add_argument("--max-length", type=int, default=64, help="token truncation length for text models (default: %(default)s)")
-    g.add_argument("--threads", type=int, default=None, help="torch CPU threads (default: torch's choice)")
+    g.add_argument("--threads", type=int, default=None,
+                   help="torch CPU threads (default: torch's choice); recorded in a run directory, since conv nets give "
+                   "different numbers at different thread counts, and a resume must use the same")
     g.add_argument("--quiet", action="store_true", help="no progress bars")
 
 
@@ -63,7 +80,11 @@ def _train_args(p: argparse.ArgumentParser) -> None:
     g.add_argument("--epochs", type=float, default=1.0, help="epochs per trial (default: %(default)s)")
     g.add_argument("--max-steps", type=int, default=None, help="optimizer steps per trial (overrides --epochs)")
     g.add_argument("--batch-size", type=int, default=32, help="(default: %(default)s)")
-    g.add_argument("--eval-every", type=int, default=None, help="evaluate every N steps (default: three times per epoch and at the end)")
+    g.add_argument("--eval-every", type=int, default=None,
+                   help="evaluate on validation every N steps (default: three times per epoch and at the end)")
+    g.add_argument("--select", default="best", choices=["best", "final"],
+                   help="report the checkpoint with the best validation metric, or the final one; either is reported "
+                   "on the test split (default: %(default)s)")
 
 
 def _build_parser() -> argparse.ArgumentParser:
@@ -81,6 +102,8 @@ def _build_parser() -> argparse.ArgumentParser:
     g.add_argument("--fraction", type=float, default=0.9, help="threshold fraction of the baseline (default: %(default)s = d90)")
     g.add_argument("--dims", type=_ints, default=None, help="coarse grid of d, e.g. 100,300,1000 (default: 10,30,...,30000)")
     g.add_argument("--precision", type=float, default=0.3, help="stop bisecting when hi/lo <= 1 + precision (default: %(default)s)")
+    g.add_argument("--curve", action="store_true",
+                   help="train every --dims point to the full budget and take d90 from them (for figures) instead of searching")
     g.add_argument("--baseline", type=float, default=None, help="use this baseline metric instead of full fine-tuning (e.g. 1.0 for Li et al.'s MNIST)")
     g.add_argument("--baseline-seeds", type=int, default=None, help="full fine-tuning seeds (default: --seeds)")
     g.add_argument("--full-lr", type=float, default=None, help="full fine-tuning learning rate (default: 3e-5 text, 1e-3 images)")
@@ -101,7 +124,7 @@ def _build_parser() -> argparse.ArgumentParser:
     t.add_argument("--config", default=None, help="YAML/JSON file of options; flags override it")
 
     e = sub.add_parser("evaluate", help="evaluate a model (with an adapter) on a task",
-                       description="Evaluate the base model, or base model + adapter, on the task's validation split.")
+                       description="Evaluate the base model, or base model + adapter, on the task's test split.")
     _data_args(e)
     e.add_argument("--adapter", default=None, help="adapter directory made by `train` (its model, task and seed are used unless given)")
     e.add_argument("--seed", type=int, default=None, help="head initialisation seed (default: the adapter's, else 0)")
@@ -207,6 +230,7 @@ def _trial_template(args: argparse.Namespace):
     return TrialConfig(
         method="subspace", said=args.said, projection=args.projection, layout=args.layout, groups=args.groups,
         lr=args.lr, epochs=args.epochs, max_steps=args.max_steps, batch_size=args.batch_size, eval_every=args.eval_every,
+        select=getattr(args, "select", "best"),
     )
 
 
@@ -215,7 +239,9 @@ def _duration(seconds: float) -> str:
 
 
 def cmd_measure(args: argparse.Namespace) -> int:
-    from intrinsic_dim.report import format_ci, plot_curves, write_report
+    import torch
+
+    from intrinsic_dim.report import format_bracket, format_interval, plot_curves, write_report
     from intrinsic_dim.search import measure_d90
     from intrinsic_dim.store import Store
 
@@ -226,13 +252,16 @@ def cmd_measure(args: argparse.Namespace) -> int:
     run_dir = Path(args.run_dir or f"runs/{Path(args.model).name}-{Path(args.task).name}-{method}")
     run_config = {
         "model": args.model, "task": args.task, "max_train": args.max_train, "max_eval": args.max_eval,
-        "max_length": args.max_length,
+        "max_length": args.max_length, "threads": torch.get_num_threads(),
     }
-    print(f"d{round(100 * args.fraction)} of {args.model} on {task.name} ({len(task.train):,} train / {len(task.eval):,} eval, "
-          f"metric {task.metric}), {method.upper()} with {args.projection}; results in {run_dir}/", flush=True)
+    print(f"d{round(100 * args.fraction)} of {args.model} on {task.name} ({len(task.train):,} train / {len(task.eval):,} validation / "
+          f"{len(task.report_split):,} test, metric {task.metric}), {method.upper()} with {args.projection}, "
+          f"{'every --dims point' if args.curve else 'search'}; results in {run_dir}/", flush=True)
+    for n in task.notes:
+        print(f"note: {n}", flush=True)
     result = measure_d90(
         factory, task, dims=args.dims, seeds=args.seeds, fraction=args.fraction, baseline=args.baseline,
-        baseline_seeds=args.baseline_seeds, precision=args.precision, trial=trial, full_trial=full,
+        baseline_seeds=args.baseline_seeds, precision=args.precision, curve=args.curve, trial=trial, full_trial=full,
         lr_candidates=args.lr_search, lr_search_d=args.lr_search_d, run_dir=run_dir, run_config=run_config,
         model_name=args.model, progress=not args.quiet, log=lambda s: print(s, flush=True),
     )
@@ -241,23 +270,25 @@ def cmd_measure(args: argparse.Namespace) -> int:
     store.export_csv(run_dir / "trials.csv")
     store.close()
     res = result.to_dict()
-    plot_curves([res], run_dir / "curve.png")
+    plots = plot_curves([res], run_dir / "curve.png")
     write_report([res], run_dir / "report.md")
     name = f"d{round(100 * args.fraction)}"
     if result.d90 is not None:
-        ci = f", 95% CI {format_ci(result.ci, max(p['d'] for p in result.points))}" if result.ci else ""
-        print(f"\n{name} = {result.d90:,} (interpolated crossing {result.crossing:,.0f}{ci}); "
-              f"threshold {result.threshold:.4f} = {args.fraction:g} x baseline {result.baseline:.4f}")
+        largest = max(p["d"] for p in result.points)
+        interval = f", interval {format_interval(result.interval, largest)}" if result.interval else ""
+        print(f"\n{name} = {result.d90:,} (bracket {format_bracket(result.bracket)}, interpolated crossing {result.crossing:,.0f}"
+              f"{interval}); threshold {result.threshold:.4f} = {args.fraction:g} x baseline {result.baseline:.4f}")
     else:
         print(f"\n{name} not found.")
     for n in result.notes:
-        print(f"note: {n}")
-    print(f"plot: {run_dir / 'curve.png'}\nreport: {run_dir / 'report.md'}\nwall time {_duration(result.wall_s)}")
+        if n not in task.notes:
+            print(f"note: {n}")
+    print(f"plot: {', '.join(map(str, plots))}\nreport: {run_dir / 'report.md'}\nwall time {_duration(result.wall_s)}")
     return 0
 
 
 def cmd_train(args: argparse.Namespace) -> int:
-    from intrinsic_dim.train import evaluate, train_model
+    from intrinsic_dim.train import train_model
 
     task, factory = _load(args)
     cfg = replace(_trial_template(args), d=args.d, seed=args.seed)
@@ -268,9 +299,8 @@ def cmd_train(args: argparse.Namespace) -> int:
         return 1
     meta = {"model": args.model, "task": args.task, "seed": args.seed, "max_length": args.max_length}
     sm.save_pretrained(args.out, metadata=meta)
-    final = evaluate(sm, loaded, task)
-    print(f"trained {sm.num_trainable():,} numbers in {result.steps} steps ({result.wall_s:.0f}s); best {task.metric} "
-          f"{result.metric:.4f}, final {final[task.metric]:.4f}; adapter saved to {args.out}/")
+    print(f"trained {sm.num_trainable():,} numbers in {result.steps} steps ({result.wall_s:.0f}s); {cfg.select} checkpoint: "
+          f"validation {task.metric} {result.val_metric:.4f}, test {result.metric:.4f}; adapter saved to {args.out}/")
     return 0
 
 
@@ -286,8 +316,9 @@ def cmd_evaluate(args: argparse.Namespace) -> int:
     task = load_task(args.task, max_train=args.max_train, max_eval=args.max_eval, seed=0)
     loaded = load_model(args.model, task, seed=seed, max_length=args.max_length)
     model = SubspaceModel.from_pretrained(loaded.model, args.adapter) if args.adapter else loaded.model
-    metrics = evaluate(model, loaded, task, batch_size=args.batch_size)
-    print(json.dumps({"task": task.name, "model": args.model, "adapter": args.adapter, "examples": len(task.eval), **metrics}, indent=2))
+    metrics = evaluate(model, loaded, task, task.report_split, batch_size=args.batch_size)
+    print(json.dumps({"task": task.name, "model": args.model, "adapter": args.adapter, "split": "test",
+                      "examples": len(task.report_split), **metrics}, indent=2))
     return 0
 
 
@@ -319,8 +350,8 @@ def cmd_merge(args: argparse.Namespace) -> int:
 def cmd_report(args: argparse.Namespace) -> int:
     from intrinsic_dim.report import report_runs
 
-    plot, rep = report_runs(args.run_dirs, args.out)
-    print(f"plot: {plot}\nreport: {rep}")
+    plots, rep = report_runs(args.run_dirs, args.out)
+    print(f"plot: {', '.join(map(str, plots))}\nreport: {rep}")
     return 0
 
 

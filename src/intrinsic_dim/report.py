@@ -1,4 +1,4 @@
-"""Plots and markdown reports of one or several d90 runs (read back from their ``d90.json``)."""
+"""Plots (PNG + PDF) and markdown reports of one or several d90 runs, read back from their ``d90.json``."""
 
 from __future__ import annotations
 
@@ -18,40 +18,110 @@ def load_result(run_dir: str | Path) -> dict[str, Any]:
     return json.loads(path.read_text())
 
 
-def _label(r: dict[str, Any]) -> str:
-    method = "SAID" if r.get("said") else "DID"
-    return f"{r['model']} / {r['task']} ({method}, {r.get('projection', 'fastfood')})"
+def method_name(r: dict[str, Any]) -> str:
+    """'SAID' or 'DID' (or the stored method name for other kinds of run)."""
+    return r.get("method") or ("SAID" if r.get("said") else "DID")
 
 
-def plot_curves(results: Sequence[dict[str, Any]], path: str | Path) -> Path:
-    """Metric vs d on a log axis: every seed, the mean, the threshold line and the d90 line."""
+def run_label(r: dict[str, Any]) -> str:
+    """A short name of a run: model / task (method, projection[, layout][, groups])."""
+    parts = [method_name(r), r.get("projection", "fastfood")]
+    if r.get("layout", "stacked") != "stacked":
+        parts.append(r["layout"] + (f"/{r['normalisation']}" if r.get("normalisation") else ""))
+    if r.get("said") and r.get("groups", "tensor") != "tensor":
+        parts.append(f"groups={r['groups']}")
+    return f"{r['model']} / {r['task']} ({', '.join(parts)})"
+
+
+def format_interval(interval: Sequence[float | None] | None, largest_d: int) -> str:
+    """The interval as text; an open upper end lies beyond the largest evaluated d."""
+    if not interval:
+        return "-"
+    lo, hi = interval
+    return f"{lo:,.0f} - {hi:,.0f}" if hi is not None else f"{lo:,.0f} - above {largest_d:,}"
+
+
+def format_bracket(bracket: Sequence[int | None] | None) -> str:
+    """The search's bracket (last failing d, first passing d] as text."""
+    if not bracket:
+        return "-"
+    lo, hi = bracket
+    return f"({'0' if lo is None else f'{lo:,}'}, {'above' if hi is None else f'{hi:,}'}]"
+
+
+def _budget_text(r: dict[str, Any]) -> str:
+    b = r.get("budget") or {}
+    select = {"best": "checkpoint selected on validation", "final": "final checkpoint"}.get(b.get("select"), "")
+    return (f"n_train {r['n_train']:,}, validation {b.get('n_val', '?'):,}, test {b.get('n_test', '?'):,}; "
+            f"{b.get('steps_per_trial', '?')} steps per trial, batch {b.get('batch_size', '?')}; lr {b.get('lr_policy', '?')}; "
+            f"{select}; baseline: {r['baseline_source']}; {r.get('mode', 'search')} mode, {r.get('seeds', '?')} seed(s)")
+
+
+def plot_curves(results: Sequence[dict[str, Any]], path: str | Path, title: str | None = None) -> list[Path]:
+    """Test metric vs d on a log axis for each run: every seed, the seed mean ± sd, the baseline with its
+    seed spread, the threshold, the chance level, d90 with its interval and the evaluated d as ticks.
+    Written as PNG and PDF beside each other; returns both paths."""
     import matplotlib
 
     matplotlib.use("Agg")
     import matplotlib.pyplot as plt
+    from matplotlib.lines import Line2D
 
-    fig, ax = plt.subplots(figsize=(7.5, 4.8), dpi=120)
+    path = Path(path)
+    fig, ax = plt.subplots(figsize=(8, 5.6), dpi=120)
+    handles = []
     for i, r in enumerate(results):
         color = f"C{i}"
-        pts = r["points"]
+        pts = [p for p in r["points"] if p["n_ok"]]
         ds = [p["d"] for p in pts]
         for p in pts:
-            ax.scatter([p["d"]] * len(p["values"]), [v if v == v else float("nan") for v in p["values"]], s=14, alpha=0.45, color=color)
-        ax.errorbar(ds, [p["mean"] for p in pts], yerr=[p["std"] for p in pts], color=color, marker="o", capsize=3, label=_label(r))
-        ax.axhline(r["threshold"], color=color, linestyle="--", linewidth=1,
-                   label=f"threshold {r['fraction']:g} x {r['baseline']:.3f} = {r['threshold']:.3f}")
-        if r.get("d90"):
-            ax.axvline(r["d90"], color=color, linestyle=":", linewidth=1.5, label=f"d{round(100 * r['fraction'])} = {r['d90']}")
+            ax.scatter([p["d"]] * len(p["values"]), [_nan(v) for v in p["values"]], s=12, alpha=0.4, color=color, linewidths=0)
+        d90 = r.get("d90")
+        label = f"{run_label(r)}: d{round(100 * r['fraction'])} = {d90 if d90 else 'not found'}"
+        if r.get("interval"):
+            label += f" [{format_interval(r['interval'], max(p['d'] for p in r['points']))}]"
+        h = ax.errorbar(ds, [p["mean"] for p in pts], yerr=[p["std"] for p in pts], color=color, marker="o", ms=4, capsize=3, label=label)
+        handles.append(h)
+        base = r.get("baseline_values") or []
+        if len(base) > 1:
+            ax.axhspan(min(base), max(base), color=color, alpha=0.12, linewidth=0)
+        ax.axhline(r["baseline"], color=color, linewidth=0.8, alpha=0.7)
+        ax.axhline(r["threshold"], color=color, linestyle="--", linewidth=1)
+        if r.get("chance") is not None:
+            ax.axhline(r["chance"], color="0.5", linestyle=":", linewidth=1)
+        if d90:
+            ax.axvline(d90, color=color, linestyle="-.", linewidth=1.2)
+            lo, hi = r["interval"] or (None, None)
+            if lo is not None:
+                ax.axvspan(lo, hi if hi is not None else max(p["d"] for p in r["points"]), color=color, alpha=0.08, linewidth=0)
+        all_ds = [p["d"] for p in r["points"]]
+        ax.plot(all_ds, [0.0] * len(all_ds), "|", color=color, ms=10, mew=1.2, transform=ax.get_xaxis_transform(), clip_on=False)
+    styles = [
+        Line2D([], [], color="0.3", linewidth=0.8, label="full fine-tuning baseline (band: seed range)"),
+        Line2D([], [], color="0.3", linestyle="--", label="threshold = fraction x baseline"),
+        Line2D([], [], color="0.5", linestyle=":", label="chance (majority class)"),
+        Line2D([], [], color="0.3", linestyle="-.", label="d90 (shade: interval); ticks: evaluated d"),
+    ]
+    ax.legend(handles=handles + styles, fontsize=7, loc="lower right", framealpha=0.9)
     ax.set_xscale("log")
-    ax.set_xlabel("subspace dimension d (log scale)")
-    ax.set_ylabel(results[0]["metric"] if results else "metric")
-    ax.set_title("Intrinsic dimension: metric vs subspace size")
-    ax.grid(True, which="both", alpha=0.3)
-    ax.legend(fontsize=7, loc="lower right")
-    fig.tight_layout()
-    fig.savefig(path)
+    ax.set_xlabel("subspace dimension d (trained numbers, log scale)")
+    first = results[0] if results else {"metric": "metric"}
+    seeds = sorted({r.get("seeds", 1) for r in results})
+    ax.set_ylabel(f"test {first['metric']} (mean ± sd over {'/'.join(map(str, seeds))} seed(s))")
+    ax.set_title(title or (f"{first['model']} on {first['task']}" if len(results) == 1 else "Intrinsic dimension: runs compared"), fontsize=10)
+    ax.grid(True, which="both", alpha=0.25)
+    caption = "\n".join(f"[{i + 1}] {_budget_text(r)}" if len(results) > 1 else _budget_text(r) for i, r in enumerate(results))
+    fig.text(0.01, 0.005, caption, fontsize=6, va="bottom", wrap=True)
+    fig.tight_layout(rect=(0, 0.03 + 0.022 * len(results), 1, 1))
+    out = [path.with_suffix(".png"), path.with_suffix(".pdf")]
+    for p in out:
+        fig.savefig(p)
     plt.close(fig)
-    return Path(path)
+    return out
+
+
+def _nan(v: Any) -> float:
+    return float("nan") if v is None else v
 
 
 def _fmt(x: Any, digits: int = 4) -> str:
@@ -62,44 +132,42 @@ def _fmt(x: Any, digits: int = 4) -> str:
     return str(x)
 
 
-def format_ci(ci: Sequence[float | None] | None, largest_d: int) -> str:
-    """The bootstrap interval as text; an open upper end lies beyond the largest evaluated d."""
-    if not ci:
-        return "-"
-    return f"{ci[0]:,.0f} - {ci[1]:,.0f}" if ci[1] is not None else f"{ci[0]:,.0f} - above {largest_d:,}"
-
-
 def summary_table(results: Sequence[dict[str, Any]]) -> list[str]:
     """One markdown row per run: the numbers that matter for comparing d90s."""
     lines = [
-        "| run | baseline | threshold | d90 | crossing | 95% CI | status | sqrt(d90/n) | wall |",
-        "|---|---:|---:|---:|---:|---|---|---:|---:|",
+        "| run | baseline | threshold | d90 | bracket | crossing | interval | status | sqrt(d90/n) | wall |",
+        "|---|---:|---:|---:|---|---:|---|---|---:|---:|",
     ]
     for r in results:
-        ci_s = format_ci(r.get("ci"), max(p["d"] for p in r["points"]))
+        largest = max(p["d"] for p in r["points"])
         lines.append(
-            f"| {_label(r)} | {_fmt(r['baseline'])} | {_fmt(r['threshold'])} | {_fmt(r['d90'])} | {_fmt(r['crossing'])} | "
-            f"{ci_s} | {r['status']} | {_fmt(r.get('bound_sqrt_d90_over_n'))} | {r['wall_s'] / 60:.1f} min |"
+            f"| {run_label(r)} | {_fmt(r['baseline'])} | {_fmt(r['threshold'])} | {_fmt(r['d90'])} | "
+            f"{format_bracket(r.get('bracket'))} | {_fmt(r['crossing'])} | {format_interval(r.get('interval'), largest)} | "
+            f"{r['status']} | {_fmt(r.get('bound_sqrt_d90_over_n'))} | {r['wall_s'] / 60:.1f} min |"
         )
     return lines
 
 
 def write_report(results: Sequence[dict[str, Any]], path: str | Path, plot_name: str = "curve.png") -> Path:
-    """``report.md``: the comparison table, then per run its points, trials and notes."""
+    """``report.md``: the comparison table, then per run its budget, points, trials and notes."""
     out = ["# Intrinsic dimension report", "", f"![curve]({plot_name})", ""]
     out += summary_table(results) + [""]
     for r in results:
-        out += [f"## {_label(r)}", ""]
+        out += [f"## {run_label(r)}", ""]
+        chance = f"; chance (majority class) {_fmt(r['chance'])}" if r.get("chance") is not None else ""
         out.append(
-            f"Metric `{r['metric']}`; baseline {_fmt(r['baseline'])} ({r['baseline_source']}); threshold "
-            f"{r['fraction']:g} x baseline = {_fmt(r['threshold'])}; {r['n_train']:,} training examples; "
-            f"subspace learning rate {r['lr'] if r.get('lr') is not None else 'default (see README)'}; "
-            f"{r['compute_s'] / 60:.1f} min of trial compute."
+            f"Metric `{r['metric']}` on the test split; baseline {_fmt(r['baseline'])} ({r['baseline_source']}"
+            f"{': ' + ', '.join(_fmt(v) for v in r['baseline_values']) if r.get('baseline_values') else ''}); threshold "
+            f"{r['fraction']:g} x baseline = {_fmt(r['threshold'])}{chance}. Budget: {_budget_text(r)}. "
+            f"{r['compute_s'] / 60:.1f} min of trial compute, {r.get('threads') or '?'} thread(s)."
         )
-        out += ["", "| d | mean | std | per seed | passes |", "|---:|---:|---:|---|---|"]
+        out += ["", "| d | mean (test) | std | per seed (test) | per seed (validation) | train | passes |",
+                "|---:|---:|---:|---|---|---:|---|"]
         for p in r["points"]:
             vals = ", ".join(_fmt(v) for v in p["values"])
-            out.append(f"| {p['d']:,} | {_fmt(p['mean'])} | {_fmt(p['std'])} | {vals} | {'yes' if p['passed'] else 'no'} |")
+            vvals = ", ".join(_fmt(v) for v in p.get("val_values", []))
+            out.append(f"| {p['d']:,} | {_fmt(p['mean'])} | {_fmt(p['std'])} | {vals} | {vvals} | {_fmt(p.get('train_mean'))} | "
+                       f"{'yes' if p['passed'] else 'no'} |")
         failed = [t for t in r["trials"] if t["status"] != "ok"]
         if failed:
             out += ["", "Failed trials:"] + [f"- d={t['config'].get('d')} seed={t['config']['seed']}: {t['status']} ({t['error']})" for t in failed]
@@ -110,8 +178,8 @@ def write_report(results: Sequence[dict[str, Any]], path: str | Path, plot_name:
     return Path(path)
 
 
-def report_runs(run_dirs: Sequence[str | Path], out_dir: str | Path | None = None) -> tuple[Path, Path]:
-    """Plot and report of the given runs into ``out_dir`` (default: the first run directory)."""
+def report_runs(run_dirs: Sequence[str | Path], out_dir: str | Path | None = None) -> tuple[list[Path], Path]:
+    """Plots and report of the given runs into ``out_dir`` (default: the first run directory)."""
     results = [load_result(d) for d in run_dirs]
     out = Path(out_dir or run_dirs[0])
     out.mkdir(parents=True, exist_ok=True)

@@ -10,11 +10,18 @@ from typing import Any
 
 @dataclass
 class TrialResult:
-    """Outcome of one trial. status: 'ok', 'diverged' (NaN/inf loss) or 'failed' (an exception)."""
+    """Outcome of one trial. status: 'ok', 'diverged' (NaN/inf loss) or 'failed' (an exception).
+
+    ``metric`` is the reported value: the selected checkpoint on the test split. ``val_metric`` is
+    what selected it (validation), ``train_metric`` the same checkpoint on a training sample (for
+    the generalisation gap); ``curve`` holds (step, validation metric) pairs.
+    """
 
     config: dict[str, Any]
     status: str
     metric: float
+    val_metric: float = float("nan")
+    train_metric: float = float("nan")
     metrics: dict[str, float] = field(default_factory=dict)
     lr: float = 0.0
     steps: int = 0
@@ -33,7 +40,8 @@ class TrialResult:
         cfg = self.config
         return {
             "method": cfg["method"], "d": cfg.get("d"), "seed": cfg["seed"], "lr": self.lr, "status": self.status,
-            "metric": _nan_to_none(self.metric), "metrics": json.dumps(self.metrics), "steps": self.steps,
+            "metric": _nan_to_none(self.metric), "val_metric": _nan_to_none(self.val_metric),
+            "train_metric": _nan_to_none(self.train_metric), "metrics": json.dumps(self.metrics), "steps": self.steps,
             "train_loss": _nan_to_none(self.train_loss), "wall_s": self.wall_s, "trainable": self.trainable,
             "curve": json.dumps(self.curve), "error": self.error, "config": json.dumps(cfg),
         }
@@ -46,6 +54,7 @@ class TrialResult:
 
         return cls(
             config=decode(row["config"]), status=row["status"], metric=_none_to_nan(row["metric"]),
+            val_metric=_none_to_nan(row["val_metric"]), train_metric=_none_to_nan(row["train_metric"]),
             metrics=decode(row["metrics"]), lr=row["lr"], steps=row["steps"], train_loss=_none_to_nan(row["train_loss"]),
             wall_s=row["wall_s"], curve=[tuple(c) for c in decode(row["curve"])], trainable=row["trainable"],
             error=row["error"],

@@ -1,18 +1,21 @@
 """measure_d90: the smallest subspace dimension reaching a fraction of full fine-tuning.
 
-Method (DESIGN.md section 2). A baseline (full fine-tuning averaged over seeds, or a given value)
-sets the threshold tau = fraction * baseline. A coarse log-spaced pass evaluates dimensions in
-increasing order until the first point whose mean over seeds reaches tau, plus the next grid point
-above it (it checks that the curve stays above tau and bounds the interval), stepping down below the
-grid if its first point already passes; then bisection in log d between the last failing and the
-first passing point narrows the bracket to the requested relative precision.
+Method (docs/search.md). A baseline (full fine-tuning averaged over seeds, or a given value) sets the
+threshold tau = fraction * baseline. Every trial trains for its whole budget, selects its checkpoint
+on the validation split and reports on the test split, so no trial's number is cut short at tau or
+chosen on the data it is reported on. Points are means over seeds of those reported numbers.
 
-Why the answer can be trusted: the search assumes the metric grows with d (more directions can only
-help the optimum; Li et al. and Aghajanyan et al. observe monotone curves), so one bracket
-[fail, pass] contains the crossing. Noise is handled by averaging seeds at every point (each seed
-changes the projection, the head initialisation and the data order) and by reporting a bootstrap
-95% interval of the interpolated crossing over those seeds. A trial that diverges or crashes
-counts against its point. A failing point above a passing one (a non-monotone curve) is flagged.
+Search mode: a coarse log-spaced pass evaluates dimensions in increasing order until the first
+point whose mean reaches tau, plus the next grid point above it (a check that the curve stays above
+tau), stepping down below the grid if its first point already passes; then bisection in log d
+between the last failing and the first passing point narrows the bracket to the requested relative
+precision. Curve mode evaluates every grid point and takes d90 from them (for figures).
+
+d90 is the smallest evaluated d whose mean passes; the bracket is (largest failing d below it, d90];
+the crossing interpolates log-linearly inside it; the interval is the union of the bracket (grid
+resolution) and a bootstrap percentile interval of the crossing over seeds (seed noise), given only
+with at least three seeds. A diverged trial counts against its point; a failing point above a passing
+one is flagged as a non-monotone curve.
 """
 
 from __future__ import annotations
@@ -27,13 +30,18 @@ from typing import Any, Callable, Sequence
 import torch
 
 from intrinsic_dim.groups import num_groups
-from intrinsic_dim.store import Store
-from intrinsic_dim.tasks import Task
 from intrinsic_dim.results import TrialResult
-from intrinsic_dim.train import ModelFactory, TrialConfig, run_trial
+from intrinsic_dim.store import Store
+from intrinsic_dim.tasks import Task, compute_metrics
+from intrinsic_dim.train import SUBSPACE_REF_D, SUBSPACE_REF_LR, ModelFactory, TrialConfig, run_trial
 
 DEFAULT_DIMS = (10, 30, 100, 300, 1000, 3000, 10000, 30000)
 STEP_DOWN = 3
+MIN_SEEDS_FOR_INTERVAL = 3
+
+
+class BaselineError(ValueError):
+    """The baseline cannot define a threshold (not finite, or no better than chance)."""
 
 
 @dataclass
@@ -49,7 +57,8 @@ class D90Result:
     threshold: float
     d90: int | None
     crossing: float | None
-    ci: tuple[float, float | None] | None
+    bracket: tuple[int | None, int | None]
+    interval: tuple[float, float | None] | None
     status: str
     points: list[dict[str, Any]]
     trials: list[dict[str, Any]]
@@ -57,9 +66,17 @@ class D90Result:
     lr: float | None
     wall_s: float
     compute_s: float
+    mode: str = "search"
+    seeds: int = 1
+    baseline_values: list[float] = field(default_factory=list)
+    chance: float | None = None
+    budget: dict[str, Any] = field(default_factory=dict)
     monotone: bool = True
     said: bool = False
     projection: str = "fastfood"
+    layout: str = "stacked"
+    groups: str = "tensor"
+    threads: int | None = None
     notes: list[str] = field(default_factory=list)
 
     @property
@@ -76,17 +93,23 @@ class D90Result:
         return path
 
 
+def _mean(values: Sequence[float]) -> float:
+    return sum(values) / len(values) if values else float("nan")
+
+
 def _point_stats(results: Sequence[TrialResult]) -> dict[str, Any]:
-    vals = [r.metric for r in results]
-    ok = all(r.ok for r in results)
-    okvals = [v for r, v in zip(results, vals) if r.ok]
-    mean = sum(okvals) / len(okvals) if okvals else float("nan")
-    std = float(torch.tensor(okvals).std().item()) if len(okvals) > 1 else 0.0
-    return {"values": vals, "mean": mean, "std": std, "all_ok": ok}
+    ok = [r for r in results if r.ok]
+    vals = [r.metric for r in ok]
+    std = float(torch.tensor(vals, dtype=torch.float64).std().item()) if len(vals) > 1 else 0.0
+    return {
+        "values": [r.metric for r in results], "val_values": [r.val_metric for r in results],
+        "train_values": [r.train_metric for r in results], "mean": _mean(vals), "std": std,
+        "train_mean": _mean([r.train_metric for r in ok]), "n_ok": len(ok), "all_ok": len(ok) == len(results),
+    }
 
 
 def _crossing(ds: Sequence[int], means: Sequence[float], passed: Sequence[bool], tau: float) -> float:
-    """Log-linear interpolation of where the curve crosses tau (inf if it never does)."""
+    """Log-linear interpolation of where the curve first crosses tau (inf if it never does)."""
     for i, (d, m, p) in enumerate(zip(ds, means, passed)):
         if p:
             if i == 0:
@@ -97,6 +120,15 @@ def _crossing(ds: Sequence[int], means: Sequence[float], passed: Sequence[bool],
             t = (tau - m0) / (m - m0)
             return math.exp(math.log(d0) + min(1.0, max(0.0, t)) * (math.log(d) - math.log(d0)))
     return math.inf
+
+
+def chance_level(task: Task) -> float | None:
+    """The metric of always predicting the training split's most frequent class, on the report split."""
+    if task.is_regression:
+        return None
+    majority = int(torch.bincount(task.train.labels).argmax())
+    labels = task.report_split.labels
+    return compute_metrics(task, torch.full_like(labels, majority), labels)[task.metric]
 
 
 Runner = Callable[[TrialConfig], TrialResult]
@@ -117,17 +149,39 @@ class _Search:
             if self.store:
                 self.store.put(role, res)
         tag = "resumed" if cached is not None else f"{res.wall_s:.0f}s"
-        self.log(f"  {role:9s} {cfg.method:8s} d={cfg.d!s:>6} seed={cfg.seed} lr={res.lr:.3g}: "
-                 f"{self.task.metric}={res.metric:.4f} [{res.status}, {tag}]")
+        self.log(f"  {role:9s} {cfg.method:8s} d={cfg.d!s:>6} seed={cfg.seed} lr={res.lr:.3g}: test {self.task.metric}="
+                 f"{res.metric:.4f} (validation {res.val_metric:.4f}) [{res.status}, {tag}]")
         self.all.append((role, res))
         return res
 
     def point(self, d: int, seeds: int, tau: float) -> dict[str, Any]:
         if d not in self.results:
-            self.results[d] = [self.run("search", replace(self.trial, d=d, seed=s, threshold=tau)) for s in range(seeds)]
+            self.results[d] = [self.run("search", replace(self.trial, d=d, seed=s)) for s in range(seeds)]
         stats = _point_stats(self.results[d])
         stats["passed"] = stats["all_ok"] and stats["mean"] >= tau
         return stats
+
+
+def _check_args(fraction: float, seeds: int, precision: float, dims: Sequence[int] | None) -> None:
+    if not (isinstance(fraction, (int, float)) and not isinstance(fraction, bool) and 0 < fraction <= 1.5):
+        raise ValueError(f"fraction must be a number in (0, 1.5], got {fraction!r}")
+    if isinstance(seeds, bool) or not isinstance(seeds, int) or seeds < 1:
+        raise ValueError(f"seeds must be a positive integer, got {seeds!r}")
+    if not (isinstance(precision, (int, float)) and math.isfinite(precision) and precision > 0):
+        raise ValueError(f"precision must be a positive number, got {precision!r}")
+    if dims is not None and (not dims or any(isinstance(d, bool) or not isinstance(d, int) or d < 1 for d in dims)):
+        raise ValueError(f"dims must be positive integers, got {dims}")
+
+
+def _check_baseline(baseline: float, chance: float | None, source: str) -> None:
+    if not math.isfinite(baseline):
+        raise BaselineError(f"the baseline ({source}) is {baseline}: it must be a finite number")
+    if chance is not None and baseline <= chance:
+        raise BaselineError(
+            f"the baseline ({source}) is {baseline:.4f}, no better than always predicting the majority class "
+            f"({chance:.4f}); a threshold below chance measures nothing: train the baseline longer "
+            "(--full-epochs, --full-lr) or give one with --baseline"
+        )
 
 
 def measure_d90(
@@ -140,6 +194,7 @@ def measure_d90(
     baseline: float | None = None,
     baseline_seeds: int | None = None,
     precision: float = 0.15,
+    curve: bool = False,
     trial: TrialConfig | None = None,
     full_trial: TrialConfig | None = None,
     lr_candidates: Sequence[float] | None = None,
@@ -154,54 +209,112 @@ def measure_d90(
     """Measure d90 (or d_fraction) of ``model_factory(seed)`` on ``task``; see the module docstring.
 
     ``trial``/``full_trial`` are templates for the subspace and baseline trials (method, d and seed
-    are filled in). ``lr_candidates`` runs a short rate search at ``lr_search_d`` first and uses
-    the best rate for every subspace trial. With ``run_dir`` every trial goes to its SQLite store
-    as it finishes and a rerun resumes. ``runner`` runs one trial (default: in this process with
-    :func:`run_trial`); another executor, or a synthetic objective in tests, plugs in here.
+    are filled in). ``curve`` evaluates every point of ``dims`` instead of searching. ``lr_candidates``
+    runs a rate search at ``lr_search_d`` first (chosen on validation) and uses the best rate for every
+    subspace trial. With ``run_dir`` every trial goes to its SQLite store as it finishes and a rerun
+    resumes. ``runner`` runs one trial (default: in this process with :func:`run_trial`); another
+    executor, or a synthetic objective in tests, plugs in here.
     """
-    if not 0 < fraction <= 1.5:
-        raise ValueError(f"fraction must be in (0, 1.5], got {fraction}")
-    if seeds < 1:
-        raise ValueError(f"seeds must be at least 1, got {seeds}")
-    if precision <= 0:
-        raise ValueError(f"precision must be positive, got {precision}")
-    if dims is not None and (not dims or any(not isinstance(d, int) or d < 1 for d in dims)):
-        raise ValueError(f"dims must be positive integers, got {dims}")
+    _check_args(fraction, seeds, precision, dims)
     start = time.perf_counter()
     store = Store(run_dir) if run_dir is not None else None
-    if store is not None:
-        store.check_run_config(run_config or {})
-    trial = replace(trial or TrialConfig(), method="subspace")
-    s = _Search(runner or (lambda cfg: run_trial(model_factory, task, cfg, progress=progress)), task, trial, store, log)
+    try:
+        if store is not None:
+            store.check_run_config(run_config or {})
+        trial = replace(trial or TrialConfig(), method="subspace")
+        s = _Search(runner or (lambda cfg: run_trial(model_factory, task, cfg, progress=progress)), task, trial, store, log)
+        return _measure(s, model_factory, task, dims, seeds, fraction, baseline, baseline_seeds, precision, curve,
+                        full_trial, lr_candidates, lr_search_d, model_name, start)
+    finally:
+        if store is not None:
+            store.close()
 
+
+def _measure(s: _Search, model_factory, task, dims, seeds, fraction, baseline, baseline_seeds, precision, curve,
+             full_trial, lr_candidates, lr_search_d, model_name, start) -> D90Result:
+    chance = chance_level(task)
+    baseline_values: list[float] = []
     if baseline is None:
-        nb = baseline_seeds or seeds
         full = replace(full_trial or TrialConfig(method="full"), method="full", d=None)
-        base = [s.run("baseline", replace(full, seed=k)) for k in range(nb)]
-        okb = [r.metric for r in base if r.ok]
-        if not okb:
-            raise RuntimeError(f"every full fine-tuning baseline trial failed: {[r.error for r in base]}")
-        baseline, source = sum(okb) / len(okb), f"full fine-tuning, mean of {len(okb)} seed(s)"
+        base = [s.run("baseline", replace(full, seed=k)) for k in range(baseline_seeds or seeds)]
+        baseline_values = [r.metric for r in base if r.ok]
+        if not baseline_values:
+            raise BaselineError(f"every full fine-tuning baseline trial failed: {[r.error for r in base]}")
+        baseline, source = _mean(baseline_values), f"full fine-tuning, mean of {len(baseline_values)} seed(s)"
     else:
         source = "given"
+    _check_baseline(baseline, chance, source)
     tau = fraction * baseline
-    log(f"baseline {task.metric} = {baseline:.4f} ({source}); threshold {fraction:g} x baseline = {tau:.4f}")
+    s.log(f"baseline {task.metric} = {baseline:.4f} ({source}); threshold {fraction:g} x baseline = {tau:.4f}"
+          + (f"; chance {chance:.4f}" if chance is not None else ""))
 
+    trial = s.trial
     min_d = num_groups(model_factory(0).model, trial.groups) + 1 if trial.said else 1
+    lr_policy = f"Adam {SUBSPACE_REF_LR:g} x sqrt({SUBSPACE_REF_D} / d)" if trial.lr is None else f"Adam {trial.lr:g} (fixed)"
     if lr_candidates:
-        lr_d = lr_search_d
         scores = {}
         for lr in lr_candidates:
-            r = s.run("lr_search", replace(trial, d=lr_d, seed=0, lr=lr, threshold=None))
-            scores[lr] = r.metric if r.ok else -math.inf
+            r = s.run("lr_search", replace(trial, d=lr_search_d, seed=0, lr=lr))
+            scores[lr] = r.val_metric if r.ok else -math.inf
         best_lr = max(scores, key=lambda k: scores[k])
-        log(f"learning-rate search at d={lr_d}: " + ", ".join(f"{k:g}: {v:.4f}" for k, v in scores.items()) + f" -> {best_lr:g}")
-        trial = replace(trial, lr=best_lr)
-        s.trial = trial
+        s.log(f"learning-rate search at d={lr_search_d} (validation): "
+              + ", ".join(f"{k:g}: {v:.4f}" for k, v in scores.items()) + f" -> {best_lr:g}")
+        trial = s.trial = replace(trial, lr=best_lr)
+        lr_policy = f"Adam {best_lr:g} (best on validation of {', '.join(f'{k:g}' for k in scores)} at d={lr_search_d})"
 
     grid = sorted(d for d in set(dims or DEFAULT_DIMS) if d >= min_d)
     if not grid:
         raise ValueError(f"no dimension to evaluate: SAID needs d > {min_d - 1} (its number of groups); pass larger --dims")
+    if curve:
+        for d in grid:
+            s.point(d, seeds, tau)
+    else:
+        _search(s, grid, seeds, tau, precision, min_d)
+
+    ds = sorted(s.results)
+    pts = [dict(d=d, **s.point(d, seeds, tau)) for d in ds]
+    passed = [p["passed"] for p in pts]
+    d90 = next((p["d"] for p in pts if p["passed"]), None)
+    monotone = all(not (passed[i] and not passed[j]) for i in range(len(pts)) for j in range(i + 1, len(pts)))
+    crossing = _crossing(ds, [p["mean"] for p in pts], passed, tau) if d90 else None
+    below = [d for d in ds if d90 and d < d90]
+    bracket = (max(below) if below else None, d90) if d90 else (ds[-1], None)
+    interval = None
+    if d90 and seeds >= MIN_SEEDS_FOR_INTERVAL:
+        lo, hi = _bootstrap_interval(s.results, ds, tau, seeds)
+        interval = (min(lo, bracket[0] or lo), None if hi is None else max(hi, float(d90)))
+    status = "found" if d90 and d90 != ds[0] else ("at_or_below_smallest" if d90 else "above_largest")
+    notes = list(task.notes)
+    if not monotone:
+        notes.append("the curve is not monotone in d: a failing point lies above a passing one; more seeds would help")
+    if status == "above_largest":
+        notes.append(f"no evaluated d reached the threshold; d90 > {ds[-1]} (extend --dims or train longer)")
+    if status == "at_or_below_smallest":
+        notes.append(f"the smallest evaluated d = {ds[0]} already passes; d90 <= {ds[0]}")
+    if d90 and seeds < MIN_SEEDS_FOR_INTERVAL:
+        notes.append(f"{seeds} seed(s) per point: no interval is given (it needs at least {MIN_SEEDS_FOR_INTERVAL}); "
+                     "the bracket shows the grid resolution only")
+    n_train = len(task.train)
+    budget = {
+        "n_train": n_train, "n_val": len(task.eval), "n_test": len(task.report_split),
+        "steps_per_trial": trial.total_steps(n_train), "epochs": trial.epochs, "max_steps": trial.max_steps,
+        "batch_size": trial.batch_size, "select": trial.select, "lr_policy": lr_policy,
+        "full_lr": full_trial.lr if full_trial else None,
+        "full_steps": full_trial.total_steps(n_train) if full_trial else None,
+    }
+    return D90Result(
+        task=task.name, model=model_name, metric=task.metric, fraction=fraction, baseline=baseline,
+        baseline_source=source, threshold=tau, d90=d90, crossing=crossing, bracket=bracket, interval=interval,
+        status=status, points=pts, trials=[{"role": role, **asdict(r)} for role, r in s.all], n_train=n_train,
+        lr=trial.lr, wall_s=time.perf_counter() - start, compute_s=sum(r.wall_s for _, r in s.all),
+        mode="curve" if curve else "search", seeds=seeds, baseline_values=baseline_values, chance=chance,
+        budget=budget, monotone=monotone, said=trial.said, projection=trial.projection, layout=trial.layout,
+        groups=trial.groups, threads=torch.get_num_threads(), notes=notes,
+    )
+
+
+def _search(s: _Search, grid: list[int], seeds: int, tau: float, precision: float, min_d: int) -> None:
+    """The coarse pass (plus one point above the first pass, or steps below the grid), then bisection."""
     first_pass = None
     for i, d in enumerate(grid):
         if s.point(d, seeds, tau)["passed"]:
@@ -215,58 +328,28 @@ def measure_d90(
             d = max(min_d, d // STEP_DOWN)
             if not s.point(d, seeds, tau)["passed"]:
                 break
-    if first_pass is not None:
-        while True:
-            passing = [d for d in s.results if s.point(d, seeds, tau)["passed"]]
-            hi = min(passing)
-            failing = [d for d in s.results if d < hi]
-            if not failing:
-                break
-            lo = max(failing)
-            mid = round(math.sqrt(lo * hi))
-            if hi / lo <= 1 + precision or mid in (lo, hi):
-                break
-            s.point(mid, seeds, tau)
-
-    ds = sorted(s.results)
-    pts = [dict(d=d, **s.point(d, seeds, tau)) for d in ds]
-    passed = [p["passed"] for p in pts]
-    d90 = next((p["d"] for p in pts if p["passed"]), None)
-    monotone = all(not (passed[i] and not passed[j]) for i in range(len(pts)) for j in range(i + 1, len(pts)))
-    crossing = _crossing(ds, [p["mean"] for p in pts], passed, tau) if d90 else None
-    ci = _bootstrap_ci(s.results, ds, tau, seeds) if d90 and seeds > 1 else None
-    status = "found" if d90 and d90 != ds[0] else ("at_or_below_smallest" if d90 else "above_largest")
-    notes = []
-    if not monotone:
-        notes.append("the curve is not monotone in d: a failing point lies above a passing one; more seeds would help")
-    if status == "above_largest":
-        notes.append(f"no evaluated d reached the threshold; d90 > {ds[-1]} (extend --dims or train longer)")
-    if status == "at_or_below_smallest":
-        notes.append(f"the smallest evaluated d = {ds[0]} already passes; d90 <= {ds[0]}")
-    compute = sum(r.wall_s for _, r in s.all)
-    result = D90Result(
-        task=task.name, model=model_name, metric=task.metric, fraction=fraction, baseline=baseline,
-        baseline_source=source, threshold=tau, d90=d90, crossing=crossing, ci=ci, status=status, points=pts,
-        trials=[{"role": role, **asdict(r)} for role, r in s.all], n_train=len(task.train),
-        lr=trial.lr, wall_s=time.perf_counter() - start,
-        compute_s=compute, monotone=monotone, said=trial.said, projection=trial.projection, notes=notes,
-    )
-    if store is not None:
-        store.close()
-    return result
+    if first_pass is None:
+        return
+    while True:
+        hi = min(d for d in s.results if s.point(d, seeds, tau)["passed"])
+        failing = [d for d in s.results if d < hi]
+        if not failing:
+            return
+        lo = max(failing)
+        mid = round(math.sqrt(lo * hi))
+        if hi / lo <= 1 + precision or mid in (lo, hi):
+            return
+        s.point(mid, seeds, tau)
 
 
-def _bootstrap_ci(results: dict[int, list[TrialResult]], ds: list[int], tau: float, seeds: int, n_boot: int = 2000):
+def _bootstrap_interval(results: dict[int, list[TrialResult]], ds: list[int], tau: float, seeds: int,
+                        n_boot: int = 2000) -> tuple[float, float | None]:
     """95% percentile interval of the crossing, resampling seeds independently at every d. The upper
     end is None when over 2.5% of the resamples pass at no evaluated d (it lies beyond them)."""
     gen = torch.Generator().manual_seed(0)
     vals = torch.tensor([[r.metric if r.ok else -math.inf for r in results[d]] for d in ds], dtype=torch.float64)
     idx = torch.randint(0, seeds, (n_boot, len(ds), seeds), generator=gen)
     means = torch.gather(vals.expand(n_boot, -1, -1), 2, idx).mean(2)
-    out = []
-    for b in range(n_boot):
-        m = means[b].tolist()
-        out.append(_crossing(ds, m, [v >= tau for v in m], tau))
-    q = sorted(out)
-    lo, hi = q[int(0.025 * (n_boot - 1))], q[math.ceil(0.975 * (n_boot - 1))]
-    return (lo, hi if math.isfinite(hi) else None)
+    out = sorted(_crossing(ds, m, [v >= tau for v in m], tau) for m in means.tolist())
+    lo, hi = out[int(0.025 * (n_boot - 1))], out[math.ceil(0.975 * (n_boot - 1))]
+    return lo, (hi if math.isfinite(hi) else None)

@@ -31,6 +31,8 @@ CREATE TABLE IF NOT EXISTS trials (
     lr REAL NOT NULL,
     status TEXT NOT NULL,
     metric REAL,
+    val_metric REAL,
+    train_metric REAL,
     metrics TEXT NOT NULL,
     steps INTEGER NOT NULL,
     train_loss REAL,
@@ -43,7 +45,7 @@ CREATE TABLE IF NOT EXISTS trials (
 );
 """
 
-CSV_FIELDS = ["id", "role", "method", "d", "seed", "lr", "status", "metric", "steps", "train_loss", "wall_s", "trainable", "error"]
+CSV_FIELDS = ["id", "role", "method", "d", "seed", "lr", "status", "metric", "val_metric", "train_metric", "steps", "train_loss", "wall_s", "trainable", "error"]
 
 
 class RunConfigMismatch(ValueError):
@@ -65,6 +67,13 @@ class Store:
         self.db = sqlite3.connect(self.path, timeout=60)
         self.db.execute("PRAGMA journal_mode=WAL")
         self.db.executescript(_SCHEMA)
+        columns = {r[1] for r in self.db.execute("PRAGMA table_info(trials)")}
+        if "val_metric" not in columns:
+            self.db.close()
+            raise RunConfigMismatch(
+                f"run directory {self.run_dir} was made by an earlier version of intrinsic-dim (before trials were "
+                "selected on validation and reported on test); its trials cannot be mixed with new ones: use another --run-dir"
+            )
 
     def close(self) -> None:
         self.db.close()
@@ -110,7 +119,6 @@ class Store:
         out = dict(zip([c[0] for c in cur.description], row))
         for k in ("metrics", "curve", "config"):
             out[k] = json.loads(out[k])
-        out["metric"] = float("nan") if out["metric"] is None else out["metric"]
         return out
 
     def export_csv(self, path: str | Path) -> Path:

@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from typing import Sequence
 
 import torch
@@ -57,7 +57,11 @@ class Split:
 
 @dataclass
 class Task:
-    """A labelled train/eval pair with the metric that d90 is measured on."""
+    """Labelled train / validation (``eval``) / test splits with the metric that d90 is measured on.
+
+    Trials select on ``eval`` and report on ``test``; a task built by hand without a test split
+    reports on ``eval`` (see :attr:`report_split`). ``notes`` say what loading changed (subsampling).
+    """
 
     name: str
     kind: str
@@ -66,6 +70,13 @@ class Task:
     train: Split
     eval: Split
     description: str
+    test: Split | None = None
+    notes: list[str] = field(default_factory=list)
+
+    @property
+    def report_split(self) -> Split:
+        """The split a trial's reported metric is computed on: test, else validation."""
+        return self.test if self.test is not None else self.eval
 
     @property
     def num_labels(self) -> int:

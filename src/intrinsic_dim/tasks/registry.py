@@ -4,7 +4,9 @@ from __future__ import annotations
 
 from typing import Callable
 
-from intrinsic_dim.tasks.base import Task, TaskError, check_limit, subsample
+import torch
+
+from intrinsic_dim.tasks.base import Split, Task, TaskError, check_limit, stratified_split, subsample
 from intrinsic_dim.tasks.files import file_task, looks_like_files
 from intrinsic_dim.tasks.glue import GLUE, glue_task
 from intrinsic_dim.tasks.images import fashion_mnist, mnist_5k, to_unit_float
@@ -49,22 +51,66 @@ def load_task(name: str, *, max_train: int | None = None, max_eval: int | None =
     two files ``TRAIN,EVAL``, or one file split 90/10 by a fixed seeded shuffle; EXT is csv, tsv,
     json (a list of objects, ``{"data": [...]}``, an object of columns, or JSON lines) or jsonl. Files
     need a ``label`` column; the texts are ``sentence1``[/``sentence2``] or else the first one or two
-    non-numeric columns (see :mod:`intrinsic_dim.tasks.files`). ``max_train``/``max_eval`` keep that
-    many examples, drawn after the task's fixed split by a counter-based shuffle of ``seed``, so the
-    same arguments always give the same examples.
+    non-numeric columns (see :mod:`intrinsic_dim.tasks.files`). The held-out split is cut into fixed
+    validation and test halves. ``max_train`` keeps that many training examples, ``max_eval`` that many
+    of each half, drawn after the fixed splits by a counter-based shuffle of ``seed``, so the same
+    arguments always give the same examples; ``task.notes`` says when a limit subsampled or exceeded a split.
     """
     check_limit("max_train", max_train)
     check_limit("max_eval", max_eval)
     if isinstance(seed, bool) or not isinstance(seed, int) or seed < 0:
         raise TaskError(f"seed must be a non-negative integer, got {seed!r}")
     task = _load_full(name)
-    for part, split in (("train", task.train), ("eval", task.eval)):
+    for part, split in (("train", task.train), ("held-out", task.eval)):
         if len(split) == 0:
             raise TaskError(f"task {name!r} has an empty {part} split; check its data")
-    full = (len(task.train), len(task.eval))
-    task.train = to_unit_float(subsample(task.train, max_train, seed, stream=0))
-    task.eval = to_unit_float(subsample(task.eval, max_eval, seed, stream=1))
-    task.description += f" {full[0]} train / {full[1]} eval examples."
-    if (len(task.train), len(task.eval)) != full:
-        task.description += f" Subsampled to {len(task.train)} / {len(task.eval)} (seed {seed})."
+    _check_labels(task)
+    if task.test is None:
+        task.eval, task.test = validation_test_halves(task.eval, task.is_regression)
+    task.description += (
+        f" {len(task.train)} train / {len(task.eval)} validation / {len(task.test)} test examples"
+        " (trials select on validation and report on test)."
+    )
+    task.train = to_unit_float(_limited(task, "train", task.train, max_train, seed, 0, "max_train"))
+    task.eval = to_unit_float(_limited(task, "validation", task.eval, max_eval, seed, 1, "max_eval"))
+    task.test = to_unit_float(_limited(task, "test", task.test, max_eval, seed, 2, "max_eval"))
     return task
+
+
+def validation_test_halves(held: Split, regression: bool) -> tuple[Split, Split]:
+    """The held-out split cut into two fixed halves, validation and test (stratified by class; a
+    repeated text stays on one side), so selection and report never see the same examples."""
+    if len(held) < 2:
+        raise TaskError(f"the held-out split has {len(held)} example(s); it needs at least 2: half selects, half reports")
+    labels = torch.zeros(len(held), dtype=torch.int64) if regression else held.labels
+    groups = None
+    if held.texts is not None:
+        ids = {t: i for i, t in enumerate(dict.fromkeys(held.texts))}
+        groups = torch.tensor([ids[t] for t in held.texts])
+    val_idx, test_idx = stratified_split(labels, 0.5, groups)
+    if len(val_idx) == 0 or len(test_idx) == 0:
+        val_idx, test_idx = torch.arange(len(held) // 2), torch.arange(len(held) // 2, len(held))
+    return held.subset(val_idx), held.subset(test_idx)
+
+
+def _check_labels(task: Task) -> None:
+    if task.is_regression:
+        return
+    known = set(task.train.labels.tolist())
+    for part, split in (("held-out", task.eval), ("test", task.test)):
+        extra = sorted(set(split.labels.tolist()) - known) if split is not None else []
+        if extra:
+            names = [task.label_names[i] for i in extra]
+            raise TaskError(
+                f"task {task.name!r}: label(s) {names} appear in the {part} split but never in the training split; "
+                "a classifier cannot learn them: remove those examples or add training examples of them"
+            )
+
+
+def _limited(task: Task, part: str, split: Split, limit: int | None, seed: int, stream: int, option: str) -> Split:
+    """``split`` subsampled to ``limit`` examples, with a note in ``task.notes`` whenever the limit matters."""
+    if limit is not None and limit < len(split):
+        task.notes.append(f"{part} split subsampled from {len(split):,} to {limit:,} examples ({option}={limit}, seed {seed})")
+    elif limit is not None and limit > len(split):
+        task.notes.append(f"{option}={limit:,} is more than the {len(split):,} {part} examples: all of them are used")
+    return subsample(split, limit, seed, stream)
