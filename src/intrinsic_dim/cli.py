@@ -142,6 +142,16 @@ def _build_parser() -> argparse.ArgumentParser:
     r.add_argument("run_dirs", nargs="+", help="run directories made by `measure`")
     r.add_argument("--out", default=None, help="output directory (default: the first run directory)")
 
+    x = sub.add_parser("experiment", help="run an experiment file's measure runs and summarise them",
+                       description="Run the `measure` runs named in an experiment YAML file (each resumable: rerun the same "
+                       "command to continue), then write summary.json, report.md and plots (PNG + PDF) to experiments/results/<name>/.")
+    x.add_argument("file", help="experiment YAML file (see experiments/*.yaml)")
+    x.add_argument("--only", nargs="+", default=None, metavar="RUN", help="run only these runs (a part); the summary covers every finished run")
+    x.add_argument("--out", default=None, help="results directory (default: experiments/results/<name>)")
+    x.add_argument("--threads", type=int, default=None, help="torch CPU threads for every run (pin it so runs compare)")
+    x.add_argument("--summary-only", action="store_true", help="run nothing; rewrite summary and plots from finished runs")
+    x.add_argument("--quiet", action="store_true", help="no progress bars")
+
     b = sub.add_parser("bench", help="kernel and projection benchmarks", add_help=False,
                        description="Benchmarks of the FWHT and Fastfood kernels; see `intrinsic-dim bench --help`.")
     b.add_argument("rest", nargs=argparse.REMAINDER)
@@ -170,6 +180,8 @@ def _load_config(path: str, parser: argparse.ArgumentParser) -> dict[str, Any]:
 def _coerce(action: argparse.Action, value: Any, parser: argparse.ArgumentParser) -> Any:
     """A config-file value converted as the flag's own type would convert it."""
     try:
+        if isinstance(action, (argparse._StoreTrueAction, argparse._StoreFalseAction)) and not isinstance(value, bool):
+            raise TypeError(f"expected true or false, got {value!r}")
         if action.type in (_ints, _floats):
             scalar = int if action.type is _ints else float
             if isinstance(value, str):
@@ -182,16 +194,18 @@ def _coerce(action: argparse.Action, value: Any, parser: argparse.ArgumentParser
     return value
 
 
-def _parse(argv: Sequence[str] | None) -> argparse.Namespace:
+def _parse(argv: Sequence[str] | None, extra: dict[str, Any] | None = None, source: str = "the experiment file") -> argparse.Namespace:
+    """Parsed arguments: flags over ``--config FILE`` (or ``extra``, options given as a mapping) over defaults."""
     parser = _build_parser()
     args = parser.parse_args(argv)
-    if getattr(args, "config", None):
-        cfg = _load_config(args.config, parser)
+    cfg, source = (_load_config(args.config, parser), args.config) if getattr(args, "config", None) else (extra, source)
+    if cfg:
+        cfg = {k.replace("-", "_"): v for k, v in cfg.items()}
         sub = parser._subparsers._group_actions[0].choices[args.verb]  # type: ignore[union-attr]
         known = {a.dest for a in sub._actions}
         unknown = sorted(set(cfg) - known)
         if unknown:
-            parser.error(f"unknown option(s) in {args.config}: {unknown}; valid: {sorted(known - {'help', 'config'})}")
+            parser.error(f"unknown option(s) in {source}: {unknown}; valid: {sorted(known - {'help', 'config'})}")
         actions = {a.dest: a for a in sub._actions}
         cfg = {k: _coerce(actions[k], v, parser) for k, v in cfg.items()}
         sub.set_defaults(**cfg)
@@ -355,6 +369,25 @@ def cmd_report(args: argparse.Namespace) -> int:
     return 0
 
 
+def cmd_experiment(args: argparse.Namespace) -> int:
+    from intrinsic_dim.experiment import load_experiment, run_experiment, summarise
+
+    def measure(options: dict[str, Any], run_dir: Path) -> None:
+        forced = {"run_dir": str(run_dir)} | ({"threads": args.threads} if args.threads else {}) | ({"quiet": True} if args.quiet else {})
+        run_args = _parse(["measure"], extra=options | forced, source=f"{args.file} (run {run_dir.name})")
+        _setup(run_args)
+        cmd_measure(run_args)
+
+    command = " ".join(["intrinsic-dim", *sys.argv[1:]]) if sys.argv[1:2] == ["experiment"] else f"intrinsic-dim experiment {args.file}"
+    if args.summary_only:
+        spec = load_experiment(args.file)
+        summary = summarise(spec, Path(args.out or Path("experiments/results") / spec["name"]), command=command)
+    else:
+        summary = run_experiment(args.file, measure, out=args.out, only=args.only, command=command)
+    print(f"summary: {summary}")
+    return 0
+
+
 def main(argv: Sequence[str] | None = None) -> int:
     """Entry point of the ``intrinsic-dim`` command."""
     argv = list(sys.argv[1:] if argv is None else argv)
@@ -364,7 +397,8 @@ def main(argv: Sequence[str] | None = None) -> int:
         return bench_main(argv[1:])
     args = _parse(argv)
     _setup(args)
-    verbs = {"measure": cmd_measure, "train": cmd_train, "evaluate": cmd_evaluate, "merge": cmd_merge, "report": cmd_report}
+    verbs = {"measure": cmd_measure, "train": cmd_train, "evaluate": cmd_evaluate, "merge": cmd_merge, "report": cmd_report,
+             "experiment": cmd_experiment}
     try:
         return verbs[args.verb](args)
     except (ValueError, FileNotFoundError, KeyError) as e:

@@ -30,7 +30,8 @@ def run_label(r: dict[str, Any]) -> str:
         parts.append(r["layout"] + (f"/{r['normalisation']}" if r.get("normalisation") else ""))
     if r.get("said") and r.get("groups", "tensor") != "tensor":
         parts.append(f"groups={r['groups']}")
-    return f"{r['model']} / {r['task']} ({', '.join(parts)})"
+    label = f"{r['model']} / {r['task']} ({', '.join(parts)})"
+    return f"{r['name']}: {label}" if r.get("name") else label
 
 
 def format_interval(interval: Sequence[float | None] | None, largest_d: int) -> str:

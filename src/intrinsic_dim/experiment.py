@@ -1,0 +1,214 @@
+"""Experiments: one YAML file names a set of `measure` runs; one command runs them (each resumable)
+and writes ``summary.json`` (a list of rows), the runs' own files and comparison plots (PNG + PDF).
+
+File format::
+
+    name: li2018_mnist                 # results go to experiments/results/<name>/ (or --out)
+    description: what it reproduces
+    defaults: {task: mnist-5k, said: false, epochs: 30, seeds: 3}   # measure options for every run
+    runs:
+      - {name: fc-own, model: fc-784-200-200-10}
+      - {name: fc-abs, model: fc-784-200-200-10, baseline: 1.0, label: {threshold: absolute}}
+    plots:                             # optional; default: one plot of every run
+      - {name: fc, runs: [fc-own, fc-abs], title: "FC on MNIST"}
+      - {name: d90_vs_n, x: n_train, series: net, where: {rule: own}}   # d90 (with interval) against a
+                                       # row field, one line per `series` value, rows filtered by `where`
+
+A run's ``label`` (a mapping) is copied into its summary row, so plots can use it as x or series.
+"""
+
+from __future__ import annotations
+
+import json
+import math
+import subprocess
+from pathlib import Path
+from typing import Any, Callable, Sequence
+
+from intrinsic_dim.report import RESULT_NAME, load_result, plot_curves, run_label, write_report
+
+SUMMARY = "summary.json"
+RUN_KEYS = {"name", "label"}
+
+
+class ExperimentError(ValueError):
+    """An experiment file that cannot be run; the message says what to change."""
+
+
+def load_experiment(path: str | Path) -> dict[str, Any]:
+    """The experiment file, checked: a name, a list of uniquely named runs, optional defaults and plots."""
+    import yaml
+
+    path = Path(path)
+    if not path.is_file():
+        raise ExperimentError(f"experiment file {path} not found")
+    spec = yaml.safe_load(path.read_text())
+    if not isinstance(spec, dict) or not isinstance(spec.get("name"), str) or not isinstance(spec.get("runs"), list) or not spec["runs"]:
+        raise ExperimentError(f"{path} must be a mapping with a string 'name' and a non-empty list 'runs'")
+    names = [r.get("name") if isinstance(r, dict) else None for r in spec["runs"]]
+    if not all(isinstance(n, str) and n and "/" not in n for n in names) or len(set(names)) != len(names):
+        raise ExperimentError(f"{path}: every run needs a unique 'name' without '/', got {names}")
+    if not isinstance(spec.get("defaults", {}), dict):
+        raise ExperimentError(f"{path}: 'defaults' must be a mapping of measure options")
+    for p in spec.get("plots", []):
+        unknown = set(p.get("runs", [])) - set(names)
+        if unknown:
+            raise ExperimentError(f"{path}: plot {p.get('name')!r} names runs that do not exist: {sorted(unknown)}")
+    return spec
+
+
+def run_options(spec: dict[str, Any], run: dict[str, Any]) -> dict[str, Any]:
+    """The measure options of one run: the experiment's defaults overridden by the run's own."""
+    return {**spec.get("defaults", {}), **{k: v for k, v in run.items() if k not in RUN_KEYS}}
+
+
+def run_experiment(
+    path: str | Path,
+    measure: Callable[[dict[str, Any], Path], None],
+    *,
+    out: str | Path | None = None,
+    only: Sequence[str] | None = None,
+    command: str = "",
+    log: Callable[[str], None] = print,
+) -> Path:
+    """Run the experiment's runs (``only`` some of them: a part), each by ``measure(options, run_dir)``
+    which resumes a finished or interrupted run, then write the summary and plots of every finished run."""
+    spec = load_experiment(path)
+    out = Path(out or Path("experiments/results") / spec["name"])
+    names = [r["name"] for r in spec["runs"]]
+    unknown = sorted(set(only or []) - set(names))
+    if unknown:
+        raise ExperimentError(f"--only names runs that are not in {path}: {unknown}; its runs: {names}")
+    for run in spec["runs"]:
+        if only and run["name"] not in only:
+            continue
+        log(f"== {spec['name']} / {run['name']}")
+        measure(run_options(spec, run), out / run["name"])
+    return summarise(spec, out, command=command)
+
+
+def _git_commit() -> str | None:
+    try:
+        head = subprocess.run(["git", "rev-parse", "--short", "HEAD"], capture_output=True, text=True, check=True).stdout.strip()
+        dirty = subprocess.run(["git", "status", "--porcelain", "--untracked-files=no"], capture_output=True, text=True).stdout.strip()
+        return head + ("+dirty" if dirty else "")
+    except (OSError, subprocess.CalledProcessError):
+        return None
+
+
+def _gap_at(r: dict[str, Any], d: int | None) -> float | None:
+    p = next((p for p in r["points"] if p["d"] == d), None)
+    if p is None or not p["n_ok"] or p.get("train_mean") is None:
+        return None
+    gap = p["train_mean"] - p["mean"]
+    return gap if math.isfinite(gap) else None
+
+
+def summary_row(name: str, r: dict[str, Any], label: dict[str, Any] | None = None) -> dict[str, Any]:
+    """One row of ``summary.json`` for a finished run (its d90.json as a dict)."""
+    b = r.get("budget") or {}
+    return {
+        "run": name, "model": r["model"], "task": r["task"], "method": "said" if r.get("said") else "did",
+        "projection": r.get("projection"), "layout": r.get("layout"), "normalisation": r.get("normalisation"),
+        "groups": r.get("groups") if r.get("said") else None, "n_train": r["n_train"],
+        "steps_per_trial": b.get("steps_per_trial"), "lr_policy": b.get("lr_policy"), "select": b.get("select"),
+        "seeds": r.get("seeds"), "mode": r.get("mode"), "baseline": r["baseline"], "baseline_source": r["baseline_source"],
+        "baseline_values": r.get("baseline_values"), "threshold": r["threshold"], "chance": r.get("chance"),
+        "d90": r["d90"], "crossing": r["crossing"], "bracket": r.get("bracket"), "interval": r.get("interval"),
+        "status": r["status"], "monotone": r.get("monotone"), "gap_at_d90": _gap_at(r, r["d90"]),
+        "bound_sqrt_d90_over_n": r.get("bound_sqrt_d90_over_n"), "trials": len(r["trials"]),
+        "compute_s": r["compute_s"], "threads": r.get("threads"), **(label or {}),
+    }
+
+
+def summarise(spec: dict[str, Any], out: Path, command: str = "") -> Path:
+    """Write ``summary.json`` (one row per run; unfinished runs as status 'not run'), ``report.md`` and the plots."""
+    out.mkdir(parents=True, exist_ok=True)
+    rows, results = [], {}
+    commit = _git_commit()
+    for run in spec["runs"]:
+        run_dir = out / run["name"]
+        if (run_dir / RESULT_NAME).is_file():
+            results[run["name"]] = r = load_result(run_dir) | {"name": run["name"]}
+            rows.append(summary_row(run["name"], r, run.get("label")) | {"command": command, "commit": commit})
+        else:
+            rows.append({"run": run["name"], "status": "not run", **(run.get("label") or {})})
+    (out / SUMMARY).write_text(json.dumps(rows, indent=2, default=float) + "\n")
+    for plot in spec.get("plots") or [{"name": "curves", "runs": [r["name"] for r in spec["runs"]]}]:
+        if "x" in plot:
+            plot_d90_against(rows, plot, out / plot["name"])
+            continue
+        chosen = [results[n] for n in plot.get("runs", results) if n in results]
+        if chosen:
+            plot_curves(chosen, out / f"{plot['name']}.png", title=plot.get("title"))
+    if results:
+        plot_gap(list(results.values()), out / "generalisation.png")
+        write_report(list(results.values()), out / "report.md", plot_name=f"{(spec.get('plots') or [{'name': 'curves'}])[0]['name']}.png")
+    return out / SUMMARY
+
+
+def _figure():
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    return plt, *plt.subplots(figsize=(7, 4.6), dpi=120)
+
+
+def _save(plt, fig, path: Path) -> list[Path]:
+    fig.tight_layout()
+    paths = [path.with_suffix(".png"), path.with_suffix(".pdf")]
+    for p in paths:
+        fig.savefig(p)
+    plt.close(fig)
+    return paths
+
+
+def plot_d90_against(rows: list[dict[str, Any]], plot: dict[str, Any], path: Path) -> list[Path]:
+    """d90 (marker) with its interval or bracket (bar) against the row field ``plot['x']``, one line per
+    value of ``plot['series']``, rows filtered by ``plot['where']``; a run without d90 is drawn at its bracket's
+    lower end (d90 lies above it)."""
+    plt, fig, ax = _figure()
+    x, series, where = plot["x"], plot.get("series"), plot.get("where", {})
+    done = [r for r in rows if r.get("status") not in (None, "not run") and r.get(x) is not None
+            and all(r.get(k) == v for k, v in where.items())]
+    for i, key in enumerate(sorted({str(r.get(series)) for r in done}) if series else [None]):
+        pts = sorted((r for r in done if series is None or str(r.get(series)) == key), key=lambda r: r[x])
+        xs, ys, lo, hi = [], [], [], []
+        for r in pts:
+            span = r.get("interval") or r.get("bracket") or (None, None)
+            y = r["d90"] if r["d90"] else (r.get("bracket") or [None])[0]
+            if y is None:
+                continue
+            xs.append(r[x])
+            ys.append(y)
+            lo.append(y - (span[0] if span[0] is not None else y))
+            hi.append((span[1] if span[1] is not None else y) - y)
+        ax.errorbar(xs, ys, yerr=[lo, hi], marker="o", capsize=3, color=f"C{i}", label=f"{series} = {key}" if series else None)
+    ax.set_xscale("log" if plot.get("logx", True) else "linear")
+    ax.set_yscale("log")
+    ax.set_xlabel(plot.get("xlabel", x))
+    ax.set_ylabel("d90 (bar: interval, or bracket with < 3 seeds)")
+    ax.set_title(plot.get("title", f"d90 against {x}"), fontsize=10)
+    ax.grid(True, which="both", alpha=0.25)
+    if series:
+        ax.legend(fontsize=7)
+    return _save(plt, fig, path)
+
+
+def plot_gap(results: list[dict[str, Any]], path: Path) -> list[Path]:
+    """Generalisation gap (training-sample metric minus test metric, seed means) against d, one line per run."""
+    plt, fig, ax = _figure()
+    for i, r in enumerate(results):
+        pts = [p for p in r["points"] if p["n_ok"] and p.get("train_mean") is not None and math.isfinite(p["train_mean"])]
+        ax.plot([p["d"] for p in pts], [p["train_mean"] - p["mean"] for p in pts], marker="o", ms=3, color=f"C{i}", label=run_label(r))
+        if r.get("d90"):
+            ax.axvline(r["d90"], color=f"C{i}", linestyle="-.", linewidth=0.8)
+    ax.set_xscale("log")
+    ax.set_xlabel("subspace dimension d (log scale); dash-dot: d90")
+    ax.set_ylabel(f"train - test {results[0]['metric']} (seed mean)")
+    ax.set_title("Generalisation gap against d", fontsize=10)
+    ax.grid(True, which="both", alpha=0.25)
+    ax.legend(fontsize=6)
+    return _save(plt, fig, path)
