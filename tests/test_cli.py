@@ -69,6 +69,21 @@ def test_measure_refuses_run_dir_of_other_configuration(tmp_path, data_dir, caps
     assert "different configuration" in capsys.readouterr().err
 
 
+def test_resume_with_another_thread_count_is_refused(tmp_path, data_dir, capsys):
+    """Conv nets give different numbers at different thread counts: a run directory records its count."""
+    run = tmp_path / "run"
+    base = ["measure", *_common(data_dir), "--seeds", "1", "--dims", "100", "--baseline", "0.9", "--max-steps", "2", "--run-dir", str(run)]
+    before = torch.get_num_threads()
+    try:
+        assert main(base + ["--threads", "1"]) == 0
+        assert json.loads((run / "d90.json").read_text())["threads"] == 1
+        assert main(base + ["--threads", "2"]) == 2
+        assert "'threads': (1, 2)" in capsys.readouterr().err
+        assert main(base + ["--threads", "1"]) == 0
+    finally:
+        torch.set_num_threads(before)
+
+
 def test_report_overlays_runs(tmp_path, data_dir, capsys):
     runs = []
     for method in ("--said", "--did"):

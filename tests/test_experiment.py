@@ -1,0 +1,54 @@
+"""The experiment verb: a YAML of measure runs, run in parts, resumed, summarised and plotted."""
+
+import json
+
+import pytest
+
+from intrinsic_dim.cli import main
+from intrinsic_dim.experiment import ExperimentError, load_experiment
+
+SPEC = """
+name: tiny
+defaults: {task: mnist-5k, said: false, max_train: 300, max_eval: 60, max_steps: 40, batch_size: 64, seeds: 3,
+           dims: [20, 2000], baseline: 1.0, quiet: true}
+runs:
+  - {name: a, model: fc-784-200-200-10, label: {n: 300}}
+  - {name: b, model: fc-784-200-200-10, curve: true, max_train: 150, label: {n: 150}}
+plots:
+  - {name: both, runs: [a, b]}
+  - {name: d90_vs_n, x: n_train}
+"""
+
+ROW_KEYS = {"model", "task", "method", "projection", "layout", "groups", "n_train", "steps_per_trial", "lr_policy", "seeds",
+            "baseline", "threshold", "d90", "crossing", "interval", "status"}
+
+
+def test_experiment_runs_in_parts_resumes_and_summarises(tmp_path, capsys):
+    spec = tmp_path / "tiny.yaml"
+    spec.write_text(SPEC)
+    out = tmp_path / "out"
+    assert main(["experiment", str(spec), "--out", str(out), "--threads", "1", "--only", "a"]) == 0
+    rows = json.loads((out / "summary.json").read_text())
+    assert [r["run"] for r in rows] == ["a", "b"] and rows[1]["status"] == "not run"
+    assert ROW_KEYS <= set(rows[0]) and rows[0]["n"] == 300 and rows[0]["method"] == "did" and rows[0]["threads"] == 1
+    assert main(["experiment", str(spec), "--out", str(out), "--threads", "1"]) == 0
+    text = capsys.readouterr().out
+    assert text.count("resumed") == len(json.loads((out / "a" / "d90.json").read_text())["trials"])
+    rows = json.loads((out / "summary.json").read_text())
+    assert rows[1]["mode"] == "curve" and rows[1]["n_train"] == 150 and rows[1]["status"] != "not run"
+    for name in ("both", "d90_vs_n", "generalisation"):
+        assert (out / f"{name}.png").stat().st_size > 0 and (out / f"{name}.pdf").stat().st_size > 0
+    assert "| run |" in (out / "report.md").read_text()
+
+
+def test_bad_experiment_files_are_refused(tmp_path, capsys):
+    bad = tmp_path / "bad.yaml"
+    for text, message in (("runs: []", "non-empty list 'runs'"), ("name: x\nruns: [{name: a}, {name: a}]", "unique 'name'"),
+                          ("name: x\nruns: [{name: a}]\nplots: [{name: p, runs: [z]}]", "do not exist")):
+        bad.write_text(text)
+        with pytest.raises(ExperimentError, match=message):
+            load_experiment(bad)
+    good = tmp_path / "good.yaml"
+    good.write_text(SPEC)
+    assert main(["experiment", str(good), "--only", "nope"]) == 2
+    assert "--only names runs that are not in" in capsys.readouterr().err
