@@ -9,6 +9,7 @@ from __future__ import annotations
 import argparse
 import json
 import os
+import signal
 import sys
 from dataclasses import replace
 from pathlib import Path
@@ -111,6 +112,7 @@ def _build_parser() -> argparse.ArgumentParser:
     g.add_argument("--lr-search", type=_floats, default=None, help="candidate subspace rates, tried at --lr-search-d before the search")
     g.add_argument("--lr-search-d", type=int, default=1000, help="(default: %(default)s)")
     g.add_argument("--run-dir", default=None, help="results directory (default: runs/<model>-<task>-<method>)")
+    g.add_argument("--wait", action="store_true", help="if another process holds the run directory, wait for it instead of refusing")
     g.add_argument("--config", default=None, help="YAML/JSON file of options; flags override it")
 
     t = sub.add_parser("train", help="one subspace fine-tune at a given d; saves an adapter",
@@ -257,13 +259,13 @@ def cmd_measure(args: argparse.Namespace) -> int:
 
     from intrinsic_dim.report import format_bracket, format_interval, plot_curves, write_report
     from intrinsic_dim.search import measure_d90
-    from intrinsic_dim.store import Store
+    from intrinsic_dim.store import Store, check_writable
 
+    method = "said" if args.said else "did"
+    run_dir = check_writable(args.run_dir or f"runs/{Path(args.model).name}-{Path(args.task).name}-{method}")
     task, factory = _load(args)
     trial = _trial_template(args)
     full = replace(trial, method="full", lr=args.full_lr, epochs=args.full_epochs or args.epochs)
-    method = "said" if args.said else "did"
-    run_dir = Path(args.run_dir or f"runs/{Path(args.model).name}-{Path(args.task).name}-{method}")
     run_config = {
         "model": args.model, "task": args.task, "max_train": args.max_train, "max_eval": args.max_eval,
         "max_length": args.max_length, "threads": torch.get_num_threads(),
@@ -277,7 +279,7 @@ def cmd_measure(args: argparse.Namespace) -> int:
         factory, task, dims=args.dims, seeds=args.seeds, fraction=args.fraction, baseline=args.baseline,
         baseline_seeds=args.baseline_seeds, precision=args.precision, curve=args.curve, trial=trial, full_trial=full,
         lr_candidates=args.lr_search, lr_search_d=args.lr_search_d, run_dir=run_dir, run_config=run_config,
-        model_name=args.model, progress=not args.quiet, log=lambda s: print(s, flush=True),
+        model_name=args.model, progress=not args.quiet, log=lambda s: print(s, flush=True), wait=args.wait,
     )
     result.save(run_dir / "d90.json")
     store = Store(run_dir)
@@ -301,9 +303,22 @@ def cmd_measure(args: argparse.Namespace) -> int:
     return 0
 
 
+def _check_out(path: str) -> None:
+    """Refuse an --out that cannot receive files, before any training."""
+    out = Path(path)
+    if out.exists() and not out.is_dir():
+        raise ValueError(f"--out {out} is a file: pass a directory")
+    parent = next((p for p in (out, *out.parents) if p.exists()), Path("."))
+    if not os.access(parent, os.W_OK | os.X_OK):
+        raise ValueError(f"--out {out} is not writable (no write permission on {parent}): pass a writable --out")
+
+
 def cmd_train(args: argparse.Namespace) -> int:
+    import tempfile
+
     from intrinsic_dim.train import train_model
 
+    _check_out(args.out)
     task, factory = _load(args)
     cfg = replace(_trial_template(args), d=args.d, seed=args.seed)
     loaded = factory(args.seed)
@@ -312,7 +327,13 @@ def cmd_train(args: argparse.Namespace) -> int:
         print(f"training {result.status}: {result.error}", file=sys.stderr)
         return 1
     meta = {"model": args.model, "task": args.task, "seed": args.seed, "max_length": args.max_length}
-    sm.save_pretrained(args.out, metadata=meta)
+    try:
+        sm.save_pretrained(args.out, metadata=meta)
+    except OSError as e:
+        rescue = tempfile.mkdtemp(prefix="intrinsic-dim-adapter-")
+        sm.save_pretrained(rescue, metadata=meta)
+        print(f"could not write {args.out} ({e}); the trained adapter was saved to {rescue}/ instead", file=sys.stderr)
+        args.out = rescue
     print(f"trained {sm.num_trainable():,} numbers in {result.steps} steps ({result.wall_s:.0f}s); {cfg.select} checkpoint: "
           f"validation {task.metric} {result.val_metric:.4f}, test {result.metric:.4f}; adapter saved to {args.out}/")
     return 0
@@ -399,11 +420,22 @@ def main(argv: Sequence[str] | None = None) -> int:
     _setup(args)
     verbs = {"measure": cmd_measure, "train": cmd_train, "evaluate": cmd_evaluate, "merge": cmd_merge, "report": cmd_report,
              "experiment": cmd_experiment}
+    previous = signal.signal(signal.SIGTERM, _interrupt)
     try:
         return verbs[args.verb](args)
     except (ValueError, FileNotFoundError, KeyError) as e:
         print(f"intrinsic-dim {args.verb}: error: {e}", file=sys.stderr)
         return 2
+    except KeyboardInterrupt:
+        resume = " finished trials are kept; rerun the same command to resume." if args.verb in ("measure", "experiment") else ""
+        print(f"\nintrinsic-dim {args.verb}: interrupted.{resume}", file=sys.stderr)
+        return 130
+    finally:
+        signal.signal(signal.SIGTERM, previous)
+
+
+def _interrupt(signum: int, frame: Any) -> None:
+    raise KeyboardInterrupt
 
 
 if __name__ == "__main__":

@@ -31,7 +31,7 @@ import torch
 
 from intrinsic_dim.groups import num_groups
 from intrinsic_dim.results import TrialResult
-from intrinsic_dim.store import Store
+from intrinsic_dim.store import RunLock, Store
 from intrinsic_dim.tasks import Task, compute_metrics
 from intrinsic_dim.train import SUBSPACE_REF_D, SUBSPACE_REF_LR, ModelFactory, TrialConfig, run_trial
 
@@ -205,6 +205,7 @@ def measure_d90(
     progress: bool = True,
     log: Callable[[str], None] = print,
     runner: Runner | None = None,
+    wait: bool = False,
 ) -> D90Result:
     """Measure d90 (or d_fraction) of ``model_factory(seed)`` on ``task``; see the module docstring.
 
@@ -212,11 +213,13 @@ def measure_d90(
     are filled in). ``curve`` evaluates every point of ``dims`` instead of searching. ``lr_candidates``
     runs a rate search at ``lr_search_d`` first (chosen on validation) and uses the best rate for every
     subspace trial. With ``run_dir`` every trial goes to its SQLite store as it finishes and a rerun
-    resumes. ``runner`` runs one trial (default: in this process with :func:`run_trial`); another
+    resumes; one process at a time holds a run directory (another is refused, or queues with ``wait``).
+    ``runner`` runs one trial (default: in this process with :func:`run_trial`); another
     executor, or a synthetic objective in tests, plugs in here.
     """
     _check_args(fraction, seeds, precision, dims)
     start = time.perf_counter()
+    lock = RunLock(run_dir, wait=wait) if run_dir is not None else None
     store = Store(run_dir) if run_dir is not None else None
     try:
         if store is not None:
@@ -228,6 +231,8 @@ def measure_d90(
     finally:
         if store is not None:
             store.close()
+        if lock is not None:
+            lock.release()
 
 
 def _measure(s: _Search, model_factory, task, dims, seeds, fraction, baseline, baseline_seeds, precision, curve,

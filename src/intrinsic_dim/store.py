@@ -9,7 +9,10 @@ refused, since mixing trials of two setups would give a meaningless d90.
 from __future__ import annotations
 
 import csv
+import fcntl
 import json
+import os
+import socket
 import sqlite3
 import time
 from pathlib import Path
@@ -18,6 +21,7 @@ from typing import Any, Iterator
 from intrinsic_dim.results import TrialResult
 
 DB_NAME = "trials.sqlite"
+LOCK_NAME = "run.lock"
 
 _SCHEMA = """
 CREATE TABLE IF NOT EXISTS meta (key TEXT PRIMARY KEY, value TEXT NOT NULL);
@@ -50,6 +54,64 @@ CSV_FIELDS = ["id", "role", "method", "d", "seed", "lr", "status", "metric", "va
 
 class RunConfigMismatch(ValueError):
     """The run directory holds trials of a different configuration."""
+
+
+class RunDirError(ValueError):
+    """The run directory cannot be used: not writable, not a directory, or another process holds it."""
+
+
+def check_writable(run_dir: str | Path) -> Path:
+    """``run_dir`` created if needed, or a RunDirError saying why it cannot hold a run (before any work)."""
+    run_dir = Path(run_dir)
+    if run_dir.exists() and not run_dir.is_dir():
+        raise RunDirError(f"run directory {run_dir} is a file, not a directory: pass another --run-dir")
+    try:
+        run_dir.mkdir(parents=True, exist_ok=True)
+    except OSError as e:
+        raise RunDirError(f"cannot create run directory {run_dir} ({e.strerror}): pass a writable --run-dir") from None
+    if not os.access(run_dir, os.W_OK | os.X_OK):
+        raise RunDirError(
+            f"run directory {run_dir} is not writable: pass a writable --run-dir "
+            f"(a finished run can still be read with `intrinsic-dim report {run_dir} --out OTHER_DIR`)"
+        )
+    return run_dir
+
+
+class RunLock:
+    """One writer per run directory: an exclusive ``flock`` on ``run.lock``, held while the process runs.
+
+    The kernel drops the lock when its holder exits, even on SIGKILL, so a lock left by a killed
+    process is never stale; the file's text (pid, host, start time) only names the holder in the error.
+    """
+
+    def __init__(self, run_dir: str | Path, wait: bool = False) -> None:
+        self.path = check_writable(run_dir) / LOCK_NAME
+        self.fd = os.open(self.path, os.O_RDWR | os.O_CREAT, 0o644)
+        try:
+            fcntl.flock(self.fd, fcntl.LOCK_EX | (0 if wait else fcntl.LOCK_NB))
+        except BlockingIOError:
+            holder = self.path.read_text().strip() or "another process"
+            os.close(self.fd)
+            raise RunDirError(
+                f"run directory {Path(run_dir)} is in use by {holder}; wait for it to finish, pass --wait to queue "
+                "behind it, or use another --run-dir"
+            ) from None
+        os.ftruncate(self.fd, 0)
+        os.write(self.fd, f"pid {os.getpid()} on {socket.gethostname()} since {time.strftime('%Y-%m-%d %H:%M:%S')}\n".encode())
+
+    def release(self) -> None:
+        """Give the run directory up (also done by the kernel when the process exits)."""
+        if self.fd >= 0:
+            os.ftruncate(self.fd, 0)
+            fcntl.flock(self.fd, fcntl.LOCK_UN)
+            os.close(self.fd)
+            self.fd = -1
+
+    def __enter__(self) -> RunLock:
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self.release()
 
 
 def config_key(config: dict[str, Any]) -> str:

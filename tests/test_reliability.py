@@ -1,0 +1,103 @@
+"""One writer per run directory, unwritable paths refused before work, clean interrupts."""
+
+import os
+import signal
+import subprocess
+import sys
+import textwrap
+import time
+from pathlib import Path
+
+import pytest
+
+from intrinsic_dim.cli import main
+from intrinsic_dim.search import measure_d90
+from intrinsic_dim.store import RunDirError, RunLock
+from intrinsic_dim.train import TrialConfig
+
+HERE = str(Path(__file__).parent)
+
+_HOLDER = textwrap.dedent(
+    """
+    import sys, time
+    sys.path.insert(0, sys.argv[2])
+    from test_search import Synthetic, _task
+    from intrinsic_dim.search import measure_d90
+    from intrinsic_dim.train import TrialConfig
+    base = Synthetic()
+    def runner(cfg):
+        time.sleep(0.5)
+        return base(cfg)
+    measure_d90(None, _task(), seeds=1, baseline=1.0, trial=TrialConfig(said=False), log=lambda s: None,
+                runner=runner, run_dir=sys.argv[1], run_config={"model": "m"})
+    """
+)
+
+
+def _wait_for(predicate, seconds=60):
+    deadline = time.time() + seconds
+    while time.time() < deadline:
+        if predicate():
+            return True
+        time.sleep(0.05)
+    return False
+
+
+def test_second_process_on_a_run_dir_is_refused_and_a_killed_holder_leaves_no_stale_lock(tmp_path):
+    from test_search import Synthetic, _task
+
+    run_dir = tmp_path / "run"
+    holder = subprocess.Popen([sys.executable, "-c", _HOLDER, str(run_dir), HERE])
+    try:
+        assert _wait_for(lambda: (run_dir / "run.lock").is_file() and "pid" in (run_dir / "run.lock").read_text())
+        kw = dict(seeds=1, baseline=1.0, trial=TrialConfig(said=False), log=lambda s: None, run_config={"model": "m"})
+        with pytest.raises(RunDirError, match=f"in use by pid {holder.pid}"):
+            measure_d90(None, _task(), runner=Synthetic(), run_dir=run_dir, **kw)
+    finally:
+        holder.kill()
+        holder.wait()
+    r = measure_d90(None, _task(), runner=Synthetic(), run_dir=run_dir, **kw)  # the kernel dropped the dead holder's lock
+    assert r.d90 is not None
+
+
+def test_wait_queues_behind_the_holder(tmp_path):
+    lock = RunLock(tmp_path)
+    with pytest.raises(RunDirError, match="--wait"):
+        RunLock(tmp_path)
+    lock.release()
+    with RunLock(tmp_path, wait=True):
+        pass
+
+
+@pytest.mark.skipif(os.geteuid() == 0, reason="root can write anywhere")
+def test_read_only_run_dir_is_refused(tmp_path):
+    ro = tmp_path / "ro"
+    ro.mkdir()
+    ro.chmod(0o500)
+    with pytest.raises(RunDirError, match="not writable"):
+        RunLock(ro)
+
+
+def test_unusable_paths_are_refused_before_any_work(tmp_path, capsys):
+    a_file = tmp_path / "file"
+    a_file.write_text("x")
+    argv = ["--model", "bert-tiny-random", "--task", "no-such-task-loaded-later", "--quiet"]
+    assert main(["measure", *argv, "--run-dir", str(a_file)]) == 2
+    assert "is a file, not a directory" in capsys.readouterr().err
+    assert main(["train", *argv, "--out", str(a_file)]) == 2
+    assert "--out" in capsys.readouterr().err and a_file.read_text() == "x"
+
+
+def test_sigterm_and_ctrl_c_end_with_one_line_saying_how_to_resume(tmp_path):
+    for sig in (signal.SIGTERM, signal.SIGINT):
+        run_dir = tmp_path / f"run{int(sig)}"
+        cmd = [sys.executable, "-m", "intrinsic_dim.cli", "measure", "--model", "fc-784-200-200-10", "--task", "mnist-5k",
+               "--did", "--baseline", "1.0", "--max-train", "400", "--max-eval", "100", "--dims", "10,100,1000,10000",
+               "--max-steps", "3000", "--seeds", "3", "--quiet", "--threads", "1", "--run-dir", str(run_dir)]
+        proc = subprocess.Popen(cmd, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+        assert _wait_for(lambda: (run_dir / "trials.sqlite").is_file(), 120)
+        time.sleep(0.5)
+        proc.send_signal(sig)
+        out, err = proc.communicate(timeout=60)
+        assert proc.returncode == 130, err
+        assert "Traceback" not in err and "interrupted" in err and "rerun the same command to resume" in err
