@@ -6,4 +6,13 @@ from intrinsic_dim.adapter import AdapterError  # noqa: E402
 from intrinsic_dim.projection import Projection, make_projection  # noqa: E402
 from intrinsic_dim.subspace import SubspaceModel  # noqa: E402
 
-__all__ = ["AdapterError", "Projection", "SubspaceModel", "make_projection"]
+__all__ = ["AdapterError", "D90Result", "Projection", "SubspaceModel", "make_projection", "measure_d90"]
+
+
+def __getattr__(name: str) -> object:
+    """``measure_d90`` and ``D90Result`` load the search (and its trainer) only when first used."""
+    if name in ("measure_d90", "D90Result"):
+        from intrinsic_dim import search
+
+        return getattr(search, name)
+    raise AttributeError(f"module 'intrinsic_dim' has no attribute {name!r}")

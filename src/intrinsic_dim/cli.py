@@ -8,12 +8,13 @@ from __future__ import annotations
 
 import argparse
 import json
+import math
 import os
 import signal
 import sys
 from dataclasses import replace
 from pathlib import Path
-from typing import Any, Sequence
+from typing import Any, Callable, Sequence
 
 os.environ.setdefault("TRANSFORMERS_VERBOSITY", "error")
 
@@ -179,21 +180,75 @@ def _load_config(path: str, parser: argparse.ArgumentParser) -> dict[str, Any]:
     return {k.replace("-", "_"): v for k, v in data.items()}
 
 
+def _scalar(kind: type, value: Any) -> Any:
+    """``value`` as an int or float, refusing booleans, containers and lossy conversions (10.7 as an int)."""
+    if isinstance(value, str):
+        return kind(value)
+    if isinstance(value, bool) or not isinstance(value, (int, float)) or (kind is int and not isinstance(value, int)):
+        raise TypeError(f"expected {'an integer' if kind is int else 'a number'}, got {value!r}")
+    return kind(value)
+
+
 def _coerce(action: argparse.Action, value: Any, parser: argparse.ArgumentParser) -> Any:
-    """A config-file value converted as the flag's own type would convert it."""
+    """A config-file value checked and converted as the flag's own type and choices would be."""
     try:
-        if isinstance(action, (argparse._StoreTrueAction, argparse._StoreFalseAction)) and not isinstance(value, bool):
-            raise TypeError(f"expected true or false, got {value!r}")
-        if action.type in (_ints, _floats):
-            scalar = int if action.type is _ints else float
+        if value is None and action.default is not None:
+            raise TypeError(f"expected a value (default {action.default!r}), got null")
+        if isinstance(action, (argparse._StoreTrueAction, argparse._StoreFalseAction)):
+            if not isinstance(value, bool):
+                raise TypeError(f"expected true or false, got {value!r}")
+        elif action.type in (_ints, _floats):
             if isinstance(value, str):
-                return action.type(value)
-            return [scalar(v) for v in (value if isinstance(value, list) else [value])]
-        if action.type is not None and isinstance(value, str):
-            return action.type(value)
+                value = action.type(value)
+            else:
+                scalar = int if action.type is _ints else float
+                value = [_scalar(scalar, v) for v in (value if isinstance(value, list) else [value])]
+        elif action.type is _limit:
+            value = None if value is None else _limit(str(_scalar(int, value)) if not isinstance(value, str) else value)
+        elif action.type in (int, float):
+            value = None if value is None else _scalar(action.type, value)
+        elif value is not None and not isinstance(value, str):
+            raise TypeError(f"expected text, got {value!r}")
+        if action.choices and value not in action.choices:
+            raise ValueError(f"expected one of {list(action.choices)}, got {value!r}")
     except (TypeError, ValueError, argparse.ArgumentTypeError) as e:
         parser.error(f"config option {action.dest}: {e}")
     return value
+
+
+def _positive(v: Any) -> bool:
+    return isinstance(v, (int, float)) and math.isfinite(v) and v > 0
+
+
+RANGES: dict[str, tuple[Callable[[Any], bool], str]] = {
+    "seeds": (lambda v: 1 <= v <= 1000, "an integer from 1 to 1000"),
+    "baseline_seeds": (lambda v: 1 <= v <= 1000, "an integer from 1 to 1000"),
+    "seed": (lambda v: 0 <= v < 2**63, "an integer from 0 to 2**63 - 1"),
+    "fraction": (lambda v: _positive(v) and v <= 1.5, "a number in (0, 1.5]"),
+    "precision": (_positive, "a positive number"),
+    "baseline": (_positive, "a positive finite number (the full fine-tuning metric to compare against)"),
+    "epochs": (lambda v: _positive(v) and v <= 10**6, "a positive finite number"),
+    "full_epochs": (lambda v: _positive(v) and v <= 10**6, "a positive finite number"),
+    "lr": (_positive, "a positive finite number"),
+    "full_lr": (_positive, "a positive finite number"),
+    "lr_search": (lambda v: bool(v) and all(_positive(x) for x in v), "positive finite numbers"),
+    "dims": (lambda v: bool(v) and all(x >= 1 for x in v), "positive integers"),
+    "threads": (lambda v: 1 <= v <= 1024, "an integer from 1 to 1024"),
+    "max_steps": (lambda v: v >= 1, "a positive integer"),
+    "batch_size": (lambda v: v >= 1, "a positive integer"),
+    "eval_every": (lambda v: v >= 1, "a positive integer"),
+    "lr_search_d": (lambda v: v >= 1, "a positive integer"),
+    "d": (lambda v: v >= 1, "a positive integer"),
+    "max_length": (lambda v: v >= 1, "a positive integer"),
+}
+"""The range of every numeric option, checked after flags and config files are merged and before any work."""
+
+
+def _check_ranges(args: argparse.Namespace, parser: argparse.ArgumentParser) -> None:
+    for dest, (ok, what) in RANGES.items():
+        value = getattr(args, dest, None)
+        if value is not None and not ok(value):
+            parser.error(f"--{dest.replace('_', '-')} must be {what}, got {value!r}")
 
 
 def _parse(argv: Sequence[str] | None, extra: dict[str, Any] | None = None, source: str = "the experiment file") -> argparse.Namespace:
@@ -212,6 +267,7 @@ def _parse(argv: Sequence[str] | None, extra: dict[str, Any] | None = None, sour
         cfg = {k: _coerce(actions[k], v, parser) for k, v in cfg.items()}
         sub.set_defaults(**cfg)
         args = parser.parse_args(argv)
+    _check_ranges(args, parser)
     return args
 
 
