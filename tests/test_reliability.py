@@ -101,3 +101,32 @@ def test_sigterm_and_ctrl_c_end_with_one_line_saying_how_to_resume(tmp_path):
         out, err = proc.communicate(timeout=60)
         assert proc.returncode == 130, err
         assert "Traceback" not in err and "interrupted" in err and "rerun the same command to resume" in err
+
+
+def test_a_sweep_whose_every_trial_diverges_still_reports(tmp_path):
+    from test_search import _task
+
+    from intrinsic_dim.report import plot_curves, write_report
+    from intrinsic_dim.results import TrialResult
+
+    def runner(cfg):
+        return TrialResult(config=cfg.to_dict(), status="diverged", metric=float("nan"), error="loss became nan at step 3")
+
+    r = measure_d90(None, _task(), dims=[10, 100], seeds=3, baseline=1.0, runner=runner, trial=TrialConfig(said=False),
+                    log=lambda s: None)
+    assert r.status == "no_successful_trial" and r.d90 is None and any("--lr" in n for n in r.notes)
+    assert all(p.stat().st_size for p in plot_curves([r.to_dict()], tmp_path / "curve.png"))
+    assert "loss became nan at step 3" in write_report([r.to_dict()], tmp_path / "report.md").read_text()
+
+
+def test_a_failed_baseline_leaves_a_readable_record(tmp_path, capsys):
+    run = tmp_path / "run"
+    data = tmp_path / "data.csv"
+    data.write_text("sentence,label\n" + "".join(f"w{i} x,{'ab'[i % 2]}\n" for i in range(40)))
+    argv = ["measure", "--model", "bert-tiny-random", "--task", str(data), "--quiet", "--max-steps", "1", "--seeds", "1",
+            "--baseline-seeds", "1", "--full-lr", "1e-9", "--run-dir", str(run)]
+    assert main(argv) == 2
+    assert "no better than always predicting the majority class" in capsys.readouterr().err
+    assert (run / "trials.csv").is_file() and "no_baseline" in (run / "d90.json").read_text()
+    assert main(["report", str(run)]) == 2
+    assert "ended without a curve (no_baseline)" in capsys.readouterr().err

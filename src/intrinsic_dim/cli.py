@@ -314,7 +314,7 @@ def cmd_measure(args: argparse.Namespace) -> int:
     import torch
 
     from intrinsic_dim.report import format_bracket, format_interval, plot_curves, write_report
-    from intrinsic_dim.search import measure_d90
+    from intrinsic_dim.search import BaselineError, measure_d90
     from intrinsic_dim.store import Store, check_writable
 
     method = "said" if args.said else "did"
@@ -331,16 +331,22 @@ def cmd_measure(args: argparse.Namespace) -> int:
           f"{'every --dims point' if args.curve else 'search'}; results in {run_dir}/", flush=True)
     for n in task.notes:
         print(f"note: {n}", flush=True)
-    result = measure_d90(
-        factory, task, dims=args.dims, seeds=args.seeds, fraction=args.fraction, baseline=args.baseline,
-        baseline_seeds=args.baseline_seeds, precision=args.precision, curve=args.curve, trial=trial, full_trial=full,
-        lr_candidates=args.lr_search, lr_search_d=args.lr_search_d, run_dir=run_dir, run_config=run_config,
-        model_name=args.model, progress=not args.quiet, log=lambda s: print(s, flush=True), wait=args.wait,
-    )
+    try:
+        result = measure_d90(
+            factory, task, dims=args.dims, seeds=args.seeds, fraction=args.fraction, baseline=args.baseline,
+            baseline_seeds=args.baseline_seeds, precision=args.precision, curve=args.curve, trial=trial, full_trial=full,
+            lr_candidates=args.lr_search, lr_search_d=args.lr_search_d, run_dir=run_dir, run_config=run_config,
+            model_name=args.model, progress=not args.quiet, log=lambda s: print(s, flush=True), wait=args.wait,
+        )
+    except BaselineError as e:
+        (run_dir / "d90.json").write_text(json.dumps({"status": "no_baseline", "reason": str(e), "notes": task.notes}, indent=2) + "\n")
+        raise
+    finally:
+        if (run_dir / "trials.sqlite").is_file():
+            store = Store(run_dir)
+            store.export_csv(run_dir / "trials.csv")
+            store.close()
     result.save(run_dir / "d90.json")
-    store = Store(run_dir)
-    store.export_csv(run_dir / "trials.csv")
-    store.close()
     res = result.to_dict()
     plots = plot_curves([res], run_dir / "curve.png")
     write_report([res], run_dir / "report.md")

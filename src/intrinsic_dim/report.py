@@ -15,7 +15,10 @@ def load_result(run_dir: str | Path) -> dict[str, Any]:
     path = Path(run_dir) / RESULT_NAME
     if not path.is_file():
         raise FileNotFoundError(f"{path} not found: run `intrinsic-dim measure --run-dir {run_dir}` first (it resumes)")
-    return json.loads(path.read_text())
+    result = json.loads(path.read_text())
+    if "points" not in result:
+        raise ValueError(f"run {run_dir} ended without a curve ({result.get('status')}): {result.get('reason')}")
+    return result
 
 
 def method_name(r: dict[str, Any]) -> str:

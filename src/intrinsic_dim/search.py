@@ -290,9 +290,12 @@ def _measure(s: _Search, model_factory, task, dims, seeds, fraction, baseline, b
         interval = (min(lo, bracket[0] or lo), None if hi is None else max(hi, float(d90)))
     status = "found" if d90 and d90 != ds[0] else ("at_or_below_smallest" if d90 else "above_largest")
     notes = list(task.notes)
+    if not any(p["n_ok"] for p in pts):
+        status = "no_successful_trial"
+        notes.append("every subspace trial diverged or failed (see the trials' errors): try a lower --lr")
     if not monotone:
         notes.append("the curve is not monotone in d: a failing point lies above a passing one; more seeds would help")
-    if status == "above_largest":
+    elif status == "above_largest":
         notes.append(f"no evaluated d reached the threshold; d90 > {ds[-1]} (extend --dims or train longer)")
     if status == "at_or_below_smallest":
         notes.append(f"the smallest evaluated d = {ds[0]} already passes; d90 <= {ds[0]}")
