@@ -71,3 +71,14 @@ def test_every_example_is_seen_once_per_epoch():
     batches = _batches(10, 4, torch.Generator().manual_seed(0))
     epoch = [next(batches) for _ in range(3)]
     assert [len(b) for b in epoch] == [4, 4, 2] and sorted(sum(epoch, [])) == list(range(10))
+
+
+def test_absurd_finite_loss_is_a_divergence():
+    """An FC net (no normalisation) at a huge rate reaches finite losses of ~1e6: diverged, not 'ok'."""
+    images = torch.rand(64, 1, 28, 28, generator=torch.Generator().manual_seed(0))
+    split = Split(labels=torch.arange(64) % 10, images=images)
+    task = Task(name="img", kind="image", label_names=[str(i) for i in range(10)], metric="accuracy", train=split, eval=split,
+                description="random images")
+    factory = lambda seed: load_model("fc-784-200-200-10", task, seed=seed)  # noqa: E731
+    res = run_trial(factory, task, TrialConfig(d=50, seed=0, max_steps=30, batch_size=16, lr=1e3, said=False), progress=False)
+    assert res.status == "diverged" and "loss became" in res.error and "nan" not in res.error and "inf" not in res.error

@@ -132,6 +132,7 @@ def _build_parser() -> argparse.ArgumentParser:
     e.add_argument("--adapter", default=None, help="adapter directory made by `train` (its model, task and seed are used unless given)")
     e.add_argument("--seed", type=int, default=None, help="head initialisation seed (default: the adapter's, else 0)")
     e.add_argument("--batch-size", type=int, default=128, help="evaluation batch size (default: %(default)s)")
+    e.set_defaults(model=None, task=None, max_length=None)
     e.add_argument("--config", default=None, help="YAML/JSON file of options; flags override it")
 
     g = sub.add_parser("merge", help="write theta0 + P(z) into the model and save it as a plain model",
@@ -408,13 +409,14 @@ def cmd_evaluate(args: argparse.Namespace) -> int:
     from intrinsic_dim.tasks import load_task
     from intrinsic_dim.train import evaluate
 
-    meta = read_adapter(args.adapter)[0].get("metadata", {}) if args.adapter else {}
+    meta = (read_adapter(args.adapter)[0].get("metadata") or {}) if args.adapter else {}
     seed = args.seed if args.seed is not None else meta.get("seed", 0)
-    task = load_task(args.task, max_train=args.max_train, max_eval=args.max_eval, seed=0)
-    loaded = load_model(args.model, task, seed=seed, max_length=args.max_length)
+    model_name = args.model or meta.get("model") or "minilm-l6"
+    task = load_task(args.task or meta.get("task") or "tweet-sentiment", max_train=args.max_train, max_eval=args.max_eval, seed=0)
+    loaded = load_model(model_name, task, seed=seed, max_length=args.max_length or meta.get("max_length") or 64)
     model = SubspaceModel.from_pretrained(loaded.model, args.adapter) if args.adapter else loaded.model
     metrics = evaluate(model, loaded, task, task.report_split, batch_size=args.batch_size)
-    print(json.dumps({"task": task.name, "model": args.model, "adapter": args.adapter, "split": "test",
+    print(json.dumps({"task": task.name, "model": model_name, "adapter": args.adapter, "split": "test",
                       "examples": len(task.report_split), **metrics}, indent=2))
     return 0
 

@@ -33,6 +33,8 @@ SELECT = ("best", "final")
 SUBSPACE_REF_LR = 0.1
 SUBSPACE_REF_D = 1000
 EVALS_PER_EPOCH = 3
+ABSURD_LOSS_FACTOR = 1e6
+"""A finite loss above this multiple of max(first loss, 1) is recorded as a divergence, not a result."""
 
 ModelFactory = Callable[[int], "LoadedModel"]
 
@@ -178,13 +180,14 @@ def _train(model, params, loaded, task, cfg, lr, result: TrialResult, progress: 
     model.train()
     bar = tqdm(total=total, desc=f"{cfg.method} d={cfg.d} seed={cfg.seed}", disable=not progress, leave=False)
     best, best_state = -math.inf, None
-    ema = None
+    ema = first = None
     batches = _batches(n, cfg.batch_size, gen)
     for step in range(total):
         idx = next(batches)
         loss = _loss(_logits(model(**loaded.encode(task.train, idx))), task.train.labels[idx], task.is_regression)
-        if not torch.isfinite(loss):
-            result.status, result.error, result.steps = "diverged", f"loss became {loss.item()} at step {step}", step
+        first = loss.item() if first is None else first
+        if not torch.isfinite(loss) or loss.item() > ABSURD_LOSS_FACTOR * max(first, 1.0):
+            result.status, result.error, result.steps = "diverged", f"loss became {loss.item():.4g} at step {step}", step
             bar.close()
             return
         opt.zero_grad(set_to_none=True)
