@@ -130,3 +130,30 @@ def test_a_failed_baseline_leaves_a_readable_record(tmp_path, capsys):
     assert (run / "trials.csv").is_file() and "no_baseline" in (run / "d90.json").read_text()
     assert main(["report", str(run)]) == 2
     assert "ended without a curve (no_baseline)" in capsys.readouterr().err
+
+
+def test_killed_at_random_moments_several_times_resumes_to_the_uninterrupted_answer(tmp_path):
+    """Four SIGKILLs at seeded random moments (0.1 - 1.5 s into each attempt), then a clean finish:
+    same d90, crossing, interval and points as a run never interrupted, and one stored row per trial."""
+    import json
+    import random
+
+    from test_search import _KILL_SCRIPT
+
+    from intrinsic_dim.store import Store
+
+    def run(run_dir, delay):
+        return subprocess.Popen([sys.executable, "-c", _KILL_SCRIPT, str(run_dir), HERE, str(delay)], stdout=subprocess.PIPE, text=True)
+
+    ref = json.loads(run(tmp_path / "ref", 0).communicate(timeout=120)[0])
+    rng = random.Random(7)
+    killed = tmp_path / "killed"
+    for _ in range(4):
+        proc = run(killed, 0.05)
+        time.sleep(rng.uniform(0.1, 1.5))
+        proc.kill()
+        proc.wait()
+    out = json.loads(run(killed, 0).communicate(timeout=120)[0])
+    assert (out["d90"], out["crossing"], out["points"]) == (ref["d90"], ref["crossing"], ref["points"])
+    rows = Store(killed).rows()
+    assert len(rows) == len({r["config_key"] for r in rows}) == ref["new"]
