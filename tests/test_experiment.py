@@ -36,7 +36,7 @@ def test_experiment_runs_in_parts_resumes_and_summarises(tmp_path, capsys):
     assert text.count("resumed") == len(json.loads((out / "a" / "d90.json").read_text())["trials"])
     rows = json.loads((out / "summary.json").read_text())
     assert rows[1]["mode"] == "curve" and rows[1]["n_train"] == 150 and rows[1]["status"] != "not run"
-    for name in ("both", "d90_vs_n", "generalisation"):
+    for name in ("both", "d90_vs_n", "generalisation", "generalisation_vs_d90"):
         assert (out / f"{name}.png").stat().st_size > 0 and (out / f"{name}.pdf").stat().st_size > 0
     assert "| run |" in (out / "report.md").read_text()
 

@@ -143,6 +143,7 @@ def summarise(spec: dict[str, Any], out: Path, command: str = "") -> Path:
             plot_curves(chosen, out / f"{plot['name']}.png", title=plot.get("title"))
     if results:
         plot_gap(list(results.values()), out / "generalisation.png")
+        plot_gap_against_bound(rows, out / "generalisation_vs_d90.png")
         write_report(list(results.values()), out / "report.md", plot_name=f"{(spec.get('plots') or [{'name': 'curves'}])[0]['name']}.png")
     return out / SUMMARY
 
@@ -211,4 +212,20 @@ def plot_gap(results: list[dict[str, Any]], path: Path) -> list[Path]:
     ax.set_title("Generalisation gap against d", fontsize=10)
     ax.grid(True, which="both", alpha=0.25)
     ax.legend(fontsize=6)
+    return _save(plt, fig, path)
+
+
+def plot_gap_against_bound(rows: list[dict[str, Any]], path: Path) -> list[Path]:
+    """Each run's generalisation gap at d90 against sqrt(d90 / n_train), the term of Aghajanyan et al.'s
+    compression bound: the bound predicts the gap grows with it."""
+    plt, fig, ax = _figure()
+    pts = [r for r in rows if r.get("gap_at_d90") is not None and r.get("bound_sqrt_d90_over_n")]
+    ax.scatter([r["bound_sqrt_d90_over_n"] for r in pts], [r["gap_at_d90"] for r in pts], color="C0")
+    for r in pts:
+        ax.annotate(f"{r['run']} (d90 {r['d90']:,})", (r["bound_sqrt_d90_over_n"], r["gap_at_d90"]), fontsize=6,
+                    xytext=(3, 3), textcoords="offset points")
+    ax.set_xlabel("sqrt(d90 / n_train)")
+    ax.set_ylabel("train - test metric at d90 (seed mean)")
+    ax.set_title("Generalisation gap at d90 against the compression-bound term", fontsize=10)
+    ax.grid(True, alpha=0.25)
     return _save(plt, fig, path)
