@@ -84,6 +84,22 @@ def test_resume_with_another_thread_count_is_refused(tmp_path, data_dir, capsys)
         torch.set_num_threads(before)
 
 
+def test_local_workers_give_the_in_process_answer_and_resume_across_executors(tmp_path, data_dir, capsys):
+    before = torch.get_num_threads()
+    base = ["measure", *_common(data_dir), "--seeds", "2", "--dims", "100,1000", "--max-steps", "6", "--lr", "0.3",
+            "--baseline", "0.9", "--threads", "1"]
+    try:
+        assert main(base + ["--run-dir", str(tmp_path / "one")]) == 0
+        assert main(base + ["--run-dir", str(tmp_path / "two"), "--workers", "2"]) == 0
+        one, two = (json.loads((tmp_path / d / "d90.json").read_text()) for d in ("one", "two"))
+        assert one["points"] == two["points"] and one["d90"] == two["d90"]
+        capsys.readouterr()
+        assert main(base + ["--run-dir", str(tmp_path / "two")]) == 0  # in-process resume of a worker-made run
+        assert capsys.readouterr().out.count("resumed") == len(two["trials"])
+    finally:
+        torch.set_num_threads(before)
+
+
 def test_report_overlays_runs(tmp_path, data_dir, capsys):
     runs = []
     for method in ("--said", "--did"):

@@ -114,6 +114,9 @@ def _build_parser() -> argparse.ArgumentParser:
     g.add_argument("--lr-search-d", type=int, default=1000, help="(default: %(default)s)")
     g.add_argument("--run-dir", default=None, help="results directory (default: runs/<model>-<task>-<method>)")
     g.add_argument("--wait", action="store_true", help="if another process holds the run directory, wait for it instead of refusing")
+    g.add_argument("--workers", type=int, default=1,
+                   help="run independent trials (the seeds of a point, baseline seeds, rate candidates) on N local "
+                   "processes, each with --threads threads (default: %(default)s, in this process)")
     g.add_argument("--config", default=None, help="YAML/JSON file of options; flags override it")
 
     t = sub.add_parser("train", help="one subspace fine-tune at a given d; saves an adapter",
@@ -235,6 +238,7 @@ RANGES: dict[str, tuple[Callable[[Any], bool], str]] = {
     "lr_search": (lambda v: bool(v) and all(_positive(x) for x in v), "positive finite numbers"),
     "dims": (lambda v: bool(v) and all(x >= 1 for x in v), "positive integers"),
     "threads": (lambda v: 1 <= v <= 1024, "an integer from 1 to 1024"),
+    "workers": (lambda v: 1 <= v <= 256, "an integer from 1 to 256"),
     "max_steps": (lambda v: v >= 1, "a positive integer"),
     "batch_size": (lambda v: v >= 1, "a positive integer"),
     "eval_every": (lambda v: v >= 1, "a positive integer"),
@@ -273,6 +277,8 @@ def _parse(argv: Sequence[str] | None, extra: dict[str, Any] | None = None, sour
 
 
 def _setup(args: argparse.Namespace) -> None:
+    if getattr(args, "workers", 1) > 1 and not args.threads:
+        args.threads = max(1, (os.cpu_count() or 1) // args.workers)
     if getattr(args, "threads", None):
         import torch
 
@@ -327,6 +333,12 @@ def cmd_measure(args: argparse.Namespace) -> int:
         "model": args.model, "task": args.task, "max_train": args.max_train, "max_eval": args.max_eval,
         "max_length": args.max_length, "threads": torch.get_num_threads(),
     }
+    executor = None
+    if args.workers > 1:
+        from intrinsic_dim.executors import LocalWorkers, TrialSpec
+
+        spec = TrialSpec(args.model, args.task, args.max_train, args.max_eval, args.max_length, torch.get_num_threads())
+        executor = LocalWorkers(spec, args.workers)
     print(f"d{round(100 * args.fraction)} of {args.model} on {task.name} ({len(task.train):,} train / {len(task.eval):,} validation / "
           f"{len(task.report_split):,} test, metric {task.metric}), {method.upper()} with {args.projection}, "
           f"{'every --dims point' if args.curve else 'search'}; results in {run_dir}/", flush=True)
@@ -338,11 +350,14 @@ def cmd_measure(args: argparse.Namespace) -> int:
             baseline_seeds=args.baseline_seeds, precision=args.precision, curve=args.curve, trial=trial, full_trial=full,
             lr_candidates=args.lr_search, lr_search_d=args.lr_search_d, run_dir=run_dir, run_config=run_config,
             model_name=args.model, progress=not args.quiet, log=lambda s: print(s, flush=True), wait=args.wait,
+            executor=executor,
         )
     except BaselineError as e:
         (run_dir / "d90.json").write_text(json.dumps({"status": "no_baseline", "reason": str(e), "notes": task.notes}, indent=2) + "\n")
         raise
     finally:
+        if executor is not None:
+            executor.close()
         if (run_dir / "trials.sqlite").is_file():
             store = Store(run_dir)
             store.export_csv(run_dir / "trials.csv")

@@ -29,6 +29,7 @@ from typing import Any, Callable, Sequence
 
 import torch
 
+from intrinsic_dim.executors import Executor, InProcess
 from intrinsic_dim.groups import num_groups
 from intrinsic_dim.results import TrialResult
 from intrinsic_dim.store import RunLock, Store
@@ -135,28 +136,43 @@ Runner = Callable[[TrialConfig], TrialResult]
 
 
 class _Search:
-    def __init__(self, runner: Runner, task: Task, trial: TrialConfig, store: Store | None, log: Callable[[str], None]):
-        self.runner, self.task, self.trial, self.store, self.log = runner, task, trial, store, log
+    def __init__(self, executor: Executor, task: Task, trial: TrialConfig, store: Store | None, log: Callable[[str], None]):
+        self.executor, self.task, self.trial, self.store, self.log = executor, task, trial, store, log
         self.results: dict[int, list[TrialResult]] = {}
         self.all: list[tuple[str, TrialResult]] = []
 
-    def run(self, role: str, cfg: TrialConfig) -> TrialResult:
-        cached = self.store.get(cfg.to_dict()) if self.store else None
-        if cached is not None:
-            res = TrialResult.from_row(cached)
-        else:
-            res = self.runner(cfg)
+    def run_many(self, role: str, cfgs: list[TrialConfig]) -> list[TrialResult]:
+        """Results of ``cfgs`` in order: stored ones read back, the others run concurrently by the
+        executor and written to the store as each finishes (this process is the only writer)."""
+        out: list[TrialResult | None] = [None] * len(cfgs)
+        todo = []
+        for i, cfg in enumerate(cfgs):
+            cached = self.store.get(cfg.to_dict()) if self.store else None
+            if cached is not None:
+                out[i] = TrialResult.from_row(cached)
+                self._log(role, cfg, out[i], "resumed")
+            else:
+                todo.append(i)
+
+        def done(k: int, res: TrialResult) -> None:
+            i = todo[k]
             if self.store:
                 self.store.put(role, res)
-        tag = "resumed" if cached is not None else f"{res.wall_s:.0f}s"
+            out[i] = res
+            self._log(role, cfgs[i], res, f"{res.wall_s:.0f}s")
+
+        if todo:
+            self.executor.run_many([cfgs[i] for i in todo], done)
+        self.all += [(role, r) for r in out]
+        return out  # type: ignore[return-value]
+
+    def _log(self, role: str, cfg: TrialConfig, res: TrialResult, tag: str) -> None:
         self.log(f"  {role:9s} {cfg.method:8s} d={cfg.d!s:>6} seed={cfg.seed} lr={res.lr:.3g}: test {self.task.metric}="
                  f"{res.metric:.4f} (validation {res.val_metric:.4f}) [{res.status}, {tag}]")
-        self.all.append((role, res))
-        return res
 
     def point(self, d: int, seeds: int, tau: float) -> dict[str, Any]:
         if d not in self.results:
-            self.results[d] = [self.run("search", replace(self.trial, d=d, seed=s)) for s in range(seeds)]
+            self.results[d] = self.run_many("search", [replace(self.trial, d=d, seed=s) for s in range(seeds)])
         stats = _point_stats(self.results[d])
         stats["passed"] = stats["all_ok"] and stats["mean"] >= tau
         return stats
@@ -205,6 +221,7 @@ def measure_d90(
     progress: bool = True,
     log: Callable[[str], None] = print,
     runner: Runner | None = None,
+    executor: Executor | None = None,
     wait: bool = False,
 ) -> D90Result:
     """Measure d90 (or d_fraction) of ``model_factory(seed)`` on ``task``; see the module docstring.
@@ -214,8 +231,8 @@ def measure_d90(
     runs a rate search at ``lr_search_d`` first (chosen on validation) and uses the best rate for every
     subspace trial. With ``run_dir`` every trial goes to its SQLite store as it finishes and a rerun
     resumes; one process at a time holds a run directory (another is refused, or queues with ``wait``).
-    ``runner`` runs one trial (default: in this process with :func:`run_trial`); another
-    executor, or a synthetic objective in tests, plugs in here.
+    ``runner`` runs one trial in this process (default :func:`run_trial`; a synthetic objective in
+    tests); ``executor`` runs batches of independent trials elsewhere (e.g. local worker processes).
     """
     _check_args(fraction, seeds, precision, dims)
     start = time.perf_counter()
@@ -225,7 +242,8 @@ def measure_d90(
         if store is not None:
             store.check_run_config(run_config or {})
         trial = replace(trial or TrialConfig(), method="subspace")
-        s = _Search(runner or (lambda cfg: run_trial(model_factory, task, cfg, progress=progress)), task, trial, store, log)
+        executor = executor or InProcess(runner or (lambda cfg: run_trial(model_factory, task, cfg, progress=progress)))
+        s = _Search(executor, task, trial, store, log)
         return _measure(s, model_factory, task, dims, seeds, fraction, baseline, baseline_seeds, precision, curve,
                         full_trial, lr_candidates, lr_search_d, model_name, start)
     finally:
@@ -241,7 +259,7 @@ def _measure(s: _Search, model_factory, task, dims, seeds, fraction, baseline, b
     baseline_values: list[float] = []
     if baseline is None:
         full = replace(full_trial or TrialConfig(method="full"), method="full", d=None)
-        base = [s.run("baseline", replace(full, seed=k)) for k in range(baseline_seeds or seeds)]
+        base = s.run_many("baseline", [replace(full, seed=k) for k in range(baseline_seeds or seeds)])
         baseline_values = [r.metric for r in base if r.ok]
         if not baseline_values:
             raise BaselineError(f"every full fine-tuning baseline trial failed: {[r.error for r in base]}")
@@ -257,10 +275,8 @@ def _measure(s: _Search, model_factory, task, dims, seeds, fraction, baseline, b
     min_d = num_groups(model_factory(0).model, trial.groups) + 1 if trial.said else 1
     lr_policy = f"Adam {SUBSPACE_REF_LR:g} x sqrt({SUBSPACE_REF_D} / d)" if trial.lr is None else f"Adam {trial.lr:g} (fixed)"
     if lr_candidates:
-        scores = {}
-        for lr in lr_candidates:
-            r = s.run("lr_search", replace(trial, d=lr_search_d, seed=0, lr=lr))
-            scores[lr] = r.val_metric if r.ok else -math.inf
+        runs = s.run_many("lr_search", [replace(trial, d=lr_search_d, seed=0, lr=lr) for lr in lr_candidates])
+        scores = {lr: r.val_metric if r.ok else -math.inf for lr, r in zip(lr_candidates, runs)}
         best_lr = max(scores, key=lambda k: scores[k])
         s.log(f"learning-rate search at d={lr_search_d} (validation): "
               + ", ".join(f"{k:g}: {v:.4f}" for k, v in scores.items()) + f" -> {best_lr:g}")
