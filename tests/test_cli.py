@@ -148,7 +148,6 @@ def test_config_file_with_flag_override(tmp_path, data_dir, capsys):
     [
         (["measure", "--task", "no-such-task", "--model", "bert-tiny-random"], "unknown task"),
         (["train", "--model", "no-such-model", "--task", "mnist-5k"], "no-such-model"),
-        (["train", "--d", "0"], "positive integer"),
         (["train", "--d", "100000000"], "exceeds D"),
     ],
 )

@@ -41,8 +41,9 @@ def test_bad_flags_say_what_to_change(flags, message, capsys):
     assert message in _err(["measure", *flags], capsys)
 
 
-def test_seed_range_for_train(capsys):
+def test_seed_and_d_ranges_for_train(capsys):
     assert "--seed must be an integer from 0 to 2**63 - 1" in _err(["train", "--seed", str(2**63)], capsys)
+    assert "--d must be a positive integer" in _err(["train", "--d", "0"], capsys)
 
 
 @pytest.mark.parametrize(
