@@ -1,8 +1,10 @@
 """Projections: exact adjoint, gradients, column norms, determinism, errors."""
 
+import gc
 import subprocess
 import sys
 import textwrap
+import weakref
 
 import pytest
 import torch
@@ -137,15 +139,19 @@ def test_determinism_across_processes_and_thread_counts():
     assert len(outs) == 1
 
 
-def test_no_dense_matrix_for_fastfood():
-    """D * d = 2**36 numbers would be 256 GiB dense; Fastfood stores nothing of that size."""
-    P = idim.make_projection("fastfood", 1 << 13, 1 << 23, seed=0)
-    z = torch.randn(1 << 13)
-    y = P(z)
-    assert y.shape == (1 << 23,)
-    stored = sum(t.numel() for v in fastfood.FACTORS._store.values() for t in v)
-    assert stored <= 3 * (1 << 23) * 2
-    fastfood.FACTORS.clear()
+def test_torch_path_factor_cache_is_bounded_and_freed_with_the_projection(monkeypatch):
+    """The pure-torch path caches its factors (16 bytes per output) on the projection, never in a
+    global: a D * d = 2**30 dense matrix is never built, and dropping the projection frees them."""
+    monkeypatch.setenv("INTRINSIC_DIM_KERNEL", "torch")
+    P = idim.make_projection("fastfood", 1 << 10, 1 << 20, seed=0)
+    assert P(torch.randn(1 << 10)).shape == (1 << 20,)
+    cached = [t for v in P.factors.values() for t in v]
+    stored = sum(t.numel() for t in cached)
+    assert 0 < stored <= 3 * (1 << 20)
+    alive = [weakref.ref(t) for t in cached]
+    del P, cached
+    gc.collect()
+    assert all(r() is None for r in alive)
 
 
 @pytest.mark.parametrize(

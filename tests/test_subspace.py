@@ -54,10 +54,9 @@ def test_hf_bert_zero_z_exact_and_behaves_like_model(tiny_bert, tiny_batch):
 
 
 def test_only_z_and_lambda_train_and_no_weight_copy(tiny_bert, tiny_batch):
-    before = {n: p.detach().clone() for n, p in tiny_bert.named_parameters()}
-    ptrs = {n: p.data_ptr() for n, p in tiny_bert.named_parameters()}
+    before = {id(p): (p.detach().clone(), p.data_ptr()) for p in tiny_bert.parameters()}
     sm = idim.SubspaceModel(tiny_bert, d=100, said=True)
-    assert [p.requires_grad for p in tiny_bert.parameters()] == [False] * len(ptrs)
+    assert [p.requires_grad for p in tiny_bert.parameters()] == [False] * len(before)
     opt = torch.optim.Adam(sm.trainable_parameters(), lr=0.05)
     labels = torch.tensor([0, 1, 2])
     for _ in range(3):
@@ -66,8 +65,9 @@ def test_only_z_and_lambda_train_and_no_weight_copy(tiny_bert, tiny_batch):
         loss.backward()
         opt.step()
     assert sm.z.abs().sum() > 0 and not torch.equal(sm.lam, torch.ones_like(sm.lam))
-    for n, p in tiny_bert.named_parameters():
-        assert torch.equal(p, before[n]) and p.data_ptr() == ptrs[n]
+    assert {id(p) for p in tiny_bert.parameters()} == set(before)  # the same tensors, never copied
+    for p in tiny_bert.parameters():
+        assert torch.equal(p, before[id(p)][0]) and p.data_ptr() == before[id(p)][1]
     own = {k: v for k, v in sm.state_dict().items() if not k.startswith("base.")}
     assert set(own) == {"z", "lam"} and sum(v.numel() for v in own.values()) == 100
 
@@ -108,14 +108,14 @@ def test_said_accounting_and_groupings(tiny_bert):
         idim.SubspaceModel(tiny_bert, d=len(names), said=True)
     assert all(p.requires_grad for p in tiny_bert.parameters())  # a refused wrap changes nothing
     by_block = idim.SubspaceModel(tiny_bert, d=20, said=True, groups="block")
-    tiny_bert.requires_grad_(True)
+    by_block.merge_and_unload()  # z = 0: the model back exactly as it was, to wrap again
     assert "bert.encoder.layer.0" in by_block.group_names and "bert.encoder.layer.1" in by_block.group_names
     assert by_block.num_trainable() == 20 and by_block.z.numel() == 20 - len(by_block.group_names)
     by_module = idim.SubspaceModel(tiny_bert, d=200, said=True, groups="module")
-    tiny_bert.requires_grad_(True)
+    by_module.merge_and_unload()
     assert len(by_block.group_names) < len(by_module.group_names) < len(names)
     custom = idim.SubspaceModel(tiny_bert, d=10, said=True, groups=lambda n: n.split(".")[0])
-    tiny_bert.requires_grad_(True)
+    custom.merge_and_unload()
     assert custom.group_names == ["bert", "classifier"]
     with pytest.raises(ValueError, match="unknown SAID grouping"):
         idim.SubspaceModel(tiny_bert, d=200, said=True, groups="layerwise")
@@ -142,14 +142,16 @@ def test_tied_frozen_and_buffers():
 
 def test_include_exclude_and_train_directly(tiny_bert, tiny_batch):
     sm = idim.SubspaceModel(tiny_bert, d=50, include=r"encoder\.", exclude=r"LayerNorm")
-    tiny_bert.requires_grad_(True)
     names = [n for n, _ in sm.adapter_config()["projected"]]
+    sm.merge_and_unload()
     assert names and all("encoder." in n and "LayerNorm" not in n for n in names)
     head = sum(p.numel() for n, p in tiny_bert.named_parameters() if n.startswith("classifier"))
     sm2 = idim.SubspaceModel(tiny_bert, d=50, train_directly=r"^classifier\.")
     assert sm2.num_trainable() == 50 + head
     assert tiny_bert.classifier.weight.requires_grad
-    tiny_bert.requires_grad_(True)
+    with pytest.raises(ValueError, match="already wrapped"):
+        idim.SubspaceModel(tiny_bert, d=5)
+    sm2.merge_and_unload()
     with pytest.raises(ValueError, match="no parameter to project"):
         idim.SubspaceModel(tiny_bert, d=5, include="no-such-parameter")
 

@@ -83,8 +83,9 @@ def segment_factors(seg: Segment, device: torch.device | str = "cpu", dtype: tor
     return b, perm, g
 
 
-def make_segment(seed: int, block0: int, n: int, out_len: int) -> Segment:
-    """A segment covering ``out_len`` outputs with blocks of size n, its normaliser computed."""
+def make_segment(seed: int, block0: int, n: int, out_len: int, shrink: float = 1.0) -> Segment:
+    """A segment covering ``out_len`` outputs with blocks of size n, its normaliser computed (and
+    multiplied by ``shrink``)."""
     nblocks = max(1, -(-out_len // n))
     kept_last = out_len - n * (nblocks - 1)
     blocks = torch.arange(block0, block0 + nblocks)
@@ -95,56 +96,51 @@ def make_segment(seed: int, block0: int, n: int, out_len: int) -> Segment:
         keys = rng.block_keys(seed, rng.STREAM_GAUSS, blocks[s : s + chunk])[:, None]
         g2[s : s + chunk] = rng.gaussian(keys, pos, torch.float64).pow(2).sum(1)
     total = n * g2[:-1].sum().item() + kept_last * g2[-1].item()
-    return Segment(seed, block0, nblocks, n, out_len, 1.0 / math.sqrt(total))
+    return Segment(seed, block0, nblocks, n, out_len, shrink / math.sqrt(total))
 
 
-class _FactorCache:
-    """Per-(segment, device, dtype) factors for the pure-torch path (16 bytes per output)."""
-
-    def __init__(self) -> None:
-        self._store: dict[tuple, tuple[torch.Tensor, torch.Tensor, torch.Tensor]] = {}
-
-    def get(self, seg: Segment, device: torch.device, dtype: torch.dtype):
-        k = (seg, str(device), dtype)
-        if k not in self._store:
-            self._store[k] = segment_factors(seg, device, dtype)
-        return self._store[k]
-
-    def clear(self) -> None:
-        self._store.clear()
+FactorCache = dict
 
 
-FACTORS = _FactorCache()
+def _factors(seg: Segment, x: torch.Tensor, cache: FactorCache | None):
+    """The segment's factors for x's device and dtype, from (or into) ``cache`` when given."""
+    if cache is None:
+        return segment_factors(seg, x.device, x.dtype)
+    k = (seg, str(x.device), x.dtype)
+    if k not in cache:
+        cache[k] = segment_factors(seg, x.device, x.dtype)
+    return cache[k]
 
 
-def segment_forward_torch(seg: Segment, z: torch.Tensor) -> torch.Tensor:
-    """Pure-torch forward of one segment: (d,) -> (out_len,). Not differentiable by itself."""
-    b, perm, g = FACTORS.get(seg, z.device, z.dtype)
+def segment_forward_torch(seg: Segment, z: torch.Tensor, cache: FactorCache | None = None) -> torch.Tensor:
+    """Pure-torch forward of one segment: (d,) -> (out_len,). Not differentiable by itself;
+    ``cache`` (a dict the caller owns) keeps the factors, 16 bytes per output, between calls."""
+    b, perm, g = _factors(seg, z, cache)
     zp = torch.nn.functional.pad(z, (0, seg.n - z.shape[0]))
     u = fwht(b * zp)
     v = fwht(torch.gather(u, 1, perm) * g)
     return v.reshape(-1)[: seg.out_len] * seg.scale
 
 
-def segment_transpose_torch(seg: Segment, y: torch.Tensor, d: int) -> torch.Tensor:
+def segment_transpose_torch(seg: Segment, y: torch.Tensor, d: int, cache: FactorCache | None = None) -> torch.Tensor:
     """Pure-torch transpose of one segment: (out_len,) -> (d,)."""
-    b, perm, g = FACTORS.get(seg, y.device, y.dtype)
+    b, perm, g = _factors(seg, y, cache)
     yp = torch.nn.functional.pad(y * seg.scale, (0, seg.nblocks * seg.n - seg.out_len))
     v = fwht(yp.view(seg.nblocks, seg.n)) * g
     u = torch.empty_like(v).scatter_(1, perm, v)
     return (fwht(u) * b).sum(0)[:d]
 
 
-def segment_forward(seg: Segment, z: torch.Tensor) -> torch.Tensor:
+def segment_forward(seg: Segment, z: torch.Tensor, cache: FactorCache | None = None) -> torch.Tensor:
     """Forward of one segment on the best kernel for z's device."""
     k = segment_kernel(z)
-    return k.forward(seg, z) if k is not None else segment_forward_torch(seg, z)
+    return k.forward(seg, z) if k is not None else segment_forward_torch(seg, z, cache)
 
 
-def segment_transpose(seg: Segment, y: torch.Tensor, d: int) -> torch.Tensor:
+def segment_transpose(seg: Segment, y: torch.Tensor, d: int, cache: FactorCache | None = None) -> torch.Tensor:
     """Transpose of one segment on the best kernel for y's device."""
     k = segment_kernel(y)
-    return k.transpose(seg, y, d) if k is not None else segment_transpose_torch(seg, y, d)
+    return k.transpose(seg, y, d) if k is not None else segment_transpose_torch(seg, y, d, cache)
 
 
 def _native_forward(seg: Segment, z: torch.Tensor) -> torch.Tensor:
