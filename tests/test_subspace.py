@@ -247,3 +247,41 @@ def test_bad_d():
             idim.SubspaceModel(_mlp(), d=d)
     with pytest.raises(ValueError, match="exceeds D"):
         idim.SubspaceModel(_mlp(), d=10_000)
+
+
+@pytest.mark.parametrize("dtype", [torch.bfloat16, torch.float16])
+def test_half_precision_weights_exact_at_zero_and_gradients_match_float64(dtype):
+    m64 = _mlp().double()
+    half = _mlp().to(dtype)
+    x = torch.randn(16, 10, dtype=torch.float64)
+    ref = half(x.to(dtype))
+    sm = idim.SubspaceModel(half, d=30, said=True, seed=1)
+    assert sm.z.dtype == torch.float32 and sm.lam.dtype == torch.float32
+    out = sm(x.to(dtype))
+    assert out.dtype == dtype and torch.equal(out, ref)
+    out.float().square().sum().backward()
+    sm64 = idim.SubspaceModel(m64, d=30, said=True, seed=1)
+    sm64(x).square().sum().backward()
+    for a, b in ((sm.z.grad, sm64.z.grad), (sm.lam.grad, sm64.lam.grad)):
+        assert torch.isfinite(a).all()
+        assert (a.double() - b).norm() <= 0.03 * b.norm()
+
+
+def test_merged_context_builds_each_weight_once_and_restores_exactly(monkeypatch):
+    m = _mlp()
+    x = torch.randn(8, 10)
+    sm = idim.SubspaceModel(m, d=20, said=True)
+    with torch.no_grad():
+        sm.z.normal_()
+    want = sm(x)
+    theta0 = [t.clone() for t in sm._theta0]
+    calls = []
+    original = sm.projection.forward_part
+    monkeypatch.setattr(sm.projection, "forward_part", lambda z, i: calls.append(i) or original(z, i))
+    with sm.merged():
+        outs = [sm(x) for _ in range(3)]
+    assert sorted(calls) == list(range(len(sm._theta0)))  # once per tensor, not once per batch
+    assert all(torch.equal(o, want) for o in outs)
+    assert all(torch.equal(a, b) for a, b in zip(sm._theta0, theta0))
+    sm(x).sum().backward()  # training goes on after the block
+    assert sm.z.grad is not None and sm.z.grad.abs().sum() > 0

@@ -30,6 +30,9 @@ from intrinsic_dim import gpu, rng
 from intrinsic_dim.hadamard import fwht, native
 
 
+HALF = (torch.bfloat16, torch.float16)
+
+
 @dataclass(frozen=True)
 class Segment:
     """One run of Fastfood blocks; see the module docstring."""
@@ -132,13 +135,17 @@ def segment_transpose_torch(seg: Segment, y: torch.Tensor, d: int, cache: Factor
 
 
 def segment_forward(seg: Segment, z: torch.Tensor, cache: FactorCache | None = None) -> torch.Tensor:
-    """Forward of one segment on the best kernel for z's device."""
+    """Forward of one segment on the best kernel for z's device (half precision computed in float32)."""
+    if z.dtype in HALF:
+        return segment_forward(seg, z.float(), cache).to(z.dtype)
     k = segment_kernel(z)
     return k.forward(seg, z) if k is not None else segment_forward_torch(seg, z, cache)
 
 
 def segment_transpose(seg: Segment, y: torch.Tensor, d: int, cache: FactorCache | None = None) -> torch.Tensor:
-    """Transpose of one segment on the best kernel for y's device."""
+    """Transpose of one segment on the best kernel for y's device (half precision computed in float32)."""
+    if y.dtype in HALF:
+        return segment_transpose(seg, y.float(), d, cache).to(y.dtype)
     k = segment_kernel(y)
     return k.transpose(seg, y, d) if k is not None else segment_transpose_torch(seg, y, d, cache)
 
