@@ -11,7 +11,7 @@ import torch
 from torch import nn
 
 import intrinsic_dim as idim
-from intrinsic_dim.hadamard import native
+from intrinsic_dim.kernels import native
 
 DATA = Path(__file__).parent / "data"
 PINNED = json.loads((DATA / "pinned_projection.json").read_text())

@@ -10,7 +10,7 @@ import pytest
 import torch
 
 import intrinsic_dim as idim
-from intrinsic_dim import fastfood
+from intrinsic_dim import kernels
 
 CASES = [(1, 1), (1, 9), (5, 37), (16, 64), (16, 1000), (100, 1000), (33, 4096), (7, 7), (300, 5000)]
 KINDS_LAYOUTS = [("dense", "stacked"), ("sparse", "stacked"), ("fastfood", "stacked"), ("fastfood", "per_tensor")]
@@ -122,9 +122,9 @@ _HASH_SCRIPT = textwrap.dedent(
     for kind in ("dense", "sparse", "fastfood"):
         y = idim.make_projection(kind, 300, 20000, seed=11)(z)
         h.update(y.numpy().tobytes())
-    from intrinsic_dim import fastfood
+    from intrinsic_dim import kernels
     seg = idim.make_projection("fastfood", 300, 20000, seed=11).segments[0]
-    for t in fastfood.segment_factors(seg, "cpu", torch.float64):
+    for t in kernels.segment_factors(seg, "cpu", torch.float64):
         h.update(t.numpy().tobytes())
     print(h.hexdigest())
     """

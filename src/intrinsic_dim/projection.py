@@ -18,7 +18,7 @@ from typing import Any, Sequence
 
 import torch
 
-from intrinsic_dim import fastfood, rng
+from intrinsic_dim import kernels, rng
 
 KINDS = ("dense", "sparse", "fastfood")
 LAYOUTS = ("stacked", "per_tensor")
@@ -244,16 +244,16 @@ class FastfoodProjection(Projection):
         self.layout, self.normalisation = layout, normalisation
         self.factors: dict = {}  # the pure-torch path's factor cache, owned by (and freed with) this projection
         if layout == "stacked":
-            self.segments = [fastfood.make_segment(seed, 0, _pow2_at_least(d), D)]
+            self.segments = [kernels.make_segment(seed, 0, _pow2_at_least(d), D)]
             self._parts = [self._stacked_part(o, s) for o, s in zip(self.offsets, self.sizes)]
         else:
             shrink = 1.0 if normalisation == "released" else 1.0 / math.sqrt(len(self.sizes))
             self.segments = [
-                fastfood.make_segment(seed, i, _pow2_at_least(max(s, d)), s, shrink) for i, s in enumerate(self.sizes)
+                kernels.make_segment(seed, i, _pow2_at_least(max(s, d)), s, shrink) for i, s in enumerate(self.sizes)
             ]
             self._parts = [(seg, 0) for seg in self.segments]
 
-    def _stacked_part(self, offset: int, size: int) -> tuple[fastfood.Segment, int]:
+    def _stacked_part(self, offset: int, size: int) -> tuple[kernels.Segment, int]:
         """The run of the stacked segment's blocks that covers [offset, offset + size), and where
         the part starts in it."""
         whole = self.segments[0]
@@ -262,25 +262,25 @@ class FastfoodProjection(Projection):
         return sub, offset - first * whole.n
 
     def _forward(self, z: torch.Tensor) -> torch.Tensor:
-        parts = [fastfood.segment_forward(s, z, self.factors) for s in self.segments]
+        parts = [kernels.segment_forward(s, z, self.factors) for s in self.segments]
         return parts[0] if len(parts) == 1 else torch.cat(parts)
 
     def _transpose(self, y: torch.Tensor) -> torch.Tensor:
         out = None
         for seg, part in zip(self.segments, y.split([s.out_len for s in self.segments])):
-            t = fastfood.segment_transpose(seg, part.contiguous(), self.d, self.factors)
+            t = kernels.segment_transpose(seg, part.contiguous(), self.d, self.factors)
             out = t if out is None else out + t
         return out
 
     def forward_part(self, z: torch.Tensor, i: int) -> torch.Tensor:
         seg, start = self._parts[i]
-        out = fastfood.segment_forward(seg, z, self.factors)
+        out = kernels.segment_forward(seg, z, self.factors)
         return out[start:] if start else out
 
     def transpose_part(self, y: torch.Tensor, i: int) -> torch.Tensor:
         seg, start = self._parts[i]
         y = torch.nn.functional.pad(y, (start, 0)) if start else y.contiguous()
-        return fastfood.segment_transpose(seg, y, self.d, self.factors)
+        return kernels.segment_transpose(seg, y, self.d, self.factors)
 
     def config(self) -> dict[str, Any]:
         cfg = super().config() | {"layout": self.layout}
