@@ -70,11 +70,11 @@ class _TorchOps:
         return x.dtype in FLOATS
 
 
-class _NativeOps:
-    """The native CPU library, on tensors' data pointers."""
+class _LibraryOps:
+    """A compiled library (the native C one, or the Triton module) whose ops take a segment's fields."""
 
-    def __init__(self, lib: native.NativeLib) -> None:
-        self.lib = lib
+    def __init__(self, lib: Any, max_fwht_log2n: int) -> None:
+        self.lib, self.max_fwht_log2n = lib, max_fwht_log2n
 
     def fwht(self, x: torch.Tensor) -> torch.Tensor:
         return self.lib.fwht(x)
@@ -86,28 +86,7 @@ class _NativeOps:
         return self.lib.segment_transpose(y, d, seg.seed, seg.block0, seg.nblocks, seg.n, seg.out_len, seg.scale)
 
     def accepts(self, op: str, x: torch.Tensor) -> bool:
-        return x.dtype in FLOATS
-
-
-class _TritonOps:
-    """The Triton kernels (imported only here, on first use on a CUDA tensor)."""
-
-    def __init__(self) -> None:
-        from intrinsic_dim.kernels import triton_fastfood
-
-        self.tf = triton_fastfood
-
-    def fwht(self, x: torch.Tensor) -> torch.Tensor:
-        return self.tf.fwht(x)
-
-    def segment_forward(self, seg: Segment, z: torch.Tensor, cache: FactorCache | None) -> torch.Tensor:
-        return self.tf.segment_forward(z, seg.seed, seg.block0, seg.nblocks, seg.n, seg.out_len, seg.scale)
-
-    def segment_transpose(self, seg: Segment, y: torch.Tensor, d: int, cache: FactorCache | None) -> torch.Tensor:
-        return self.tf.segment_transpose(y, d, seg.seed, seg.block0, seg.nblocks, seg.n, seg.out_len, seg.scale)
-
-    def accepts(self, op: str, x: torch.Tensor) -> bool:
-        return x.dtype in FLOATS and (op != "fwht" or x.shape[-1] <= 1 << self.tf.MAX_FUSED_LOG2N)
+        return x.dtype in FLOATS and (op != "fwht" or x.shape[-1] <= 1 << self.max_fwht_log2n)
 
 
 def triton_available() -> bool:
@@ -117,9 +96,17 @@ def triton_available() -> bool:
     return torch.cuda.is_available() and importlib.util.find_spec("triton") is not None
 
 
-def _load_native() -> _NativeOps | None:
+def _load_native() -> _LibraryOps | None:
     lib = native.load()
-    return _NativeOps(lib) if lib is not None else None
+    return _LibraryOps(lib, native.MAX_LOG2N) if lib is not None else None
+
+
+def _load_triton() -> _LibraryOps | None:
+    if not triton_available():
+        return None
+    from intrinsic_dim.kernels import triton_fastfood  # imports Triton: only here, on first use on CUDA
+
+    return _LibraryOps(triton_fastfood, triton_fastfood.MAX_FUSED_LOG2N)
 
 
 _BACKENDS: dict[str, Backend] = {}
@@ -135,7 +122,7 @@ def register(backend: Backend) -> None:
 register(Backend("reference", ("cpu", "cuda"), 0, partial(_TorchOps, fwht_reference, False)))
 register(Backend("torch", ("cpu", "cuda"), 10, partial(_TorchOps, fwht_torch, True)))
 register(Backend("native", ("cpu",), 20, _load_native))
-register(Backend("triton", ("cuda",), 20, lambda: _TritonOps() if triton_available() else None))
+register(Backend("triton", ("cuda",), 20, _load_triton))
 
 
 def implementation(name: str) -> Any:
