@@ -175,10 +175,12 @@ class SubspaceModel(nn.Module):
 
     # ---- the just-in-time weights ----------------------------------------------------------
     def _effective(self, i: int, theta0: torch.Tensor, z: torch.Tensor, lam: torch.Tensor | None) -> torch.Tensor:
+        """theta0_i + lambda_g * P_i(z), without autograd, in place on the fresh P_i(z): one
+        tensor-sized buffer (two for half-precision weights); bit-identical to the out-of-place form."""
         part = self.projection.forward_part(z, i)
         if lam is not None:
-            part = part * lam[self._group_index[i]]
-        return theta0 + part.view(theta0.shape).to(theta0.dtype)
+            part.mul_(lam[self._group_index[i]])
+        return part.view(theta0.shape).to(theta0.dtype).add_(theta0)
 
     def _weight(self, i: int, theta0: torch.Tensor) -> torch.Tensor:
         w = _Update.apply(theta0, self.z, self.lam, self, i)
