@@ -178,3 +178,20 @@ def test_wrong_input_shape():
         P(torch.zeros(5))
     with pytest.raises(ValueError, match=r"shape \(20,\)"):
         P.T(torch.zeros(4))
+
+
+@pytest.mark.parametrize("kind,layout", KINDS_LAYOUTS)
+@pytest.mark.parametrize("d,D", [(5, 37), (16, 1000), (100, 1000), (33, 4096), (300, 5000)])
+def test_parts_are_the_slices_of_the_whole_map(kind, layout, d, D):
+    """forward_part is bit for bit the slice of P(z); transpose_part is P^T of y placed in the part."""
+    sizes = _split_sizes(D)
+    P = idim.make_projection(kind, d, D, seed=d, layout=layout, sizes=sizes)
+    g = torch.Generator().manual_seed(1)
+    z = torch.randn(d, generator=g)
+    whole = P(z)
+    for i, (o, s) in enumerate(zip(P.offsets, sizes)):
+        assert torch.equal(P.forward_part(z, i), whole[o : o + s])
+        y = torch.randn(s, generator=g, dtype=torch.float64)
+        placed = torch.zeros(D, dtype=torch.float64)
+        placed[o : o + s] = y
+        assert torch.allclose(P.transpose_part(y, i), P.T(placed), atol=1e-12)

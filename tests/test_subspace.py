@@ -72,10 +72,11 @@ def test_only_z_and_lambda_train_and_no_weight_copy(tiny_bert, tiny_batch):
     assert set(own) == {"z", "lam"} and sum(v.numel() for v in own.values()) == 100
 
 
-def test_gradient_wrt_z_matches_finite_differences():
+@pytest.mark.parametrize("projection,layout", [("fastfood", "stacked"), ("fastfood", "per_tensor"), ("dense", "stacked"), ("sparse", "stacked")])
+def test_gradient_wrt_z_matches_finite_differences(projection, layout):
     m = _mlp().double()
     x = torch.randn(5, 10, dtype=torch.float64)
-    sm = idim.SubspaceModel(m, d=8, said=True)
+    sm = idim.SubspaceModel(m, d=8, said=True, projection=projection, layout=layout)
     sm.double()
 
     def f(z, lam):

@@ -26,6 +26,7 @@ from typing import Any, Iterator, Sequence
 
 import torch
 from torch import nn
+from torch.autograd.function import once_differentiable
 from torch.nn.utils import parametrize
 
 from intrinsic_dim import __version__
@@ -50,6 +51,7 @@ class _Update(torch.autograd.Function):
         return sm._effective(i, theta0, z, lam)
 
     @staticmethod
+    @once_differentiable
     def backward(ctx, grad: torch.Tensor):  # type: ignore[override]
         z, lam = ctx.saved_tensors
         proj, i = ctx.sm.projection, ctx.i
