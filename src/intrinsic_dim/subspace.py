@@ -41,8 +41,8 @@ def _matches(name: str, patterns: Sequence[str] | None) -> bool:
 
 
 class _Update(torch.autograd.Function):
-    """W_i = theta0_i + (lambda_g * P_i(z)) in theta0's dtype. Backward: grad_z = lambda_g P_i^T(grad),
-    grad_lambda_g = <grad, P_i(z)> with P_i(z) recomputed; nothing D_i-sized is saved."""
+    """W_i = theta0_i + (lambda_g * P_i(z)) in theta0's dtype. Backward: t = P_i^T(grad),
+    grad_z = lambda_g t, grad_lambda_g = <grad, P_i(z)> = <t, z>; nothing D_i-sized is saved."""
 
     @staticmethod
     def forward(ctx, theta0: torch.Tensor, z: torch.Tensor, lam: torch.Tensor | None, sm: "SubspaceModel", i: int) -> torch.Tensor:  # type: ignore[override]
@@ -61,11 +61,11 @@ class _Update(torch.autograd.Function):
             grad_z = proj.transpose_part(g, i)
         else:
             k = ctx.sm._group_index[i]
-            if ctx.needs_input_grad[1]:
-                grad_z = proj.transpose_part(g, i) * lam[k]
-            if ctx.needs_input_grad[2]:
+            t = proj.transpose_part(g, i)
+            grad_z = t * lam[k] if ctx.needs_input_grad[1] else None
+            if ctx.needs_input_grad[2]:  # <grad, P_i(z)> = <P_i^T(grad), z>: no second projection
                 grad_lam = torch.zeros_like(lam)
-                grad_lam[k] = torch.dot(g, proj.forward_part(z, i).to(g.dtype))
+                grad_lam[k] = torch.dot(t, z)
         return None, grad_z, grad_lam, None, None
 
 
