@@ -86,11 +86,9 @@ class Projection(ABC):
         """P(z)[o_i : o_i + D_i], bit-identical to the slice of :meth:`__call__` (no autograd)."""
         return self._forward(z)[self.offsets[i] : self.offsets[i] + self.sizes[i]]
 
+    @abstractmethod
     def transpose_part(self, y: torch.Tensor, i: int) -> torch.Tensor:
-        """P^T applied to y placed in part i (zeros elsewhere): (D_i,) -> (d,) (no autograd)."""
-        full = torch.zeros(self.D, dtype=y.dtype, device=y.device)
-        full[self.offsets[i] : self.offsets[i] + self.sizes[i]] = y
-        return self._transpose(full)
+        """P^T applied to y placed in part i (zeros elsewhere): (D_i,) -> (d,), at O(D_i) memory (no autograd)."""
 
     def config(self) -> dict[str, Any]:
         """What identifies this map: enough to rebuild it with :func:`make_projection`."""
