@@ -286,3 +286,31 @@ def test_merged_context_builds_each_weight_once_and_restores_exactly(monkeypatch
     assert all(torch.equal(a, b) for a, b in zip(sm._theta0, theta0))
     sm(x).sum().backward()  # training goes on after the block
     assert sm.z.grad is not None and sm.z.grad.abs().sum() > 0
+
+
+def test_just_in_time_gradients_equal_the_whole_projection_on_a_tied_causal_lm():
+    """Per-tensor weights recomputed in backward give the gradients of theta0 + P(z) built whole
+    (0.1.0's way), also where one tensor is read twice (tied embeddings and output layer)."""
+    from torch.func import functional_call
+    from transformers import LlamaConfig, LlamaForCausalLM
+
+    cfg = LlamaConfig(hidden_size=32, intermediate_size=64, num_hidden_layers=2, num_attention_heads=4,
+                      num_key_value_heads=2, vocab_size=100, tie_word_embeddings=True)
+    torch.manual_seed(0)
+    m = LlamaForCausalLM(cfg)
+    ids = torch.randint(0, 100, (2, 7))
+    sm = idim.SubspaceModel(m, d=50, said=True, seed=1)
+    with torch.no_grad():
+        sm.z.normal_()
+        sm.lam.uniform_(0.5, 1.5)
+    loss = sm(input_ids=ids, labels=ids).loss
+    loss.backward()
+    z, lam = sm.z.detach().clone().requires_grad_(True), sm.lam.detach().clone().requires_grad_(True)
+    parts = sm.projection(z).split(sm._sizes)
+    whole = {n: t.detach() + (p * lam[sm._group_index[i]]).view(t.shape)
+             for i, (n, t, p) in enumerate(zip(sm._names, sm._theta0, parts))}
+    sm.merge_and_unload()  # a plain model again; functional_call replaces every projected tensor
+    ref = functional_call(m, whole, (), {"input_ids": ids, "labels": ids}, tie_weights=True, strict=False).loss
+    ref.backward()
+    assert torch.allclose(loss, ref, rtol=1e-6)
+    assert torch.allclose(sm.z.grad, z.grad, rtol=1e-5, atol=1e-7) and torch.allclose(sm.lam.grad, lam.grad, rtol=1e-5, atol=1e-7)
