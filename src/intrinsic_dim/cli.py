@@ -244,6 +244,7 @@ RANGES: dict[str, tuple[Callable[[Any], bool], str]] = {
     "lr_search_d": (lambda v: v >= 1, "a positive integer"),
     "d": (lambda v: v >= 1, "a positive integer"),
     "max_length": (lambda v: v >= 1, "a positive integer"),
+    "dense_max_elements": (lambda v: v >= 1, "a positive integer"),
 }
 """The range of every numeric option, checked after flags and config files are merged and before any work."""
 
