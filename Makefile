@@ -25,7 +25,7 @@ $(STAMP): pyproject.toml Makefile
 	    echo "note: Debian package dataset-fashion-mnist not installed; the fashion-mnist task will be unavailable"; \
 	  else echo "note: run 'sudo apt-get install dataset-fashion-mnist' for the fashion-mnist task"; fi; \
 	fi
-	$(PY) -m intrinsic_dim.hadamard.build || echo "note: native CPU kernels not built (no C compiler?); the pure-torch FWHT/Fastfood will be used"
+	$(PY) -m intrinsic_dim.kernels.build || echo "note: native CPU kernels not built (no C compiler?); the pure-torch FWHT/Fastfood will be used"
 	touch $@
 
 test: setup

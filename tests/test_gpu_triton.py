@@ -10,9 +10,9 @@ if not torch.cuda.is_available():
     os.environ["TRITON_INTERPRET"] = "1"  # must precede the kernels' definition
 pytest.importorskip("triton")
 
-from intrinsic_dim import fastfood, gpu  # noqa: E402
-from intrinsic_dim.gpu import triton_fastfood as tf  # noqa: E402
-from intrinsic_dim.hadamard import fwht_reference  # noqa: E402
+from intrinsic_dim import kernels  # noqa: E402
+from intrinsic_dim.kernels import triton_fastfood as tf  # noqa: E402
+from intrinsic_dim.kernels import fwht_reference  # noqa: E402
 
 DEVICE = "cuda" if torch.cuda.is_available() else "cpu"
 TOL = {torch.float64: 1e-12, torch.float32: 2e-6}
@@ -42,45 +42,35 @@ SEGMENTS = [(1, 1, 1, 0, 0), (3, 4, 17, 2, 3), (5, 8, 24, 0, 4), (100, 128, 1000
 @pytest.mark.parametrize("fused", [True, False])
 def test_segment_matches_torch(case, dtype, fused):
     d, n, out_len, block0, seed = case
-    seg = fastfood.make_segment(seed, block0, n, out_len)
+    seg = kernels.make_segment(seed, block0, n, out_len)
     g = torch.Generator().manual_seed(seed)
     z = torch.randn(d, dtype=torch.float64, generator=g)
     y = torch.randn(out_len, dtype=torch.float64, generator=g)
-    want_f, want_t = fastfood.segment_forward_torch(seg, z), fastfood.segment_transpose_torch(seg, y, d)
+    want_f, want_t = kernels.segment_forward_torch(seg, z), kernels.segment_transpose_torch(seg, y, d)
     args = (seed, block0, seg.nblocks, n, out_len, seg.scale)
     limit = tf.MAX_FUSED_LOG2N if fused else -1
     got_f = tf.segment_forward(z.to(DEVICE, dtype), *args, max_fused_log2n=limit)
     got_t = tf.segment_transpose(y.to(DEVICE, dtype), d, *args, max_fused_log2n=limit)
     assert got_f.shape == (out_len,) and got_t.shape == (d,) and got_f.dtype == dtype
     assert _rel(got_f, want_f) <= TOL[dtype] and _rel(got_t, want_t) <= TOL[dtype]
-    fastfood.FACTORS.clear()
 
 
 def test_fused_forward_is_bit_equal_to_torch_in_float64():
     """Same factors and the same butterfly order as the reference: identical float64 results."""
-    seg = fastfood.make_segment(2, 0, 64, 300)
+    seg = kernels.make_segment(2, 0, 64, 300)
     z = torch.randn(50, dtype=torch.float64)
     got = tf.segment_forward(z.to(DEVICE), 2, 0, seg.nblocks, 64, 300, seg.scale)
-    with pytest.MonkeyPatch.context() as mp:
-        mp.setenv("INTRINSIC_DIM_KERNEL", "reference")
-        assert torch.equal(got.cpu(), fastfood.segment_forward_torch(seg, z))
-    fastfood.FACTORS.clear()
+    assert torch.equal(got.cpu(), kernels.segment_forward(seg, z, kernel="reference"))
 
 
 def test_errors():
-    with pytest.raises(TypeError, match="float32/float64"):
-        tf.segment_forward(torch.zeros(3, dtype=torch.float16, device=DEVICE), 0, 0, 1, 4, 4, 1.0)
-    with pytest.raises(ValueError, match="power of two"):
-        tf.segment_forward(torch.zeros(3, device=DEVICE), 0, 0, 1, 6, 6, 1.0)
-    with pytest.raises(ValueError, match="d <= n"):
-        tf.segment_forward(torch.zeros(9, device=DEVICE), 0, 0, 1, 8, 8, 1.0)
     with pytest.raises(ValueError, match="power-of-two rows"):
         tf.fwht(torch.zeros(2, 1 << (tf.MAX_FUSED_LOG2N + 1), device=DEVICE))
 
 
 def test_registered_only_with_cuda():
-    assert gpu.available() == torch.cuda.is_available()
-    assert ("cuda" in fastfood.SEGMENT_KERNELS) == torch.cuda.is_available()
+    assert kernels.triton_available() == torch.cuda.is_available()
+    assert ("triton" in kernels.available_kernels("cuda")) == torch.cuda.is_available()
 
 
 @pytest.mark.skipif(not torch.cuda.is_available(), reason="needs a GPU")

@@ -9,8 +9,8 @@ import pytest
 import torch
 
 import intrinsic_dim as idim
-from intrinsic_dim import fastfood, rng
-from intrinsic_dim.hadamard import fwht_kernel, fwht_reference, native, toolchain
+from intrinsic_dim import kernels, rng
+from intrinsic_dim.kernels import fwht_reference, native, select, toolchain
 
 LIB = native.load()
 pytestmark = pytest.mark.skipif(LIB is None, reason="native kernels unavailable (no C compiler)")
@@ -79,21 +79,17 @@ def test_fwht_rejects_bad_input():
 
 def test_dispatcher_uses_native_and_env_forces_torch(monkeypatch):
     x = torch.randn(64)
-    assert fwht_kernel(x).name == "native"
+    assert {select(op, x).name for op in kernels.OPS} == {"native"}
     monkeypatch.setenv("INTRINSIC_DIM_KERNEL", "torch")
-    assert fwht_kernel(x).name == "torch"
-    assert fastfood.segment_kernel(x) is None
-    monkeypatch.delenv("INTRINSIC_DIM_KERNEL")
-    assert fastfood.segment_kernel(x).name == "native"
-    assert fastfood.segment_kernel(x.bfloat16()) is None
+    assert {select(op, x).name for op in kernels.OPS} == {"torch"}
 
 
 @pytest.mark.parametrize("log2n", [0, 1, 2, 3, 4, 5, 7, 10, 13, 16, 17])
 @pytest.mark.parametrize("dtype", [torch.float32, torch.float64])
 def test_factors_bit_equal_to_rng(lib, log2n, dtype):
     n = 1 << log2n
-    seg = fastfood.Segment(seed=9, block0=5, nblocks=3, n=n, out_len=3 * n, scale=1.0)
-    b, perm, g = fastfood.segment_factors(seg, "cpu", dtype)
+    seg = kernels.Segment(seed=9, block0=5, nblocks=3, n=n, out_len=3 * n, scale=1.0)
+    b, perm, g = kernels.segment_factors(seg, "cpu", dtype)
     nb, nperm, ninv, ng = lib.factors(9, 5, 3, n, dtype)
     assert torch.equal(nb, b)
     assert torch.equal(nperm.long(), perm)
@@ -121,15 +117,14 @@ SEGMENTS = [
 def _segment_case(case):
     """Inputs and the pure-torch results (with the pure-torch FWHT) of one segment, in float64."""
     d, n, nblocks, out_len, block0, seed = case
-    seg = fastfood.make_segment(seed, block0, n, out_len)
+    seg = kernels.make_segment(seed, block0, n, out_len)
     assert seg.nblocks == nblocks
     g = torch.Generator().manual_seed(seed)
     z = torch.randn(d, dtype=torch.float64, generator=g)
     y = torch.randn(out_len, dtype=torch.float64, generator=g)
     with pytest.MonkeyPatch.context() as mp:
         mp.setenv("INTRINSIC_DIM_KERNEL", "torch")
-        want = fastfood.segment_forward_torch(seg, z), fastfood.segment_transpose_torch(seg, y, d)
-    fastfood.FACTORS.clear()
+        want = kernels.segment_forward_torch(seg, z), kernels.segment_transpose_torch(seg, y, d)
     return seg, z, y, *want
 
 
@@ -151,7 +146,7 @@ def test_segment_matches_torch(lib, case, dtype):
 @pytest.mark.parametrize("case", SEGMENTS[::3], ids=lambda c: "d{}_n{}".format(c[0], c[1]))
 def test_segment_adjoint(case):
     d, n, nblocks, out_len, block0, seed = case
-    seg = fastfood.make_segment(seed, block0, n, out_len)
+    seg = kernels.make_segment(seed, block0, n, out_len)
     g = torch.Generator().manual_seed(1)
     z = torch.randn(d, dtype=torch.float64, generator=g)
     y = torch.randn(out_len, dtype=torch.float64, generator=g)
@@ -189,24 +184,14 @@ def test_projection_uses_native_and_matches_torch_path(monkeypatch):
     torch_out = [(M(z), M.T(y)) for M in (P, Q)]
     for a, b in zip(native_out, torch_out):
         assert _rel(a[0], b[0]) < 1e-12 and _rel(a[1], b[1]) < 1e-12
-    fastfood.FACTORS.clear()
-
-
-def test_segment_rejects_bad_arguments():
-    with pytest.raises(ValueError, match="d <= n"):
-        LIB.segment_forward(torch.randn(9), 0, 0, 1, 8, 8, 1.0)
-    with pytest.raises(ValueError, match="power-of-two"):
-        LIB.segment_forward(torch.randn(3), 0, 0, 1, 6, 6, 1.0)
-    with pytest.raises(ValueError, match="shape"):
-        LIB.segment_transpose(torch.randn(7), 3, 0, 0, 1, 8, 8, 1.0)
 
 
 _MEMORY_SCRIPT = textwrap.dedent(
     """
     import resource, torch
     import intrinsic_dim as idim
-    from intrinsic_dim import fastfood
-    assert fastfood.segment_kernel(torch.zeros(1)).name == "native"
+    from intrinsic_dim import kernels
+    assert kernels.select("segment_forward", torch.zeros(1)).name == "native"
     D, d = 1 << 23, 1000
     P = idim.make_projection("fastfood", d, D, seed=0)
     z = torch.randn(d, requires_grad=True)

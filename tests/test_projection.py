@@ -1,14 +1,16 @@
 """Projections: exact adjoint, gradients, column norms, determinism, errors."""
 
+import gc
 import subprocess
 import sys
 import textwrap
+import weakref
 
 import pytest
 import torch
 
 import intrinsic_dim as idim
-from intrinsic_dim import fastfood
+from intrinsic_dim import kernels
 
 CASES = [(1, 1), (1, 9), (5, 37), (16, 64), (16, 1000), (100, 1000), (33, 4096), (7, 7), (300, 5000)]
 KINDS_LAYOUTS = [("dense", "stacked"), ("sparse", "stacked"), ("fastfood", "stacked"), ("fastfood", "per_tensor")]
@@ -120,9 +122,9 @@ _HASH_SCRIPT = textwrap.dedent(
     for kind in ("dense", "sparse", "fastfood"):
         y = idim.make_projection(kind, 300, 20000, seed=11)(z)
         h.update(y.numpy().tobytes())
-    from intrinsic_dim import fastfood
+    from intrinsic_dim import kernels
     seg = idim.make_projection("fastfood", 300, 20000, seed=11).segments[0]
-    for t in fastfood.segment_factors(seg, "cpu", torch.float64):
+    for t in kernels.segment_factors(seg, "cpu", torch.float64):
         h.update(t.numpy().tobytes())
     print(h.hexdigest())
     """
@@ -137,15 +139,19 @@ def test_determinism_across_processes_and_thread_counts():
     assert len(outs) == 1
 
 
-def test_no_dense_matrix_for_fastfood():
-    """D * d = 2**36 numbers would be 256 GiB dense; Fastfood stores nothing of that size."""
-    P = idim.make_projection("fastfood", 1 << 13, 1 << 23, seed=0)
-    z = torch.randn(1 << 13)
-    y = P(z)
-    assert y.shape == (1 << 23,)
-    stored = sum(t.numel() for v in fastfood.FACTORS._store.values() for t in v)
-    assert stored <= 3 * (1 << 23) * 2
-    fastfood.FACTORS.clear()
+def test_torch_path_factor_cache_is_bounded_and_freed_with_the_projection(monkeypatch):
+    """The pure-torch path caches its factors (16 bytes per output) on the projection, never in a
+    global: a D * d = 2**30 dense matrix is never built, and dropping the projection frees them."""
+    monkeypatch.setenv("INTRINSIC_DIM_KERNEL", "torch")
+    P = idim.make_projection("fastfood", 1 << 10, 1 << 20, seed=0)
+    assert P(torch.randn(1 << 10)).shape == (1 << 20,)
+    cached = [t for v in P.factors.values() for t in v]
+    stored = sum(t.numel() for t in cached)
+    assert 0 < stored <= 3 * (1 << 20)
+    alive = [weakref.ref(t) for t in cached]
+    del P, cached
+    gc.collect()
+    assert all(r() is None for r in alive)
 
 
 @pytest.mark.parametrize(
@@ -172,3 +178,20 @@ def test_wrong_input_shape():
         P(torch.zeros(5))
     with pytest.raises(ValueError, match=r"shape \(20,\)"):
         P.T(torch.zeros(4))
+
+
+@pytest.mark.parametrize("kind,layout", KINDS_LAYOUTS)
+@pytest.mark.parametrize("d,D", [(5, 37), (16, 1000), (100, 1000), (33, 4096), (300, 5000)])
+def test_parts_are_the_slices_of_the_whole_map(kind, layout, d, D):
+    """forward_part is bit for bit the slice of P(z); transpose_part is P^T of y placed in the part."""
+    sizes = _split_sizes(D)
+    P = idim.make_projection(kind, d, D, seed=d, layout=layout, sizes=sizes)
+    g = torch.Generator().manual_seed(1)
+    z = torch.randn(d, generator=g)
+    whole = P(z)
+    for i, (o, s) in enumerate(zip(P.offsets, sizes)):
+        assert torch.equal(P.forward_part(z, i), whole[o : o + s])
+        y = torch.randn(s, generator=g, dtype=torch.float64)
+        placed = torch.zeros(D, dtype=torch.float64)
+        placed[o : o + s] = y
+        assert torch.allclose(P.transpose_part(y, i), P.T(placed), atol=1e-12)

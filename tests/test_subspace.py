@@ -54,10 +54,9 @@ def test_hf_bert_zero_z_exact_and_behaves_like_model(tiny_bert, tiny_batch):
 
 
 def test_only_z_and_lambda_train_and_no_weight_copy(tiny_bert, tiny_batch):
-    before = {n: p.detach().clone() for n, p in tiny_bert.named_parameters()}
-    ptrs = {n: p.data_ptr() for n, p in tiny_bert.named_parameters()}
+    before = {id(p): (p.detach().clone(), p.data_ptr()) for p in tiny_bert.parameters()}
     sm = idim.SubspaceModel(tiny_bert, d=100, said=True)
-    assert [p.requires_grad for p in tiny_bert.parameters()] == [False] * len(ptrs)
+    assert [p.requires_grad for p in tiny_bert.parameters()] == [False] * len(before)
     opt = torch.optim.Adam(sm.trainable_parameters(), lr=0.05)
     labels = torch.tensor([0, 1, 2])
     for _ in range(3):
@@ -66,16 +65,18 @@ def test_only_z_and_lambda_train_and_no_weight_copy(tiny_bert, tiny_batch):
         loss.backward()
         opt.step()
     assert sm.z.abs().sum() > 0 and not torch.equal(sm.lam, torch.ones_like(sm.lam))
-    for n, p in tiny_bert.named_parameters():
-        assert torch.equal(p, before[n]) and p.data_ptr() == ptrs[n]
+    assert {id(p) for p in tiny_bert.parameters()} == set(before)  # the same tensors, never copied
+    for p in tiny_bert.parameters():
+        assert torch.equal(p, before[id(p)][0]) and p.data_ptr() == before[id(p)][1]
     own = {k: v for k, v in sm.state_dict().items() if not k.startswith("base.")}
     assert set(own) == {"z", "lam"} and sum(v.numel() for v in own.values()) == 100
 
 
-def test_gradient_wrt_z_matches_finite_differences():
+@pytest.mark.parametrize("projection,layout", [("fastfood", "stacked"), ("fastfood", "per_tensor"), ("dense", "stacked"), ("sparse", "stacked")])
+def test_gradient_wrt_z_matches_finite_differences(projection, layout):
     m = _mlp().double()
     x = torch.randn(5, 10, dtype=torch.float64)
-    sm = idim.SubspaceModel(m, d=8, said=True)
+    sm = idim.SubspaceModel(m, d=8, said=True, projection=projection, layout=layout)
     sm.double()
 
     def f(z, lam):
@@ -108,14 +109,14 @@ def test_said_accounting_and_groupings(tiny_bert):
         idim.SubspaceModel(tiny_bert, d=len(names), said=True)
     assert all(p.requires_grad for p in tiny_bert.parameters())  # a refused wrap changes nothing
     by_block = idim.SubspaceModel(tiny_bert, d=20, said=True, groups="block")
-    tiny_bert.requires_grad_(True)
+    by_block.merge_and_unload()  # z = 0: the model back exactly as it was, to wrap again
     assert "bert.encoder.layer.0" in by_block.group_names and "bert.encoder.layer.1" in by_block.group_names
     assert by_block.num_trainable() == 20 and by_block.z.numel() == 20 - len(by_block.group_names)
     by_module = idim.SubspaceModel(tiny_bert, d=200, said=True, groups="module")
-    tiny_bert.requires_grad_(True)
+    by_module.merge_and_unload()
     assert len(by_block.group_names) < len(by_module.group_names) < len(names)
     custom = idim.SubspaceModel(tiny_bert, d=10, said=True, groups=lambda n: n.split(".")[0])
-    tiny_bert.requires_grad_(True)
+    custom.merge_and_unload()
     assert custom.group_names == ["bert", "classifier"]
     with pytest.raises(ValueError, match="unknown SAID grouping"):
         idim.SubspaceModel(tiny_bert, d=200, said=True, groups="layerwise")
@@ -142,14 +143,16 @@ def test_tied_frozen_and_buffers():
 
 def test_include_exclude_and_train_directly(tiny_bert, tiny_batch):
     sm = idim.SubspaceModel(tiny_bert, d=50, include=r"encoder\.", exclude=r"LayerNorm")
-    tiny_bert.requires_grad_(True)
     names = [n for n, _ in sm.adapter_config()["projected"]]
+    sm.merge_and_unload()
     assert names and all("encoder." in n and "LayerNorm" not in n for n in names)
     head = sum(p.numel() for n, p in tiny_bert.named_parameters() if n.startswith("classifier"))
     sm2 = idim.SubspaceModel(tiny_bert, d=50, train_directly=r"^classifier\.")
     assert sm2.num_trainable() == 50 + head
     assert tiny_bert.classifier.weight.requires_grad
-    tiny_bert.requires_grad_(True)
+    with pytest.raises(ValueError, match="already wrapped"):
+        idim.SubspaceModel(tiny_bert, d=5)
+    sm2.merge_and_unload()
     with pytest.raises(ValueError, match="no parameter to project"):
         idim.SubspaceModel(tiny_bert, d=5, include="no-such-parameter")
 
@@ -245,3 +248,69 @@ def test_bad_d():
             idim.SubspaceModel(_mlp(), d=d)
     with pytest.raises(ValueError, match="exceeds D"):
         idim.SubspaceModel(_mlp(), d=10_000)
+
+
+@pytest.mark.parametrize("dtype", [torch.bfloat16, torch.float16])
+def test_half_precision_weights_exact_at_zero_and_gradients_match_float64(dtype):
+    m64 = _mlp().double()
+    half = _mlp().to(dtype)
+    x = torch.randn(16, 10, dtype=torch.float64)
+    ref = half(x.to(dtype))
+    sm = idim.SubspaceModel(half, d=30, said=True, seed=1)
+    assert sm.z.dtype == torch.float32 and sm.lam.dtype == torch.float32
+    out = sm(x.to(dtype))
+    assert out.dtype == dtype and torch.equal(out, ref)
+    out.float().square().sum().backward()
+    sm64 = idim.SubspaceModel(m64, d=30, said=True, seed=1)
+    sm64(x).square().sum().backward()
+    for a, b in ((sm.z.grad, sm64.z.grad), (sm.lam.grad, sm64.lam.grad)):
+        assert torch.isfinite(a).all()
+        assert (a.double() - b).norm() <= 0.03 * b.norm()
+
+
+def test_merged_context_builds_each_weight_once_and_restores_exactly(monkeypatch):
+    m = _mlp()
+    x = torch.randn(8, 10)
+    sm = idim.SubspaceModel(m, d=20, said=True)
+    with torch.no_grad():
+        sm.z.normal_()
+    want = sm(x)
+    theta0 = [t.clone() for t in sm._theta0]
+    calls = []
+    original = sm.projection.forward_part
+    monkeypatch.setattr(sm.projection, "forward_part", lambda z, i: calls.append(i) or original(z, i))
+    with sm.merged():
+        outs = [sm(x) for _ in range(3)]
+    assert sorted(calls) == list(range(len(sm._theta0)))  # once per tensor, not once per batch
+    assert all(torch.equal(o, want) for o in outs)
+    assert all(torch.equal(a, b) for a, b in zip(sm._theta0, theta0))
+    sm(x).sum().backward()  # training goes on after the block
+    assert sm.z.grad is not None and sm.z.grad.abs().sum() > 0
+
+
+def test_just_in_time_gradients_equal_the_whole_projection_on_a_tied_causal_lm():
+    """Per-tensor weights recomputed in backward give the gradients of theta0 + P(z) built whole
+    (0.1.0's way), also where one tensor is read twice (tied embeddings and output layer)."""
+    from torch.func import functional_call
+    from transformers import LlamaConfig, LlamaForCausalLM
+
+    cfg = LlamaConfig(hidden_size=32, intermediate_size=64, num_hidden_layers=2, num_attention_heads=4,
+                      num_key_value_heads=2, vocab_size=100, tie_word_embeddings=True)
+    torch.manual_seed(0)
+    m = LlamaForCausalLM(cfg)
+    ids = torch.randint(0, 100, (2, 7))
+    sm = idim.SubspaceModel(m, d=50, said=True, seed=1)
+    with torch.no_grad():
+        sm.z.normal_()
+        sm.lam.uniform_(0.5, 1.5)
+    loss = sm(input_ids=ids, labels=ids).loss
+    loss.backward()
+    z, lam = sm.z.detach().clone().requires_grad_(True), sm.lam.detach().clone().requires_grad_(True)
+    parts = sm.projection(z).split(sm._sizes)
+    whole = {n: t.detach() + (p * lam[sm._group_index[i]]).view(t.shape)
+             for i, (n, t, p) in enumerate(zip(sm._names, sm._theta0, parts))}
+    sm.merge_and_unload()  # a plain model again; functional_call replaces every projected tensor
+    ref = functional_call(m, whole, (), {"input_ids": ids, "labels": ids}, tie_weights=True, strict=False).loss
+    ref.backward()
+    assert torch.allclose(loss, ref, rtol=1e-6)
+    assert torch.allclose(sm.z.grad, z.grad, rtol=1e-5, atol=1e-7) and torch.allclose(sm.lam.grad, lam.grad, rtol=1e-5, atol=1e-7)

@@ -4,9 +4,10 @@ __version__ = "0.1.0"
 
 from intrinsic_dim.adapter import AdapterError  # noqa: E402
 from intrinsic_dim.projection import Projection, make_projection  # noqa: E402
+from intrinsic_dim.config import SubspaceConfig  # noqa: E402
 from intrinsic_dim.subspace import SubspaceModel  # noqa: E402
 
-__all__ = ["AdapterError", "D90Result", "Projection", "SubspaceModel", "make_projection", "measure_d90"]
+__all__ = ["AdapterError", "D90Result", "Projection", "SubspaceConfig", "SubspaceModel", "make_projection", "measure_d90"]
 
 
 def __getattr__(name: str) -> object:

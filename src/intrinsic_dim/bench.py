@@ -34,8 +34,7 @@ from typing import Callable, Iterator
 import torch
 
 import intrinsic_dim as idim
-from intrinsic_dim import fastfood
-from intrinsic_dim.hadamard import fwht, fwht_torch, native
+from intrinsic_dim.kernels import fwht, fwht_torch, native
 
 MINILM_D = 22_713_216
 COPY_ELEMS = 1 << 25
@@ -144,7 +143,6 @@ def bench_fastfood(D: int, d: int, floor: Floor, repeats: int) -> dict:
     ours = best_ms(lambda: P.T(P(z)), repeats)
     with pure_torch():
         base = best_ms(lambda: P.T(P(z)), max(1, repeats // 2))
-    fastfood.FACTORS.clear()
     n = P.segments[0].n
     flo = floor.ms(D * 4, 4 * P.segments[0].nblocks * n * math.log2(n))
     return _record(f"fastfood_fwd_bwd_D{D / 1e6:.1f}M_d{d}", ours, "pure-torch Fastfood", base, flo, D=D, d=d)
@@ -195,12 +193,48 @@ def bench_train_step(batch: int, seq: int, d: int, repeats: int) -> dict | None:
     with pure_torch():
         base = best_ms(sub_step, max(1, repeats // 2))
         proj_torch = best_ms(lambda: sm.projection.T(sm.projection(z)), max(1, repeats // 2))
-    fastfood.FACTORS.clear()
     return _record(
         f"train_step_minilm_{batch}x{seq}", ours, "subspace step, pure-torch Fastfood", base, full,
         d=d, D=sm.D, full_finetune_step_ms=full, projection_ms=proj, projection_torch_ms=proj_torch,
         projection_share=proj / ours, projection_torch_share=proj_torch / base,
     )
+
+
+def bench_step_ratio(batch: int, seq: int, d: int, repeats: int) -> list[dict] | None:
+    """MiniLM-L6 subspace steps (DID and SAID, native kernel) against a full fine-tuning step, the
+    three timed alternately in one run so that a loaded machine slows all of them alike; wall time
+    and process CPU time (the steadier of the two on a shared machine) both recorded."""
+    model = _minilm()
+    if model is None:
+        return None
+    g = torch.Generator().manual_seed(0)
+    inputs = {
+        "input_ids": torch.randint(1000, model.config.vocab_size, (batch, seq), generator=g),
+        "attention_mask": torch.ones(batch, seq, dtype=torch.long),
+        "labels": torch.randint(0, 3, (batch,), generator=g),
+    }
+    models = {"full": model}
+    for method in ("did", "said"):
+        models[method] = idim.SubspaceModel(_minilm(), d=d, said=method == "said")
+    wall: dict[str, list[float]] = {k: [] for k in models}
+    cpu: dict[str, list[float]] = {k: [] for k in models}
+    for m in models.values():
+        m.train()
+    for _ in range(repeats + 1):
+        for name, m in models.items():
+            m.zero_grad(set_to_none=True)
+            t, c = time.perf_counter(), time.process_time()
+            m(**inputs).loss.backward()
+            wall[name].append(time.perf_counter() - t)
+            cpu[name].append(time.process_time() - c)
+    best = {k: min(v[1:]) * 1e3 for k, v in wall.items()}
+    best_cpu = {k: min(v[1:]) * 1e3 for k, v in cpu.items()}
+    return [
+        _record(f"train_step_ratio_minilm_{batch}x{seq}_{name}", best[name], "full fine-tuning step", best["full"],
+                best["full"], d=d, step_over_full=best[name] / best["full"], cpu_ms=best_cpu[name],
+                full_cpu_ms=best_cpu["full"], step_over_full_cpu=best_cpu[name] / best_cpu["full"])
+        for name in ("did", "said")
+    ]
 
 
 def bench_measure_demo(dims: tuple[int, ...], steps: int) -> dict | None:
@@ -221,8 +255,7 @@ def bench_measure_demo(dims: tuple[int, ...], steps: int) -> dict | None:
     def sweep() -> None:
         measure_d90(lambda seed: load_model("minilm-l6", task, seed=seed, max_length=64), task, dims=dims, seeds=1,
                     baseline=1e9, trial=trial, progress=False, log=lambda msg: None)
-        fastfood.FACTORS.clear()
-
+    
     ours = best_ms(sweep, 1, warmup=0)
     with pure_torch():
         base = best_ms(sweep, 1, warmup=0)
@@ -294,9 +327,14 @@ def main(argv: list[str] | None = None) -> int:
     ap.add_argument("--quick", action="store_true", help="smaller sizes, fewer repeats (under a minute)")
     ap.add_argument("--json", metavar="FILE", help="write the records to FILE as JSON")
     ap.add_argument("--threads", type=int, help="torch (and kernel) threads (default: torch's)")
+    ap.add_argument("--memory", action="store_true",
+                    help="instead: peak extra memory of a training step (full, DID, SAID at growing D) and the "
+                         "MiniLM-L6 subspace / full step-time ratio")
     args = ap.parse_args(argv)
     if args.threads:
         torch.set_num_threads(args.threads)
+    if args.memory:
+        return _memory_main(args)
     records = run_bench(quick=args.quick)
     lib = native.load()
     print(f"native kernel: {lib.isa}; threads: {torch.get_num_threads()}; "
@@ -310,6 +348,22 @@ def main(argv: list[str] | None = None) -> int:
     if args.json:
         with open(args.json, "w", encoding="utf-8") as f:
             json.dump(records, f, indent=2)
+    return 0
+
+
+def _memory_main(args: argparse.Namespace) -> int:
+    from intrinsic_dim.membench import format_memory, run_memory_bench
+
+    records = run_memory_bench((4, 8) if args.quick else (4, 8, 16))
+    print("peak extra memory of one forward + backward, d = 1000, layers x Linear(1024, 1024), 1 thread:")
+    print(format_memory(records))
+    ratio = bench_step_ratio(4, 64, 1000, 1) if args.quick else bench_step_ratio(16, 128, 1000, 3)
+    for r in ratio or []:
+        print(f"{r['name']}: {r['ours_ms']:.0f} ms, full fine-tuning {r['baseline_ms']:.0f} ms, ratio {r['step_over_full']:.2f} "
+              f"(CPU time {r['cpu_ms']:.0f} / {r['full_cpu_ms']:.0f} ms, ratio {r['step_over_full_cpu']:.2f})")
+    if args.json:
+        with open(args.json, "w", encoding="utf-8") as f:
+            json.dump({"memory": records, "step_ratio": ratio}, f, indent=2)
     return 0
 
 

@@ -71,6 +71,10 @@ def _subspace_args(p: argparse.ArgumentParser) -> None:
     g = p.add_argument_group("subspace")
     g.add_argument("--projection", default="fastfood", choices=["fastfood", "sparse", "dense"], help="(default: %(default)s)")
     g.add_argument("--layout", default="stacked", choices=["stacked", "per_tensor"], help="Fastfood layout (default: %(default)s)")
+    g.add_argument("--normalisation", default="released", choices=["released", "unit"],
+                   help="per_tensor column length: sqrt(#tensors) as the released code, or unit (default: %(default)s)")
+    g.add_argument("--dense-max-elements", type=int, default=1 << 27,
+                   help="largest d * D the dense projection may materialise (default: %(default)s)")
     g.add_argument("--said", dest="said", action="store_true", default=True, help="structure-aware SAID (default)")
     g.add_argument("--did", dest="said", action="store_false", help="direct intrinsic dimension (no lambda)")
     g.add_argument("--groups", default="tensor", choices=["tensor", "module", "block"], help="SAID grouping (default: %(default)s)")
@@ -245,6 +249,7 @@ RANGES: dict[str, tuple[Callable[[Any], bool], str]] = {
     "lr_search_d": (lambda v: v >= 1, "a positive integer"),
     "d": (lambda v: v >= 1, "a positive integer"),
     "max_length": (lambda v: v >= 1, "a positive integer"),
+    "dense_max_elements": (lambda v: v >= 1, "a positive integer"),
 }
 """The range of every numeric option, checked after flags and config files are merged and before any work."""
 
@@ -308,6 +313,7 @@ def _trial_template(args: argparse.Namespace):
 
     return TrialConfig(
         method="subspace", said=args.said, projection=args.projection, layout=args.layout, groups=args.groups,
+        normalisation=args.normalisation, dense_max_elements=args.dense_max_elements,
         lr=args.lr, epochs=args.epochs, max_steps=args.max_steps, batch_size=args.batch_size, eval_every=args.eval_every,
         select=getattr(args, "select", "best"),
     )

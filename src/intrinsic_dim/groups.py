@@ -10,7 +10,7 @@ from torch import nn
 GROUPINGS = ("tensor", "module", "block")
 _NUMBERED = re.compile(r"^(.*?\.\d+)\.")
 
-Grouping = str | Callable[[str], str]
+Grouping = str | dict[str, str] | Callable[[str], str]
 
 
 def group_key(name: str, grouping: str) -> str:
@@ -29,7 +29,10 @@ def group_key(name: str, grouping: str) -> str:
 
 def assign_groups(names: Sequence[str], grouping: Grouping) -> tuple[list[int], list[str]]:
     """Group index per name and the group keys, in order of first appearance."""
-    keyof = grouping if callable(grouping) else (lambda n: group_key(n, grouping))
+    if isinstance(grouping, dict):
+        keyof: Callable[[str], str] = grouping.__getitem__
+    else:
+        keyof = grouping if callable(grouping) else (lambda n: group_key(n, grouping))
     keys: dict[str, int] = {}
     index = [keys.setdefault(str(keyof(n)), len(keys)) for n in names]
     return index, list(keys)

@@ -17,7 +17,7 @@ import torch
 from torch import nn
 
 from intrinsic_dim.tasks import Split, Task
-from intrinsic_dim.tasks.base import as_index
+from intrinsic_dim.tasks.encoders import ImageEncoder, TextEncoder
 
 
 class ModelError(ValueError):
@@ -41,34 +41,6 @@ def seeded(seed: int) -> Iterator[None]:
     with torch.random.fork_rng(devices=[]):
         torch.manual_seed(seed)
         yield
-
-
-class TextEncoder:
-    """Tokenise the texts at some indices of a split (pairs as pairs), truncated, padded to the longest."""
-
-    def __init__(self, tokenizer: Any, max_length: int) -> None:
-        self.tokenizer = tokenizer
-        self.max_length = max_length
-
-    def __call__(self, split: Split, indices: Sequence[int]) -> dict[str, torch.Tensor]:
-        """Tokenised inputs (input_ids, attention_mask, ...) for the examples at ``indices``."""
-        if split.texts is None:
-            raise ModelError("this text model was given a split without texts")
-        columns = [list(c) for c in zip(*(split.texts[i] for i in as_index(indices).tolist()))]
-        if len(columns) > 2:
-            raise ModelError(f"a text model takes one or two texts per example, got {len(columns)}")
-        batch = self.tokenizer(*columns, truncation=True, max_length=self.max_length, padding=True, return_tensors="pt")
-        return dict(batch)
-
-
-class ImageEncoder:
-    """The pixel values at some indices of a split."""
-
-    def __call__(self, split: Split, indices: Sequence[int]) -> dict[str, torch.Tensor]:
-        """``{"pixel_values": (N, C, H, W) float32}`` for the examples at ``indices``."""
-        if split.images is None:
-            raise ModelError("this image model was given a split without images")
-        return {"pixel_values": split.images[as_index(indices)]}
 
 
 class FCNet(nn.Module):

@@ -1,23 +1,28 @@
 """Random linear maps P: R^d -> R^D with an exact transpose: dense, sparse and Fastfood.
 
 ``P(z)`` returns a (D,) tensor and ``P.T(y)`` a (d,) tensor; both are differentiable, and the
-backward pass of each is the other, so gradients are exact adjoints. All randomness comes from
+backward pass of each is the other, so gradients are exact adjoints. A projection built with the
+tensor ``sizes`` also maps to one part (tensor) at a time: ``forward_part(z, i)`` is
+``P(z)[o_i : o_i + D_i]`` bit for bit and ``transpose_part(y_i, i)`` its transpose, at O(D_i) memory
+(docs/memory.md: how SubspaceModel uses them). All randomness comes from
 :mod:`intrinsic_dim.rng` (counter-based), so a (kind, d, D, seed, layout) tuple is the same map on
 every machine, device and thread count.
 """
 
 from __future__ import annotations
 
+import dataclasses
 import math
 from abc import ABC, abstractmethod
 from typing import Any, Sequence
 
 import torch
 
-from intrinsic_dim import fastfood, rng
+from intrinsic_dim import kernels, rng
 
 KINDS = ("dense", "sparse", "fastfood")
 LAYOUTS = ("stacked", "per_tensor")
+NORMALISATIONS = ("released", "unit")
 DEFAULT_MAX_DENSE_ELEMENTS = 1 << 27
 
 
@@ -39,7 +44,7 @@ class Projection(ABC):
 
     kind: str = ""
 
-    def __init__(self, d: int, D: int, seed: int) -> None:
+    def __init__(self, d: int, D: int, seed: int, sizes: Sequence[int] | None = None) -> None:
         if not isinstance(d, int) or d < 1:
             raise ValueError(f"d must be a positive integer, got {d!r}")
         if not isinstance(D, int) or D < 1:
@@ -51,7 +56,13 @@ class Projection(ABC):
             )
         if not isinstance(seed, int) or seed < 0:
             raise ValueError(f"seed must be a non-negative integer, got {seed!r}")
+        if sizes is not None and (sum(sizes) != D or any(s < 1 for s in sizes)):
+            raise ValueError(f"sizes must be positive tensor sizes that sum to D = {D}")
         self.d, self.D, self.seed = d, D, seed
+        self.sizes = [int(s) for s in sizes] if sizes is not None else [D]
+        self.offsets = [0]
+        for size in self.sizes[:-1]:
+            self.offsets.append(self.offsets[-1] + size)
 
     def __call__(self, z: torch.Tensor) -> torch.Tensor:
         """P(z): (d,) -> (D,), differentiable."""
@@ -71,6 +82,14 @@ class Projection(ABC):
     @abstractmethod
     def _transpose(self, y: torch.Tensor) -> torch.Tensor: ...
 
+    def forward_part(self, z: torch.Tensor, i: int) -> torch.Tensor:
+        """P(z)[o_i : o_i + D_i], bit-identical to the slice of :meth:`__call__` (no autograd)."""
+        return self._forward(z)[self.offsets[i] : self.offsets[i] + self.sizes[i]]
+
+    @abstractmethod
+    def transpose_part(self, y: torch.Tensor, i: int) -> torch.Tensor:
+        """P^T applied to y placed in part i (zeros elsewhere): (D_i,) -> (d,), at O(D_i) memory (no autograd)."""
+
     def config(self) -> dict[str, Any]:
         """What identifies this map: enough to rebuild it with :func:`make_projection`."""
         return {"kind": self.kind, "d": self.d, "D": self.D, "seed": self.seed}
@@ -83,8 +102,8 @@ class Projection(ABC):
 class _StoredMatrix(Projection):
     """A projection whose matrix is materialised once (on CPU) and copied to each device used."""
 
-    def __init__(self, d: int, D: int, seed: int) -> None:
-        super().__init__(d, D, seed)
+    def __init__(self, d: int, D: int, seed: int, sizes: Sequence[int] | None = None) -> None:
+        super().__init__(d, D, seed, sizes)
         self._per_device: dict[tuple[str, torch.dtype], Any] = {}
 
     def _on(self, device: torch.device, dtype: torch.dtype):
@@ -102,12 +121,16 @@ class DenseProjection(_StoredMatrix):
 
     kind = "dense"
 
-    def __init__(self, d: int, D: int, seed: int, max_elements: int = DEFAULT_MAX_DENSE_ELEMENTS) -> None:
-        super().__init__(d, D, seed)
+    def __init__(
+        self, d: int, D: int, seed: int, sizes: Sequence[int] | None = None, max_elements: int = DEFAULT_MAX_DENSE_ELEMENTS
+    ) -> None:
+        super().__init__(d, D, seed, sizes)
         if d * D > max_elements:
             raise ValueError(
-                f"a dense projection with d = {d} and D = {D} needs {d * D * 4 / 2**30:.1f} GiB; "
-                f"use projection='fastfood' (or 'sparse'), or raise max_elements above {max_elements}"
+                f"a dense projection with d = {d} and D = {D} has d * D = {d * D:,} entries "
+                f"({d * D * 4 / 2**30:.1f} GiB in float32), above dense_max_elements = {max_elements:,}; "
+                "use projection='fastfood' (or 'sparse'), or raise dense_max_elements "
+                "(SubspaceConfig.dense_max_elements, --dense-max-elements)"
             )
 
     def _materialise(self, device: torch.device, dtype: torch.dtype) -> torch.Tensor:
@@ -124,6 +147,13 @@ class DenseProjection(_StoredMatrix):
     def _transpose(self, y: torch.Tensor) -> torch.Tensor:
         return self._on(y.device, y.dtype).T @ y
 
+    # forward_part stays the slice of the whole product: a matrix-vector product over fewer rows may
+    # round differently, and the stored D x d matrix dwarfs the transient (D,) vector anyway.
+
+    def transpose_part(self, y: torch.Tensor, i: int) -> torch.Tensor:
+        o = self.offsets[i]
+        return self._on(y.device, y.dtype)[o : o + self.sizes[i]].T @ y
+
 
 class SparseProjection(_StoredMatrix):
     """Li et al.'s very sparse projection: round(sqrt(D)) random +-1 entries per column (density
@@ -131,8 +161,8 @@ class SparseProjection(_StoredMatrix):
 
     kind = "sparse"
 
-    def __init__(self, d: int, D: int, seed: int) -> None:
-        super().__init__(d, D, seed)
+    def __init__(self, d: int, D: int, seed: int, sizes: Sequence[int] | None = None) -> None:
+        super().__init__(d, D, seed, sizes)
         if D >= 1 << 31:
             raise ValueError(f"the sparse projection supports D < 2**31, got {D}; use projection='fastfood'")
 
@@ -148,14 +178,29 @@ class SparseProjection(_StoredMatrix):
         norm2 = torch.zeros(self.d, dtype=torch.float64).index_add_(0, c, v * v)
         v = v / norm2.sqrt()[c]
         keep = v != 0
-        return r[keep].to(device), c[keep].to(device), v[keep].to(device=device, dtype=dtype)
+        r, c, v = r[keep], c[keep], v[keep]  # sorted by row: part i's entries are one run
+        bounds = torch.searchsorted(r, torch.tensor(self.offsets + [self.D])).tolist()
+        return r.to(device), c.to(device), v.to(device=device, dtype=dtype), bounds
 
     def _forward(self, z: torch.Tensor) -> torch.Tensor:
-        r, c, v = self._on(z.device, z.dtype)
+        r, c, v, _ = self._on(z.device, z.dtype)
         return torch.zeros(self.D, dtype=z.dtype, device=z.device).index_add_(0, r, v * z[c])
 
     def _transpose(self, y: torch.Tensor) -> torch.Tensor:
-        r, c, v = self._on(y.device, y.dtype)
+        r, c, v, _ = self._on(y.device, y.dtype)
+        return torch.zeros(self.d, dtype=y.dtype, device=y.device).index_add_(0, c, v * y[r])
+
+    def _part_entries(self, x: torch.Tensor, i: int) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
+        r, c, v, bounds = self._on(x.device, x.dtype)
+        a, b = bounds[i], bounds[i + 1]
+        return r[a:b] - self.offsets[i], c[a:b], v[a:b]
+
+    def forward_part(self, z: torch.Tensor, i: int) -> torch.Tensor:
+        r, c, v = self._part_entries(z, i)
+        return torch.zeros(self.sizes[i], dtype=z.dtype, device=z.device).index_add_(0, r, v * z[c])
+
+    def transpose_part(self, y: torch.Tensor, i: int) -> torch.Tensor:
+        r, c, v = self._part_entries(y, i)
         return torch.zeros(self.d, dtype=y.dtype, device=y.device).index_add_(0, c, v * y[r])
 
 
@@ -170,42 +215,77 @@ class FastfoodProjection(Projection):
     making every column unit length (exactly when D is a multiple of the block size, in expectation
     otherwise). ``layout="per_tensor"``: as the released code of Aghajanyan et al., one block of size
     2**ceil(log2 max(D_i, d)) per tensor, cut to D_i and normalised per tensor, so each tensor's part
-    of a column has unit length in expectation (a whole column about sqrt(#tensors)).
+    of a column has unit length in expectation: a whole column about sqrt(#tensors) with
+    ``normalisation="released"``, 1 with ``"unit"`` (every segment's scale divided by
+    sqrt(#tensors)). The stacked layout's columns are unit length under either normalisation.
+    The pure-torch path's factors are cached on the projection and freed with it.
     """
 
     kind = "fastfood"
 
-    def __init__(self, d: int, D: int, seed: int, layout: str = "stacked", sizes: Sequence[int] | None = None) -> None:
-        super().__init__(d, D, seed)
+    def __init__(
+        self,
+        d: int,
+        D: int,
+        seed: int,
+        layout: str = "stacked",
+        sizes: Sequence[int] | None = None,
+        normalisation: str = "released",
+    ) -> None:
         if layout not in LAYOUTS:
             raise ValueError(f"unknown Fastfood layout {layout!r}; choose one of {LAYOUTS}")
-        self.layout = layout
+        if normalisation not in NORMALISATIONS:
+            raise ValueError(f"unknown normalisation {normalisation!r}; choose one of {NORMALISATIONS}")
+        if layout == "per_tensor" and sizes is None:
+            raise ValueError("the per_tensor layout needs sizes: positive tensor sizes that sum to D")
+        super().__init__(d, D, seed, sizes)
+        self.layout, self.normalisation = layout, normalisation
+        self.factors: dict = {}  # the pure-torch path's factor cache, owned by (and freed with) this projection
         if layout == "stacked":
-            self.sizes = [D]
-            self.segments = [fastfood.make_segment(seed, 0, _pow2_at_least(d), D)]
+            self.segments = [kernels.make_segment(seed, 0, _pow2_at_least(d), D)]
+            self._parts = [self._stacked_part(o, s) for o, s in zip(self.offsets, self.sizes)]
         else:
-            if sizes is None or sum(sizes) != D or any(s < 1 for s in sizes):
-                raise ValueError("the per_tensor layout needs sizes: positive tensor sizes that sum to D")
-            self.sizes = [int(s) for s in sizes]
+            shrink = 1.0 if normalisation == "released" else 1.0 / math.sqrt(len(self.sizes))
             self.segments = [
-                fastfood.make_segment(seed, i, _pow2_at_least(max(s, d)), s) for i, s in enumerate(self.sizes)
+                kernels.make_segment(seed, i, _pow2_at_least(max(s, d)), s, shrink) for i, s in enumerate(self.sizes)
             ]
+            self._parts = [(seg, 0) for seg in self.segments]
+
+    def _stacked_part(self, offset: int, size: int) -> tuple[kernels.Segment, int]:
+        """The run of the stacked segment's blocks that covers [offset, offset + size), and where
+        the part starts in it."""
+        whole = self.segments[0]
+        first, last = offset // whole.n, (offset + size - 1) // whole.n
+        sub = dataclasses.replace(whole, block0=first, nblocks=last - first + 1, out_len=offset + size - first * whole.n)
+        return sub, offset - first * whole.n
 
     def _forward(self, z: torch.Tensor) -> torch.Tensor:
-        parts = [fastfood.segment_forward(s, z) for s in self.segments]
+        parts = [kernels.segment_forward(s, z, self.factors) for s in self.segments]
         return parts[0] if len(parts) == 1 else torch.cat(parts)
 
     def _transpose(self, y: torch.Tensor) -> torch.Tensor:
         out = None
-        for seg, part in zip(self.segments, y.split(self.sizes)):
-            t = fastfood.segment_transpose(seg, part.contiguous(), self.d)
+        for seg, part in zip(self.segments, y.split([s.out_len for s in self.segments])):
+            t = kernels.segment_transpose(seg, part.contiguous(), self.d, self.factors)
             out = t if out is None else out + t
         return out
+
+    def forward_part(self, z: torch.Tensor, i: int) -> torch.Tensor:
+        seg, start = self._parts[i]
+        out = kernels.segment_forward(seg, z, self.factors)
+        return out[start:] if start else out
+
+    def transpose_part(self, y: torch.Tensor, i: int) -> torch.Tensor:
+        seg, start = self._parts[i]
+        y = torch.nn.functional.pad(y, (start, 0)) if start else y.contiguous()
+        return kernels.segment_transpose(seg, y, self.d, self.factors)
 
     def config(self) -> dict[str, Any]:
         cfg = super().config() | {"layout": self.layout}
         if self.layout == "per_tensor":
             cfg["sizes"] = self.sizes
+            if self.normalisation != "released":
+                cfg["normalisation"] = self.normalisation
         return cfg
 
 
@@ -217,18 +297,21 @@ def make_projection(
     *,
     layout: str = "stacked",
     sizes: Sequence[int] | None = None,
+    normalisation: str = "released",
     max_dense_elements: int = DEFAULT_MAX_DENSE_ELEMENTS,
 ) -> Projection:
     """Build the projection ``kind`` ('dense', 'sparse' or 'fastfood') from R^d to R^D.
 
-    ``layout`` and ``sizes`` apply to Fastfood only (``sizes``: the tensor sizes, for 'per_tensor').
+    ``sizes``: the tensor sizes (needed by the 'per_tensor' layout; with any kind they enable
+    ``forward_part``/``transpose_part`` per tensor). ``layout`` and ``normalisation`` apply to
+    Fastfood only; ``max_dense_elements`` caps d * D for 'dense'.
     """
     if kind == "fastfood":
-        return FastfoodProjection(d, D, seed, layout=layout, sizes=sizes)
+        return FastfoodProjection(d, D, seed, layout=layout, sizes=sizes, normalisation=normalisation)
     if layout != "stacked":
         raise ValueError(f"layout {layout!r} applies to the fastfood projection only, not {kind!r}")
     if kind == "dense":
-        return DenseProjection(d, D, seed, max_elements=max_dense_elements)
+        return DenseProjection(d, D, seed, sizes, max_elements=max_dense_elements)
     if kind == "sparse":
-        return SparseProjection(d, D, seed)
+        return SparseProjection(d, D, seed, sizes)
     raise ValueError(f"unknown projection {kind!r}; choose one of {KINDS}")

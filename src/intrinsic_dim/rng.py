@@ -44,7 +44,7 @@ GAUSS_CENTER = 2 * 65535
 GAUSS_SCALE = 1.0 / math.sqrt(4.0 * _LANE_VAR)
 
 
-def _signed(v: int) -> int:
+def as_int64(v: int) -> int:
     """The int64 with the same 64 bits as the unsigned integer ``v``."""
     v &= MASK64
     return v - (1 << 64) if v >= 1 << 63 else v
@@ -62,9 +62,12 @@ def key(seed: int, stream: int, block: int) -> int:
     """The 64-bit key of one (seed, stream, block) triple, as an unsigned Python int."""
     if seed < 0 or stream < 0 or block < 0:
         raise ValueError(f"seed, stream and block must be non-negative integers, got {seed}, {stream}, {block}")
-    h = mix64_int(seed + GOLDEN)
-    h = mix64_int(h ^ (stream * GOLDEN & MASK64))
-    return mix64_int(h ^ (block * MIX1 & MASK64))
+    return mix64_int(stream_hash(seed, stream) ^ (block * MIX1 & MASK64))
+
+
+def stream_hash(seed: int, stream: int) -> int:
+    """The hash of (seed, stream) that every block key of that stream starts from (unsigned int)."""
+    return mix64_int(mix64_int(seed + GOLDEN) ^ (stream * GOLDEN & MASK64))
 
 
 def _srl(x: torch.Tensor, s: int) -> torch.Tensor:
@@ -73,26 +76,26 @@ def _srl(x: torch.Tensor, s: int) -> torch.Tensor:
 
 
 def _mix64(z: torch.Tensor) -> torch.Tensor:
-    z = (z ^ _srl(z, 30)) * _signed(MIX1)
-    z = (z ^ _srl(z, 27)) * _signed(MIX2)
+    z = (z ^ _srl(z, 30)) * as_int64(MIX1)
+    z = (z ^ _srl(z, 27)) * as_int64(MIX2)
     return z ^ _srl(z, 31)
 
 
 def block_keys(seed: int, stream: int, blocks: torch.Tensor) -> torch.Tensor:
     """``key(seed, stream, b)`` for every block index b of a tensor, as int64 bit patterns."""
-    h = mix64_int(mix64_int(seed + GOLDEN) ^ (stream * GOLDEN & MASK64))
-    return _mix64(blocks.to(torch.int64) * _signed(MIX1) ^ _signed(h))
+    h = stream_hash(seed, stream)
+    return _mix64(blocks.to(torch.int64) * as_int64(MIX1) ^ as_int64(h))
 
 
 def _as_key(k: int | torch.Tensor, device: torch.device) -> int | torch.Tensor:
-    return _signed(k) if isinstance(k, int) else k.to(device)
+    return as_int64(k) if isinstance(k, int) else k.to(device)
 
 
 def bits(k: int | torch.Tensor, positions: torch.Tensor) -> torch.Tensor:
     """64 random bits (as int64) for each position of the stream(s) with key(s) ``k`` (broadcast)."""
     pos = positions.to(torch.int64)
     # (i + 1) * GOLDEN wraps mod 2**64 in int64 arithmetic exactly like unsigned arithmetic.
-    return _mix64((pos + 1) * _signed(GOLDEN) + _as_key(k, pos.device))
+    return _mix64((pos + 1) * as_int64(GOLDEN) + _as_key(k, pos.device))
 
 
 def signs(k: int | torch.Tensor, positions: torch.Tensor, dtype: torch.dtype = torch.float32) -> torch.Tensor:

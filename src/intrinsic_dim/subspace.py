@@ -1,27 +1,38 @@
 """SubspaceModel: any nn.Module reparameterised as theta = theta0 + P(z) (DID) or
-theta_i = theta0_i + lambda_i * P(z)_i (SAID), with z (and lambda) the only trained numbers.
+theta_i = theta0_i + lambda_g(i) * P_i(z) (SAID), with z (and lambda) the only trained numbers.
 
-The wrapped model keeps its own weights as theta0 (frozen, never copied); each forward builds the
-effective weights from one projection P(z) and runs the model through
-``torch.func.functional_call``, so gradients flow to z through P's exact transpose.
+Just in time, per tensor (docs/memory.md): every projected tensor of the wrapped model is a
+``torch.nn.utils.parametrize`` parametrization whose value, computed each time a module reads the
+weight, is theta0_i + P_i(z) for its own slice P_i of the projection (bit-identical to the slice of
+the whole P(z)). Tensors that autograd saves for the backward pass and that share storage with
+such a weight are replaced, by saved-tensor hooks, with a recipe to recompute them, so no effective
+weight outlives the operation that reads it; z's gradient accumulates through P_i^T tensor by
+tensor. A training step's extra memory is therefore a few times the largest tensor plus O(d), not
+O(D). The wrapped model's theta0 is never copied; while wrapped, its parameter names gain
+``parametrizations.<name>.original`` as with any parametrization.
 
-Accounting (DESIGN.md): d is the number of trained subspace numbers. DID: z has d entries. SAID
-with m groups: z has d - m entries and lambda m, so d <= m is an error.
+Accounting (docs/method.md): d is the number of trained subspace numbers. DID: z has d entries.
+SAID with m groups: z has d - m entries and lambda m, so d <= m is an error.
 """
 
 from __future__ import annotations
 
+import contextlib
 import re
+import weakref
+from dataclasses import dataclass
 from pathlib import Path
-from typing import Any, Sequence
+from typing import Any, Iterator, Sequence
 
 import torch
 from torch import nn
-from torch.func import functional_call
+from torch.autograd.function import once_differentiable
+from torch.nn.utils import parametrize
 
 from intrinsic_dim import __version__
 from intrinsic_dim.adapter import AdapterError, fingerprint, read_adapter, write_adapter
-from intrinsic_dim.groups import Grouping, assign_groups
+from intrinsic_dim.config import SubspaceConfig
+from intrinsic_dim.groups import assign_groups
 from intrinsic_dim.projection import Projection, make_projection
 
 
@@ -29,39 +40,83 @@ def _matches(name: str, patterns: Sequence[str] | None) -> bool:
     return bool(patterns) and any(re.search(p, name) for p in patterns)
 
 
-def _as_patterns(p: str | Sequence[str] | None) -> list[str] | None:
-    return [p] if isinstance(p, str) else (list(p) if p else None)
+class _Update(torch.autograd.Function):
+    """W_i = theta0_i + (lambda_g * P_i(z)) in theta0's dtype. Backward: t = P_i^T(grad),
+    grad_z = lambda_g t, grad_lambda_g = <grad, P_i(z)> = <t, z>; nothing D_i-sized is saved."""
+
+    @staticmethod
+    def forward(ctx, theta0: torch.Tensor, z: torch.Tensor, lam: torch.Tensor | None, sm: "SubspaceModel", i: int) -> torch.Tensor:  # type: ignore[override]
+        ctx.sm, ctx.i = sm, i
+        ctx.save_for_backward(z, lam)
+        return sm._effective(i, theta0, z, lam)
+
+    @staticmethod
+    @once_differentiable
+    def backward(ctx, grad: torch.Tensor):  # type: ignore[override]
+        z, lam = ctx.saved_tensors
+        proj, i = ctx.sm.projection, ctx.i
+        g = grad.reshape(-1).to(z.dtype)
+        grad_z = grad_lam = None
+        if lam is None:
+            grad_z = proj.transpose_part(g, i)
+        else:
+            k = ctx.sm._group_index[i]
+            t = proj.transpose_part(g, i)
+            grad_z = t * lam[k] if ctx.needs_input_grad[1] else None
+            if ctx.needs_input_grad[2]:  # <grad, P_i(z)> = <P_i^T(grad), z>: no second projection
+                grad_lam = torch.zeros_like(lam)
+                grad_lam[k] = torch.dot(t, z)
+        return None, grad_z, grad_lam, None, None
+
+
+class _Reparametrization(nn.Module):
+    """The parametrization of projected tensor i: theta0_i -> theta0_i + P_i(z), computed when read."""
+
+    def __init__(self, owner: "SubspaceModel", i: int) -> None:
+        super().__init__()
+        self._owner = [owner]  # a list, so that the owner is not registered as a submodule
+        self.i = i
+
+    def forward(self, theta0: torch.Tensor) -> torch.Tensor:
+        return self._owner[0]._weight(self.i, theta0)
+
+
+@dataclass(frozen=True)
+class _Recipe:
+    """What a saved-tensor hook keeps instead of (a view of) an effective weight."""
+
+    i: int
+    size: torch.Size
+    stride: tuple[int, ...]
+    offset: int
+    versions: tuple[int, ...]
 
 
 class SubspaceModel(nn.Module):
     """Wrap ``model`` so that only a d-dimensional random subspace of its weights is trained.
 
-    ``include``/``exclude``/``train_directly``: regular expressions (``re.search``) on parameter
-    names. By default every floating-point parameter with ``requires_grad`` is projected;
-    ``train_directly`` parameters (e.g. ``r"^classifier\\."``) are trained as usual and count in
-    :meth:`num_trainable`. Frozen parameters and buffers are left alone; tied weights count once.
+    ``SubspaceModel(model, SubspaceConfig(d=1000, said=True))`` or, with the same keywords,
+    ``SubspaceModel(model, d=1000, said=True)``. ``include``/``exclude``/``train_directly``: regular
+    expressions (``re.search``) on parameter names. By default every floating-point parameter with
+    ``requires_grad`` is projected; ``train_directly`` parameters (e.g. ``r"^classifier\\."``) are
+    trained as usual and count in :meth:`num_trainable`. Frozen parameters and buffers are left
+    alone; tied weights count once. Base weights may be bfloat16/float16: z and lambda stay float32
+    and the update is added in the weight's dtype.
     """
 
-    def __init__(
-        self,
-        model: nn.Module,
-        d: int,
-        projection: str = "fastfood",
-        said: bool = False,
-        seed: int = 0,
-        include: str | Sequence[str] | None = None,
-        exclude: str | Sequence[str] | None = None,
-        train_directly: str | Sequence[str] | None = None,
-        groups: Grouping = "tensor",
-        layout: str = "stacked",
-    ) -> None:
+    def __init__(self, model: nn.Module, config: SubspaceConfig | int | None = None, **kwargs: Any) -> None:
         super().__init__()
-        if not isinstance(d, int) or isinstance(d, bool) or d < 1:
-            raise ValueError(f"d must be a positive integer, got {d!r}")
+        if isinstance(config, SubspaceConfig):
+            if kwargs:
+                raise TypeError(f"pass either a SubspaceConfig or keywords, not both (got {sorted(kwargs)})")
+        else:
+            config = SubspaceConfig(**({"d": config} if config is not None else {}), **kwargs)
+        if any(isinstance(mod, _Reparametrization) for mod in model.modules()):
+            raise ValueError("this model is already wrapped by a SubspaceModel; merge_and_unload() it first or use a fresh model")
+        self.subspace_config = config
         self.base = model
-        self.include, self.exclude = _as_patterns(include), _as_patterns(exclude)
-        self.train_directly = _as_patterns(train_directly)
-        self.said, self.d = bool(said), d
+        self.d, self.said = config.d, config.said
+        self.include, self.exclude, self.train_directly = config.include, config.exclude, config.train_directly
 
         self._names: list[str] = []
         self._direct: list[str] = []
@@ -80,27 +135,82 @@ class SubspaceModel(nn.Module):
                 "no parameter to project: the model has no trainable floating-point parameter left after "
                 f"include={self.include} exclude={self.exclude} train_directly={self.train_directly}"
             )
-        self._shapes = [params[n].shape for n in self._names]
-        self._sizes = [params[n].numel() for n in self._names]
+        self._theta0 = [params[n] for n in self._names]
+        self._shapes = [p.shape for p in self._theta0]
+        self._sizes = [p.numel() for p in self._theta0]
         self.D = sum(self._sizes)
 
-        self._group_index, self.group_names = assign_groups(self._names, groups) if said else ([], [])
+        self._group_index, self.group_names = assign_groups(self._names, config.groups) if self.said else ([], [])
         m = len(self.group_names)
-        if said and d <= m:
+        if self.said and self.d <= m:
             raise ValueError(
-                f"SAID with d = {d} but {m} groups: d counts z and the {m} scales lambda, so d must exceed {m}; "
+                f"SAID with d = {self.d} but {m} groups: d counts z and the {m} scales lambda, so d must exceed {m}; "
                 "raise d or use a coarser grouping (groups='module' or 'block')"
             )
         self.projection: Projection = make_projection(
-            projection, d - m, self.D, seed, layout=layout, sizes=self._sizes if layout == "per_tensor" else None
+            config.projection, self.d - m, self.D, config.seed, layout=config.layout, sizes=self._sizes,
+            normalisation=config.normalisation, max_dense_elements=config.dense_max_elements,
         )
-        for name, p in params.items():  # only now, so that a refused configuration leaves the model as it was
-            p.requires_grad_(name in self._direct)
-        device = params[self._names[0]].device
-        self.z = nn.Parameter(torch.zeros(d - m, device=device))
-        self.lam = nn.Parameter(torch.ones(m, device=device)) if said else None
         self._fingerprint = fingerprint(self._frozen_named())
+        device = self._theta0[0].device
+        self.z = nn.Parameter(torch.zeros(self.d - m, device=device))
+        self.lam = nn.Parameter(torch.ones(m, device=device)) if self.said else None
+        self._live: dict[int, tuple[weakref.ref, int]] = {}
         self._merged = False
+        # only now, so that a refused configuration leaves the model as it was
+        for name, p in params.items():
+            p.requires_grad_(name in self._direct)
+        self._owners = self._find_owners(model)
+        for i, owners in enumerate(self._owners):
+            for module, pname in owners:
+                parametrize.register_parametrization(module, pname, _Reparametrization(self, i), unsafe=True)
+
+    def _find_owners(self, model: nn.Module) -> list[list[tuple[nn.Module, str]]]:
+        """Every (module, attribute) holding each projected tensor (several for tied weights)."""
+        index = {id(p): i for i, p in enumerate(self._theta0)}
+        owners: list[list[tuple[nn.Module, str]]] = [[] for _ in self._theta0]
+        for module in model.modules():
+            for pname, p in module._parameters.items():
+                if p is not None and id(p) in index:
+                    owners[index[id(p)]].append((module, pname))
+        return owners
+
+    # ---- the just-in-time weights ----------------------------------------------------------
+    def _effective(self, i: int, theta0: torch.Tensor, z: torch.Tensor, lam: torch.Tensor | None) -> torch.Tensor:
+        """theta0_i + lambda_g * P_i(z), without autograd, in place on the fresh P_i(z): one
+        tensor-sized buffer (two for half-precision weights); bit-identical to the out-of-place form."""
+        part = self.projection.forward_part(z, i)
+        if lam is not None:
+            part.mul_(lam[self._group_index[i]])
+        return part.view(theta0.shape).to(theta0.dtype).add_(theta0)
+
+    def _weight(self, i: int, theta0: torch.Tensor) -> torch.Tensor:
+        w = _Update.apply(theta0, self.z, self.lam, self, i)
+        if torch.is_grad_enabled():
+            self._live[w.untyped_storage().data_ptr()] = (weakref.ref(w), i)
+        return w
+
+    def _versions(self) -> tuple[int, ...]:
+        return (self.z._version,) + ((self.lam._version,) if self.lam is not None else ())
+
+    def _pack(self, t: torch.Tensor) -> Any:
+        """Saved-tensor hook: (a view of) a live effective weight is saved as a recipe."""
+        if not self._live or t.layout != torch.strided:
+            return t
+        entry = self._live.get(t.untyped_storage().data_ptr())
+        if entry is None or entry[0]() is None:
+            return t
+        return _Recipe(entry[1], t.size(), t.stride(), t.storage_offset(), self._versions())
+
+    def _unpack(self, saved: Any) -> torch.Tensor:
+        """Saved-tensor hook: recompute an effective weight from its recipe."""
+        if not isinstance(saved, _Recipe):
+            return saved
+        if saved.versions != self._versions():
+            raise RuntimeError("z or lambda was modified in place between the forward and the backward pass")
+        with torch.no_grad():
+            w = self._effective(saved.i, self._theta0[saved.i], self.z, self.lam)
+        return w.as_strided(saved.size, saved.stride, saved.offset)
 
     # ---- behaving like the wrapped model -------------------------------------------------
     def __getattr__(self, name: str) -> Any:
@@ -113,21 +223,24 @@ class SubspaceModel(nn.Module):
 
     def effective_parameters(self) -> dict[str, torch.Tensor]:
         """theta0 + P(z) (scaled by lambda per group for SAID) for every projected tensor, as new
-        tensors built from one projection call; the wrapped model is untouched."""
-        params = dict(self.base.named_parameters())
-        out = {}
-        parts = self.projection(self.z).split(self._sizes)
-        for i, (name, shape, part) in enumerate(zip(self._names, self._shapes, parts)):
-            if self.said:
-                part = part * self.lam[self._group_index[i]]
-            p = params[name]
-            out[name] = p + part.view(shape).to(p.dtype)
-        return out
+        tensors; the wrapped model is untouched."""
+        return {n: _Update.apply(t, self.z, self.lam, self, i) for i, (n, t) in enumerate(zip(self._names, self._theta0))}
 
     def forward(self, *args: Any, **kwargs: Any) -> Any:
         if self._merged:
             raise RuntimeError("this SubspaceModel was merged into its base model; use the model merge_and_unload returned")
-        return functional_call(self.base, self.effective_parameters(), args, kwargs, tie_weights=True, strict=False)
+        self._live.clear()
+        if not torch.is_grad_enabled():
+            return self.base(*args, **kwargs)
+        with torch.autograd.graph.saved_tensors_hooks(self._pack, self._unpack):
+            return self.base(*args, **kwargs)
+
+    @contextlib.contextmanager
+    def merged(self) -> Iterator["SubspaceModel"]:
+        """Inside the block, each effective weight is built once (on first use) and reused, with
+        gradients off: for evaluation. theta0 is never written, so leaving restores it exactly."""
+        with torch.no_grad(), parametrize.cached():
+            yield self
 
     # ---- accounting ------------------------------------------------------------------------
     def trainable_parameters(self) -> list[nn.Parameter]:
@@ -153,21 +266,18 @@ class SubspaceModel(nn.Module):
 
     # ---- adapters --------------------------------------------------------------------------
     def _frozen_named(self) -> list[tuple[str, torch.Tensor]]:
-        params = dict(self.base.named_parameters())
-        return [(n, params[n]) for n in self._names]
+        return list(zip(self._names, self._theta0))
 
     def adapter_config(self) -> dict[str, Any]:
-        """The JSON-serialisable description written to ``adapter_config.json``."""
+        """The JSON-serialisable description written to ``adapter_config.json``: the SubspaceConfig
+        (SAID groups resolved to a name -> group dict unless given by name) and the base model's
+        identity."""
+        cfg = self.subspace_config.to_dict()
+        if self.said and not isinstance(cfg["groups"], str):
+            cfg["groups"] = dict(zip(self._names, (self.group_names[i] for i in self._group_index)))
         base_cfg = getattr(self.base, "config", None)
-        return {
-            "library_version": __version__,
-            "method": "said" if self.said else "did",
-            "d": self.d,
-            "projection": self.projection.config(),
-            "include": self.include,
-            "exclude": self.exclude,
-            "train_directly": self.train_directly,
-            "groups": dict(zip(self._names, (self.group_names[i] for i in self._group_index))) if self.said else None,
+        return {"library_version": __version__} | cfg | {
+            "D": self.D,
             "projected": [[n, list(s)] for n, s in zip(self._names, self._shapes)],
             "base_model_name": getattr(base_cfg, "_name_or_path", None) or type(self.base).__name__,
             "base_fingerprint": self._fingerprint,
@@ -176,50 +286,44 @@ class SubspaceModel(nn.Module):
     def save_pretrained(self, path: str | Path, metadata: dict[str, Any] | None = None) -> Path:
         """Write the adapter (config JSON + safetensors with z, lambda, direct tensors) to ``path``;
         ``metadata`` (JSON-serialisable: e.g. model name, task, seed) is stored in the config."""
+        return write_adapter(path, self.adapter_config() | {"metadata": metadata or {}}, self._adapter_tensors())
+
+    def _adapter_tensors(self) -> dict[str, torch.Tensor]:
         params = dict(self.base.named_parameters())
         tensors = {"z": self.z} | ({"lambda": self.lam} if self.said else {})
-        tensors |= {f"direct.{n}": params[n] for n in self._direct}
-        return write_adapter(path, self.adapter_config() | {"metadata": metadata or {}}, tensors)
+        return tensors | {f"direct.{n}": params[n] for n in self._direct}
 
     @classmethod
     def from_pretrained(cls, model: nn.Module, path: str | Path) -> "SubspaceModel":
         """Rebuild the adapter saved at ``path`` on ``model``; refuses a different base model."""
-        cfg, tensors = read_adapter(path)
-        proj = cfg["projection"]
-        groups = cfg["groups"]
+        raw, tensors = read_adapter(path)
         try:
-            sm = cls(
-                model,
-                d=cfg["d"],
-                projection=proj["kind"],
-                said=cfg["method"] == "said",
-                seed=proj["seed"],
-                include=cfg["include"],
-                exclude=cfg["exclude"],
-                train_directly=cfg["train_directly"],
-                groups=(lambda n: groups[n]) if groups else "tensor",
-                layout=proj.get("layout", "stacked"),
-            )
-        except (KeyError, ValueError) as e:
+            sm = cls(model, SubspaceConfig.from_dict(raw))
+        except (KeyError, ValueError, TypeError) as e:
             raise AdapterError(f"adapter at {path} does not fit this model: {e}") from e
-        saved = [[n, list(s)] for n, s in cfg["projected"]]
-        if saved != [[n, list(s)] for n, s in zip(sm._names, sm._shapes)]:
-            raise AdapterError(
-                f"adapter at {path} was made for a model with other parameters (names or shapes differ); "
-                f"it expects base model {cfg['base_model_name']!r}"
-            )
-        if sm._fingerprint != cfg["base_fingerprint"]:
-            raise AdapterError(
-                f"adapter at {path} was trained on different base weights (fingerprint mismatch): load the exact "
-                f"base model {cfg['base_model_name']!r} it was made for, with the same head initialisation"
-            )
-        sm._load_tensors(tensors, path)
+        try:
+            sm._check_base(raw, path)
+            sm._load_tensors(tensors, path)
+        except AdapterError:
+            sm._unwrap()
+            raise
         return sm
 
+    def _check_base(self, raw: dict[str, Any], path: str | Path) -> None:
+        saved = [[n, list(s)] for n, s in raw["projected"]]
+        if saved != [[n, list(s)] for n, s in zip(self._names, self._shapes)]:
+            raise AdapterError(
+                f"adapter at {path} was made for a model with other parameters (names or shapes differ); "
+                f"it expects base model {raw['base_model_name']!r}"
+            )
+        if self._fingerprint != raw["base_fingerprint"]:
+            raise AdapterError(
+                f"adapter at {path} was trained on different base weights (fingerprint mismatch): load the exact "
+                f"base model {raw['base_model_name']!r} it was made for, with the same head initialisation"
+            )
+
     def _load_tensors(self, tensors: dict[str, torch.Tensor], path: str | Path) -> None:
-        params = dict(self.base.named_parameters())
-        expected = {"z": self.z} | ({"lambda": self.lam} if self.said else {})
-        expected |= {f"direct.{n}": params[n] for n in self._direct}
+        expected = self._adapter_tensors()
         if set(tensors) != set(expected):
             raise AdapterError(f"adapter at {path} holds tensors {sorted(tensors)}, expected {sorted(expected)}")
         with torch.no_grad():
@@ -228,14 +332,20 @@ class SubspaceModel(nn.Module):
                     raise AdapterError(f"adapter tensor {k} at {path} has shape {tuple(tensors[k].shape)}, expected {tuple(target.shape)}")
                 target.copy_(tensors[k])
 
+    def _unwrap(self) -> None:
+        """Remove the parametrizations and give the parameters their requires_grad flags back."""
+        for owners in self._owners:
+            for module, pname in owners:
+                parametrize.remove_parametrizations(module, pname, leave_parametrized=False)
+        params = dict(self.base.named_parameters())
+        for name, flag in self._requires_grad.items():
+            params[name].requires_grad_(flag)
+        self._merged = True
+
     def merge_and_unload(self) -> nn.Module:
         """Write theta0 + update into the wrapped model and return it as a plain module."""
         with torch.no_grad():
-            merged = self.effective_parameters()
-            params = dict(self.base.named_parameters())
-            for name, value in merged.items():
-                params[name].copy_(value)
-            for name, flag in self._requires_grad.items():
-                params[name].requires_grad_(flag)
-        self._merged = True
+            for i, theta0 in enumerate(self._theta0):  # tensor by tensor: O(largest tensor) extra memory
+                theta0.copy_(self._effective(i, theta0, self.z, self.lam))
+        self._unwrap()
         return self.base

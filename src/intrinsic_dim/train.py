@@ -12,6 +12,7 @@ number never saw the data it is reported on.
 
 from __future__ import annotations
 
+import contextlib
 import math
 import time
 from dataclasses import asdict, dataclass
@@ -21,6 +22,8 @@ import torch
 from torch import nn
 from tqdm.auto import tqdm
 
+from intrinsic_dim.config import SubspaceConfig
+from intrinsic_dim.projection import DEFAULT_MAX_DENSE_ELEMENTS
 from intrinsic_dim.results import TrialResult
 from intrinsic_dim.subspace import SubspaceModel
 from intrinsic_dim.tasks import Split, Task, compute_metrics
@@ -36,6 +39,8 @@ EVALS_PER_EPOCH = 3
 ABSURD_LOSS_FACTOR = 1e6
 """A finite loss above this multiple of max(first loss, 1) is recorded as a divergence, not a result."""
 
+_LATER_DEFAULTS = {"normalisation": "released", "dense_max_elements": DEFAULT_MAX_DENSE_ELEMENTS}
+
 ModelFactory = Callable[[int], "LoadedModel"]
 
 
@@ -50,6 +55,8 @@ class TrialConfig:
     projection: str = "fastfood"
     layout: str = "stacked"
     groups: str = "tensor"
+    normalisation: str = "released"
+    dense_max_elements: int = DEFAULT_MAX_DENSE_ELEMENTS
     lr: float | None = None
     epochs: float = 1.0
     max_steps: int | None = None
@@ -81,7 +88,13 @@ class TrialConfig:
         return self.max_steps or max(1, math.ceil(self.epochs * math.ceil(n_train / self.batch_size)))
 
     def to_dict(self) -> dict[str, Any]:
-        return asdict(self)
+        """The JSON form; the options added after 0.1.0 appear only when not at their default, so
+        stores written before keep their keys."""
+        out = asdict(self)
+        for key, default in _LATER_DEFAULTS.items():
+            if out[key] == default:
+                del out[key]
+        return out
 
 
 def _logits(out: Any) -> torch.Tensor:
@@ -101,9 +114,10 @@ def evaluate(model: nn.Module, loaded: LoadedModel, task: Task, split: Split | N
     was_training = model.training
     model.eval()
     preds = []
-    for s in range(0, len(split), batch_size):
-        logits = _logits(model(**loaded.encode(split, range(s, min(s + batch_size, len(split))))))
-        preds.append(logits.reshape(-1).float() if task.is_regression else logits.argmax(-1))
+    with model.merged() if isinstance(model, SubspaceModel) else contextlib.nullcontext():  # weights built once
+        for s in range(0, len(split), batch_size):
+            logits = _logits(model(**loaded.encode(split, range(s, min(s + batch_size, len(split))))))
+            preds.append(logits.reshape(-1).float() if task.is_regression else logits.argmax(-1))
     model.train(was_training)
     return compute_metrics(task, torch.cat(preds), split.labels)
 
@@ -125,7 +139,11 @@ def build(loaded: LoadedModel, cfg: TrialConfig) -> tuple[nn.Module, list[nn.Par
         params = [p for p in loaded.model.parameters() if p.requires_grad]
         return loaded.model, params
     sm = SubspaceModel(
-        loaded.model, d=cfg.d, projection=cfg.projection, said=cfg.said, seed=cfg.seed, groups=cfg.groups, layout=cfg.layout
+        loaded.model,
+        SubspaceConfig(
+            d=cfg.d, projection=cfg.projection, said=cfg.said, seed=cfg.seed, groups=cfg.groups, layout=cfg.layout,
+            normalisation=cfg.normalisation, dense_max_elements=cfg.dense_max_elements,
+        ),
     )
     return sm, sm.trainable_parameters()
 

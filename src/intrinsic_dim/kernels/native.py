@@ -1,7 +1,8 @@
 """ctypes bindings of the native CPU kernels: the FWHT and the fused Fastfood segment.
 
-The library (csrc/fastfood.c) is found or built by :mod:`intrinsic_dim.hadamard.toolchain` on first
-use; where that fails (no compiler), a warning is given and the pure-torch kernels stay in use.
+The library (csrc/fastfood.c) is found or built by :mod:`intrinsic_dim.kernels.toolchain` on first
+use (never at import); where that fails (no compiler), a warning is given and the pure-torch kernels
+stay in use. Arguments are checked by the registry (:mod:`intrinsic_dim.kernels`), not here.
 ``INTRINSIC_DIM_NATIVE_ISA`` (avx512, avx2, generic) picks a variant; ``INTRINSIC_DIM_NATIVE=0``
 disables the native kernels.
 """
@@ -16,8 +17,7 @@ from pathlib import Path
 
 import torch
 
-from intrinsic_dim.hadamard import toolchain
-from intrinsic_dim.hadamard.dispatch import register_kernel
+from intrinsic_dim.kernels import toolchain
 
 MAX_LOG2N = 30
 _SUFFIX = {torch.float32: "f32", torch.float64: "f64"}
@@ -80,9 +80,6 @@ class NativeLib:
     ) -> torch.Tensor:
         """scale * [H G_b Pi_b H B_b pad(z)] over nblocks blocks of size n from block0, cut to out_len."""
         d = z.shape[0]
-        if not 0 < d <= n or not 0 < out_len <= nblocks * n:
-            raise ValueError(f"need 0 < d <= n and 0 < out_len <= nblocks * n, got d={d}, n={n}, out_len={out_len}")
-        z = z.contiguous()
         out = torch.empty(out_len, dtype=z.dtype)
         _check(self._fn("forward", z.dtype)(
             out.data_ptr(), z.data_ptr(), d, seed, block0, nblocks, _log2(n), out_len, scale, torch.get_num_threads()
@@ -93,9 +90,6 @@ class NativeLib:
         self, y: torch.Tensor, d: int, seed: int, block0: int, nblocks: int, n: int, out_len: int, scale: float
     ) -> torch.Tensor:
         """The transpose of :meth:`segment_forward`: (out_len,) -> (d,)."""
-        if y.shape != (out_len,) or not 0 < d <= n or not 0 < out_len <= nblocks * n:
-            raise ValueError(f"need y of shape ({out_len},), 0 < d <= n, out_len <= nblocks * n; got {tuple(y.shape)}, d={d}, n={n}")
-        y = y.contiguous()
         out = torch.empty(d, dtype=y.dtype)
         _check(self._fn("transpose", y.dtype)(
             out.data_ptr(), y.data_ptr(), d, seed, block0, nblocks, _log2(n), out_len, scale, torch.get_num_threads()
@@ -161,11 +155,3 @@ def fwht_native_(x: torch.Tensor) -> torch.Tensor:
     if lib is None:
         raise RuntimeError("the native FWHT kernel is unavailable")
     return lib.fwht_into(x, x)
-
-
-def _accepts(x: torch.Tensor) -> bool:
-    return x.device.type == "cpu" and x.shape[-1] <= 1 << MAX_LOG2N
-
-
-if load() is not None:
-    register_kernel("native", "cpu", fwht_native, priority=20, accepts=_accepts)

@@ -15,12 +15,11 @@ import triton
 import triton.language as tl
 
 from intrinsic_dim import rng
-from intrinsic_dim.hadamard.torch_fwht import fwht_torch
+from intrinsic_dim.kernels.torch_fwht import fwht_torch
 
 MAX_FUSED_LOG2N = 13
 MAX_CHUNKS = 512
 ELEMENTWISE_BLOCK = 1024
-_FLOATS = (torch.float32, torch.float64)
 
 
 @triton.jit
@@ -165,20 +164,10 @@ def _sign_rows_kernel(v_ptr, block0, hs, LOG2N: tl.constexpr, BLOCK: tl.constexp
     tl.store(p, _signed(_bits(_block_key(hs, block0 + b), _u64(j)), tl.load(p)))
 
 
-def _stream_hash(seed: int, stream: int) -> int:
-    """key(seed, stream, block) = mix64(this ^ block * MIX1), as an int64 bit pattern."""
-    h = rng.mix64_int(rng.mix64_int(seed + rng.GOLDEN) ^ (stream * rng.GOLDEN & rng.MASK64))
-    return rng._signed(h)
-
-
 def _launch_args(seed: int, n: int, scale: float, dtype: torch.dtype, device: torch.device):
-    if dtype not in _FLOATS:
-        raise TypeError(f"the Triton Fastfood kernels take float32/float64, got {dtype}")
-    if n <= 0 or n & (n - 1) or n > 1 << 30:
-        raise ValueError(f"block size must be a power of two <= 2**30, got {n}")
     log2n = n.bit_length() - 1
     consts = torch.tensor([rng.GAUSS_SCALE, scale], dtype=torch.float64).to(device=device, dtype=dtype)
-    hashes = [_stream_hash(seed, s) for s in (rng.STREAM_SIGN, rng.STREAM_GAUSS, rng.STREAM_PERM)]
+    hashes = [rng.as_int64(rng.stream_hash(seed, s)) for s in (rng.STREAM_SIGN, rng.STREAM_GAUSS, rng.STREAM_PERM)]
     return log2n, rng.perm_shift(log2n), consts, hashes
 
 
@@ -205,9 +194,6 @@ def segment_forward(
     """scale * [H G_b Pi_b H B_b pad(z)] over nblocks blocks of size n from block0, cut to out_len."""
     log2n, shift, consts, (hs, hg, hp) = _launch_args(seed, n, scale, z.dtype, z.device)
     d = z.shape[0]
-    if not 0 < d <= n or not 0 < out_len <= nblocks * n:
-        raise ValueError(f"need 0 < d <= n and 0 < out_len <= nblocks * n, got d={d}, n={n}, out_len={out_len}")
-    z = z.contiguous()
     if log2n <= max_fused_log2n:
         out = torch.empty(out_len, dtype=z.dtype, device=z.device)
         _forward_kernel[(nblocks,)](z, out, consts, d, out_len, block0, hs, hg, hp, LOG2N=log2n, SHIFT=shift,
@@ -229,9 +215,6 @@ def segment_transpose(
 ) -> torch.Tensor:
     """The transpose of :func:`segment_forward`: (out_len,) -> (d,)."""
     log2n, shift, consts, (hs, hg, hp) = _launch_args(seed, n, scale, y.dtype, y.device)
-    if y.shape != (out_len,) or not 0 < d <= n or not 0 < out_len <= nblocks * n:
-        raise ValueError(f"need y of shape ({out_len},), 0 < d <= n, out_len <= nblocks * n; got {tuple(y.shape)}, d={d}, n={n}")
-    y = y.contiguous()
     if log2n <= max_fused_log2n:
         nchunks = min(nblocks, MAX_CHUNKS)
         part = torch.empty(nchunks, n, dtype=y.dtype, device=y.device)

@@ -1,7 +1,7 @@
 """Compile the native CPU kernels (plain C with OpenMP) into one shared library per instruction set.
 
 :func:`ensure_library` finds a built library (in the package directory, where
-``python -m intrinsic_dim.hadamard.build`` puts it, or in a user cache directory) or builds one into
+``python -m intrinsic_dim.kernels.build`` puts it, or in a user cache directory) or builds one into
 the cache. A library's name carries a digest of the sources and flags, so an edited source is never
 served by a stale build.
 """

@@ -1,4 +1,4 @@
-"""Build the native CPU kernels into the package directory: ``python -m intrinsic_dim.hadamard.build``."""
+"""Build the native CPU kernels into the package directory: ``python -m intrinsic_dim.kernels.build``."""
 
 from __future__ import annotations
 
@@ -6,12 +6,12 @@ import argparse
 import sys
 from pathlib import Path
 
-from intrinsic_dim.hadamard import toolchain
+from intrinsic_dim.kernels import toolchain
 
 
 def main(argv: list[str] | None = None) -> int:
     """Build the best variant this CPU runs (or the one asked for); remove stale builds."""
-    ap = argparse.ArgumentParser(prog="python -m intrinsic_dim.hadamard.build", description=__doc__)
+    ap = argparse.ArgumentParser(prog="python -m intrinsic_dim.kernels.build", description=__doc__)
     ap.add_argument("--isa", choices=sorted(toolchain.ISA_FLAGS), help="build this variant (default: best supported)")
     ap.add_argument("--out", type=Path, default=toolchain.PACKAGE_DIR, help="output directory (default: the package)")
     args = ap.parse_args(argv)
