@@ -30,7 +30,7 @@ def run_label(r: dict[str, Any]) -> str:
     """A short name of a run: model / task (method, projection[, layout][, groups])."""
     parts = [method_name(r), r.get("projection", "fastfood")]
     if r.get("layout", "stacked") != "stacked":
-        parts.append(r["layout"] + (f"/{r['normalisation']}" if r.get("normalisation") else ""))
+        parts.append(r["layout"] + (f"/{r['normalisation']}" if r.get("layout") == "per_tensor" and r.get("normalisation") else ""))
     if r.get("said") and r.get("groups", "tensor") != "tensor":
         parts.append(f"groups={r['groups']}")
     label = f"{r['model']} / {r['task']} ({', '.join(parts)})"

@@ -76,6 +76,7 @@ class D90Result:
     said: bool = False
     projection: str = "fastfood"
     layout: str = "stacked"
+    normalisation: str = "released"
     groups: str = "tensor"
     threads: int | None = None
     notes: list[str] = field(default_factory=list)
@@ -333,7 +334,7 @@ def _measure(s: _Search, model_factory, task, dims, seeds, fraction, baseline, b
         lr=trial.lr, wall_s=time.perf_counter() - start, compute_s=sum(r.wall_s for _, r in s.all),
         mode="curve" if curve else "search", seeds=seeds, baseline_values=baseline_values, chance=chance,
         budget=budget, monotone=monotone, said=trial.said, projection=trial.projection, layout=trial.layout,
-        groups=trial.groups, threads=torch.get_num_threads(), notes=notes,
+        normalisation=trial.normalisation, groups=trial.groups, threads=torch.get_num_threads(), notes=notes,
     )
 
 
