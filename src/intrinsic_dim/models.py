@@ -181,6 +181,10 @@ IMAGE_MODELS: dict[str, Callable[[Task, int, int], LoadedModel]] = {
 }
 
 
+TOKENIZER_FILES = ("tokenizer.json", "vocab.txt", "vocab.json", "spiece.model", "sentencepiece.bpe.model", "tokenizer.model")
+"""A local model folder needs one of these, or transformers builds a near-empty tokenizer without complaint."""
+
+
 def list_models() -> list[str]:
     """The registered short names (any Hugging Face folder or hub id works too)."""
     return list(TEXT_MODELS) + list(IMAGE_MODELS)
@@ -212,7 +216,7 @@ def load_model(name: str, task: Task, *, seed: int = 0, max_length: int = 128) -
             f"the weights and the tokenizer files). Known short names: {', '.join(list_models())}"
         )
     try:
-        return hf_model(name, name, task, seed, max_length)
+        loaded = hf_model(name, name, task, seed, max_length)
     except (OSError, ValueError, KeyError) as e:
         where = "a local folder" if Path(name).exists() else "a Hugging Face hub id (needs a reachable hub; HF_HUB_OFFLINE unset)"
         reason = " ".join(str(e).split()).rstrip(".")
@@ -220,3 +224,9 @@ def load_model(name: str, task: Task, *, seed: int = 0, max_length: int = 128) -
             f"cannot load model {name!r}: it is not a known short name ({', '.join(list_models())}), and loading it "
             f"as {where} failed: {type(e).__name__}: {reason}. Any local Hugging Face model folder or hub id works too"
         ) from None
+    if Path(name).is_dir() and not any((Path(name) / f).is_file() for f in TOKENIZER_FILES):
+        raise ModelError(
+            f"{name} has no tokenizer files ({', '.join(TOKENIZER_FILES)}); transformers would silently build an empty "
+            "vocabulary from config.json alone. Save the tokenizer into the folder (tokenizer.save_pretrained)"
+        )
+    return loaded

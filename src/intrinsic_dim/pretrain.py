@@ -348,8 +348,6 @@ def _check_run_dir(out: Path, cfg: PretrainConfig) -> None:
             )
     elif checkpoints(out):
         raise PretrainError(f"{out} holds checkpoints but no pretrain_config.json; give a new --out")
-    out.mkdir(parents=True, exist_ok=True)
-    saved.write_text(json.dumps(cfg.identity(), indent=2) + "\n")
 
 
 def _save(out: Path, step: int, model: nn.Module, tokenizer: Any, state: dict[str, Any], info: dict[str, Any]) -> Path:
@@ -398,6 +396,8 @@ def pretrain(cfg: PretrainConfig, *, progress: bool = True, log: Callable[[str],
             f"the corpus gives {len(train_blocks)} training blocks of {cfg.max_length} tokens (after {len(eval_blocks)} held out), "
             f"fewer than --batch-size {cfg.batch_size}; give more text, or lower --batch-size, --max-length or --eval-blocks"
         )
+    out.mkdir(parents=True, exist_ok=True)
+    (out / "pretrain_config.json").write_text(json.dumps(cfg.identity(), indent=2) + "\n")
     special = sorted(set(tokenizer.all_special_ids))
 
     def masking(batch: torch.Tensor, gen: torch.Generator) -> tuple[torch.Tensor, torch.Tensor]:
