@@ -82,17 +82,17 @@ def test_mask_tokens_rates_and_specials():
 
 def test_tiny_run_writes_checkpoints_logs_and_plot(tmp_path, corpus, capsys):
     out = tmp_path / "run"
-    assert main(_tiny(corpus, out, "--max-steps", "25", "--save-every", "10")) == 0
+    assert main(_tiny(corpus, out, "--max-steps", "25", "--save-every", "10", "--save-at", "3")) == 0
     assert "held-out MLM loss" in capsys.readouterr().out
     ckpts = checkpoints(out)
-    assert [p.name for p in ckpts] == ["checkpoint-0", "checkpoint-10", "checkpoint-20", "checkpoint-25"]
+    assert [p.name for p in ckpts] == ["checkpoint-0", "checkpoint-3", "checkpoint-10", "checkpoint-20", "checkpoint-25"]
     for p in ckpts:
         assert {"config.json", "model.safetensors", "tokenizer_config.json", "trainer_state.json"} <= {f.name for f in p.iterdir()}
     assert [p.name for p in ckpts if (p / "training_state.pt").exists()] == ["checkpoint-25"]
     rows = list(csv.DictReader(open(out / "log.csv")))
     assert [int(r["step"]) for r in rows] == list(range(1, 26))
     points = json.loads((out / "checkpoints.json").read_text())
-    assert [p["step"] for p in points] == [0, 10, 20, 25] and points[0]["train_loss"] is None
+    assert [p["step"] for p in points] == [0, 3, 10, 20, 25] and points[0]["train_loss"] is None
     assert points[-1]["eval_loss"] < points[0]["eval_loss"]
     assert (out / "loss.png").stat().st_size > 10_000 and (out / "loss.pdf").is_file()
     summary = json.loads((out / "summary.json").read_text())
@@ -235,6 +235,7 @@ def test_trained_wordpiece_tokenizer(tmp_path, corpus):
         (["--corpus", "no/such/file.txt"], "neither a packaged corpus"),
         (["--max-steps", "10", "--stop-at", "11"], "--stop-at must be between 0"),
         (["--max-steps", "0"], "--max-steps must be a positive integer"),
+        (["--save-at", "3,9"], "--save-at steps must be between 1"),
         (["--lr", "-1"], "--lr must be a positive number"),
         (["--mask-prob", "1.5"], "--mask-prob"),
         (["--tokenizer", "gpt2-ish"], "not wordpiece-N"),

@@ -205,6 +205,7 @@ def _pretrain_parser(sub: argparse._SubParsersAction) -> None:
     g = p.add_argument_group("output")
     g.add_argument("--out", default=None, help="run directory (default: runs/pretrain-<size>)")
     g.add_argument("--save-every", type=int, default=200, help="checkpoint every N steps, besides step 0 and the last (default: %(default)s)")
+    g.add_argument("--save-at", type=_ints, default=[], help="more checkpoint steps, e.g. 50,100 (early ones for a trajectory)")
     g.add_argument("--stop-at", type=int, default=None, help="stop after this step (checkpointed) without changing the schedule; rerun later to go on")
     g.add_argument("--quiet", action="store_true", help="no progress bar")
     g.add_argument("--config", default=None, help="YAML/JSON file of options; flags override it")

@@ -88,6 +88,7 @@ class PretrainConfig:
     mask_prob: float = 0.15
     seed: int = 0
     save_every: int = 200
+    save_at: list[int] = field(default_factory=list)
     stop_at: int | None = None
     threads: int | None = None
 
@@ -119,6 +120,8 @@ class PretrainConfig:
             raise PretrainError("--weight-decay must be >= 0 and --clip > 0")
         if self.eval_blocks < 0:
             raise PretrainError(f"--eval-blocks must be >= 0, got {self.eval_blocks}")
+        if any(not 1 <= s <= self.max_steps for s in self.save_at):
+            raise PretrainError(f"--save-at steps must be between 1 and --max-steps {self.max_steps}, got {self.save_at}")
         if self.stop_at is not None and not 0 <= self.stop_at <= self.max_steps:
             raise PretrainError(f"--stop-at must be between 0 and --max-steps {self.max_steps}, got {self.stop_at}")
         if self.threads is not None:
@@ -486,7 +489,7 @@ def _train(
             f.flush()
             bar.set_postfix(loss=f"{value:.3f}", tok_s=f"{trained * tokens_per_step / train_s:,.0f}")
             bar.update()
-            if step % cfg.save_every == 0 or step in (stop, cfg.max_steps):
+            if step % cfg.save_every == 0 or step in cfg.save_at or step in (stop, cfg.max_steps):
                 save()
     bar.close()
     tokens_per_s = trained * tokens_per_step / train_s if train_s else None
