@@ -14,7 +14,9 @@ import pytest
 import torch
 
 from intrinsic_dim.cli import main
-from intrinsic_dim.pretrain import SIZES, PretrainConfig, PretrainError, checkpoints, mask_tokens, non_embedding_params, pretrain
+from intrinsic_dim.pretrain import (
+    SIZES, PretrainConfig, PretrainError, checkpoints, mask_tokens, non_embedding_params, pretrain, read_corpus, train_wordpiece,
+)
 
 pytest.importorskip("transformers")
 
@@ -161,6 +163,13 @@ def test_rerun_with_other_options_is_refused(tmp_path, corpus, capsys):
     assert "other options (lr: 0.002)" in capsys.readouterr().err
 
 
+def test_resume_on_another_thread_count_says_so(tmp_path, corpus, capsys):
+    argv = _tiny(corpus, tmp_path / "t", "--max-steps", "4")
+    assert main([*argv, "--stop-at", "2"]) == 0
+    assert main([*argv, "--threads", "2"]) == 0
+    assert "runs on 2 threads, the run so far on 1" in capsys.readouterr().out
+
+
 def test_checkpoint_is_a_model_for_measure(tmp_path, corpus, capsys):
     from safetensors.torch import load_file
 
@@ -224,6 +233,10 @@ def test_trained_wordpiece_tokenizer(tmp_path, corpus):
     config = json.loads((out / "checkpoint-2" / "config.json").read_text())
     assert len(tok) == config["vocab_size"] <= 200 and tok.mask_token == "[MASK]"
     assert tok("the cat sat")["input_ids"][0] == tok.cls_token_id and tok.model_max_length == 32
+    trained = train_wordpiece(read_corpus(["reuters"])[:300], 800)
+    tokens = trained.convert_ids_to_tokens(list(range(len(trained))))
+    assert tokens[:5] == ["[PAD]", "[UNK]", "[CLS]", "[SEP]", "[MASK]"] and tokens[5:] == sorted(tokens[5:])
+    assert trained.tokenize("exports rose") == ["exports", "rose"]
 
 
 @pytest.mark.parametrize(

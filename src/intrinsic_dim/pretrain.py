@@ -187,7 +187,12 @@ def read_corpus(items: Sequence[str]) -> list[str]:
 
 
 def train_wordpiece(docs: Sequence[str], vocab_size: int) -> Any:
-    """A lower-casing BERT WordPiece tokenizer of ``vocab_size`` tokens trained on ``docs`` with the ``tokenizers`` library."""
+    """A lower-casing BERT WordPiece tokenizer of ``vocab_size`` tokens trained on ``docs`` with the ``tokenizers`` library.
+
+    Token ids are put in a fixed order (special tokens, then the rest sorted), since the trainer numbers them in no
+    fixed order. It also breaks ties between equally frequent pairs in no fixed order, so on a tiny corpus the
+    vocabulary itself can differ between runs: a run trains it once and keeps it (see :func:`load_tokenizer`).
+    """
     from tokenizers import Tokenizer, decoders, models, normalizers, pre_tokenizers, processors, trainers
     from transformers import PreTrainedTokenizerFast
 
@@ -197,6 +202,8 @@ def train_wordpiece(docs: Sequence[str], vocab_size: int) -> Any:
     tok.pre_tokenizer = pre_tokenizers.BertPreTokenizer()
     tok.decoder = decoders.WordPiece()
     tok.train_from_iterator(docs, trainers.WordPieceTrainer(vocab_size=vocab_size, special_tokens=specials, show_progress=False))
+    ordered = specials + sorted(set(tok.get_vocab()) - set(specials))
+    tok.model = models.WordPiece(vocab={t: i for i, t in enumerate(ordered)}, unk_token="[UNK]")
     cls, sep = tok.token_to_id("[CLS]"), tok.token_to_id("[SEP]")
     tok.post_processor = processors.TemplateProcessing(
         single="[CLS] $A [SEP]", pair="[CLS] $A [SEP] $B:1 [SEP]:1", special_tokens=[("[CLS]", cls), ("[SEP]", sep)]
@@ -430,6 +437,9 @@ def _train(
         mask_gen.set_state(state["mask_rng"])
         step = int(state["step"])
         log(f"resuming from {ckpt} (step {step:,})")
+        if int(state["threads"]) != torch.get_num_threads():
+            log(f"note: this part runs on {torch.get_num_threads()} threads, the run so far on {int(state['threads'])}: "
+                "the result will differ in the last bits from an uninterrupted run (--threads)")
     else:
         model = build_model(cfg, tokenizer)
         opt, sched = _optimizer(model, cfg)
@@ -457,7 +467,7 @@ def _train(
             "params": model.num_parameters(), "config": cfg.identity(),
         }
         state = {"optimizer": opt.state_dict(), "scheduler": sched.state_dict(), "torch_rng": torch.get_rng_state(),
-                 "mask_rng": mask_gen.get_state(), "step": step}
+                 "mask_rng": mask_gen.get_state(), "step": step, "threads": torch.get_num_threads()}
         _save(out, step, model, tokenizer, state, info)
 
     if not resumable:
