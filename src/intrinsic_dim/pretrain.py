@@ -284,15 +284,17 @@ def build_model(cfg: PretrainConfig, tokenizer: Any) -> nn.Module:
 
 
 def mlm_loss(model: nn.Module, inputs: torch.Tensor, labels: torch.Tensor) -> torch.Tensor:
-    """BertForMaskedLM's loss, with the vocabulary projection computed only at the target positions."""
+    """BertForMaskedLM's loss, with the vocabulary projection computed only at the target positions (0 without targets)."""
     hidden = model.bert(input_ids=inputs).last_hidden_state
     target = labels != -100
+    if not target.any():
+        return hidden.sum() * 0.0
     return F.cross_entropy(model.cls(hidden[target]), labels[target])
 
 
 def _optimizer(model: nn.Module, cfg: PretrainConfig) -> tuple[torch.optim.Optimizer, torch.optim.lr_scheduler.LambdaLR]:
-    decay = [p for n, p in model.named_parameters() if p.ndim >= 2]
-    plain = [p for n, p in model.named_parameters() if p.ndim < 2]
+    decay = [p for p in model.parameters() if p.ndim >= 2]
+    plain = [p for p in model.parameters() if p.ndim < 2]
     opt = torch.optim.AdamW(
         [{"params": decay, "weight_decay": cfg.weight_decay}, {"params": plain, "weight_decay": 0.0}],
         lr=cfg.lr, betas=(0.9, 0.98), eps=1e-6,
@@ -337,7 +339,7 @@ def eval_loss(model: nn.Module, blocks: torch.Tensor, masking: Masking, batch_si
         n = int((labels != -100).sum())
         total += float(mlm_loss(model, inputs, labels)) * n
         count += n
-    return total / count
+    return total / count if count else None
 
 
 def checkpoints(out: str | Path) -> list[Path]:
@@ -488,7 +490,7 @@ def _train(
             opt.step()
             sched.step()
             step += 1
-            value = loss.detach().item()
+            value = float(f"{loss.detach().item():.6f}")  # as logged, so a resumed run's running mean is the same
             if not math.isfinite(value):
                 raise PretrainError(f"the MLM loss became {value} at step {step}; lower --lr (now {cfg.lr:g})")
             train_s += time.perf_counter() - ts
@@ -505,7 +507,7 @@ def _train(
     tokens_per_s = trained * tokens_per_step / train_s if train_s else None
     summary = _summarise(out, cfg, model, enc, tokens_per_s, time.perf_counter() - t0, step)
     if tokens_per_s:
-        log(f"{trained:,} steps at {tokens_per_s:,.0f} tokens/s ({cfg.threads or torch.get_num_threads()} threads)")
+        log(f"{trained:,} steps at {tokens_per_s:,.0f} tokens/s on {torch.get_num_threads()} CPU thread(s)")
     return summary
 
 
