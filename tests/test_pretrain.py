@@ -211,7 +211,7 @@ def test_checkpoint_is_a_model_for_measure(tmp_path, corpus, capsys):
     assert len(one.tokenizer) == one.model.config.vocab_size == 30522
     assert torch.equal(one.model.classifier.weight, load_model(ckpt, task, seed=0, max_length=16).model.classifier.weight)
     run = tmp_path / "measure"
-    argv = ["measure", "--model", ckpt, "--task", str(data), "--dims", "100", "--seeds", "1", "--baseline", "0.5",
+    argv = ["measure", "--model", ckpt, "--task", str(data), "--dims", "100", "--seeds", "1", "--baseline", "0.95",
             "--max-steps", "2", "--batch-size", "8", "--max-length", "16", "--quiet", "--run-dir", str(run)]
     assert main(argv) == 0
     result = json.loads((run / "d90.json").read_text())
