@@ -15,7 +15,7 @@ import torch
 
 from intrinsic_dim.cli import main
 from intrinsic_dim.pretrain import (
-    SIZES, PretrainConfig, PretrainError, checkpoints, mask_tokens, mlm_loss, non_embedding_params, pretrain, read_corpus,
+    SIZES, PretrainConfig, PretrainError, checkpoint_info, checkpoints, mask_tokens, mlm_loss, non_embedding_params, pretrain, read_corpus,
     train_wordpiece,
 )
 
@@ -114,6 +114,9 @@ def test_tiny_run_writes_checkpoints_logs_and_plot(tmp_path, corpus, capsys):
     assert (out / "loss.png").stat().st_size > 10_000 and (out / "loss.pdf").is_file()
     summary = json.loads((out / "summary.json").read_text())
     assert summary["finished"] and summary["non_embedding_params"] == non_embedding_params(2, 32, 64) and summary["tokens_per_s"] > 0
+    info = checkpoint_info(ckpts[1])
+    assert info["step"] == 3 and info["eval_loss"] == points[1]["eval_loss"] and info["tokens"] == 3 * 8 * 32
+    assert checkpoint_info(out) is None and checkpoint_info("minilm-l6") is None
     config = json.loads((ckpts[-1] / "config.json").read_text())
     assert config["architectures"] == ["BertForMaskedLM"] and config["num_hidden_layers"] == 2
 

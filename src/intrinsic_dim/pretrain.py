@@ -348,6 +348,17 @@ def checkpoints(out: str | Path) -> list[Path]:
     return [p for _, p in sorted(found)]
 
 
+def checkpoint_info(path: str | Path) -> dict[str, Any] | None:
+    """What a pre-training checkpoint folder records (step, tokens, train_loss, eval_loss = held-out MLM loss,
+    params, non_embedding_params), or None for a folder or model name that is not one."""
+    state = Path(path) / "trainer_state.json"
+    if not state.is_file():
+        return None
+    info = json.loads(state.read_text())
+    keys = ("step", "tokens", "train_loss", "eval_loss", "params", "non_embedding_params")
+    return {k: info.get(k) for k in keys} if isinstance(info, dict) and "step" in info else None
+
+
 def _check_run_dir(out: Path, cfg: PretrainConfig) -> None:
     saved = out / "pretrain_config.json"
     if saved.is_file():
