@@ -137,6 +137,10 @@ def test_stop_at_then_resume_equals_one_run(tmp_path, corpus, capsys):
     assert [p.name for p in checkpoints(tmp_path / "two")][-1] == "checkpoint-7"
     assert main(two) == 0
     assert "resuming from" in capsys.readouterr().out
+    parts = json.loads((tmp_path / "two" / "summary.json").read_text())["parts"]
+    assert [(p["from_step"], p["to_step"], p["threads"]) for p in parts] == [(0, 7, 1), (7, 16, 1)]
+    assert main(two) == 0  # finished: nothing to do, the record of the parts is kept
+    assert json.loads((tmp_path / "two" / "summary.json").read_text())["parts"] == parts
     for p in checkpoints(tmp_path / "one"):
         for name in ("model.safetensors", "trainer_state.json", "config.json", "tokenizer.json"):
             assert (p / name).read_bytes() == (tmp_path / "two" / p.name / name).read_bytes(), (p.name, name)

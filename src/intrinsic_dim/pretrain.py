@@ -515,14 +515,18 @@ def _train(
             if step % cfg.save_every == 0 or step in cfg.save_at or step in (stop, cfg.max_steps):
                 save()
     bar.close()
-    tokens_per_s = trained * tokens_per_step / train_s if train_s else None
-    summary = _summarise(out, cfg, model, enc, tokens_per_s, time.perf_counter() - t0, step)
-    if tokens_per_s:
-        log(f"{trained:,} steps at {tokens_per_s:,.0f} tokens/s on {torch.get_num_threads()} CPU thread(s)")
+    part = None
+    if trained:
+        part = {"from_step": step - trained, "to_step": step, "tokens_per_s": trained * tokens_per_step / train_s,
+                "train_s": train_s, "threads": torch.get_num_threads()}
+        log(f"{trained:,} steps at {part['tokens_per_s']:,.0f} tokens/s on {part['threads']} CPU thread(s)")
+    summary = _summarise(out, cfg, model, enc, part, time.perf_counter() - t0, step)
     return summary
 
 
-def _summarise(out: Path, cfg: PretrainConfig, model: nn.Module, enc: int, tokens_per_s: float | None, wall_s: float, step: int) -> dict[str, Any]:
+def _summarise(out: Path, cfg: PretrainConfig, model: nn.Module, enc: int, part: dict[str, Any] | None, wall_s: float, step: int) -> dict[str, Any]:
+    old = json.loads((out / "summary.json").read_text()).get("parts", []) if (out / "summary.json").is_file() else []
+    parts = [p for p in old if p["to_step"] <= (part["from_step"] if part else step)] + ([part] if part else [])
     points = []
     for p in checkpoints(out):
         info = json.loads((p / "trainer_state.json").read_text())
@@ -532,8 +536,8 @@ def _summarise(out: Path, cfg: PretrainConfig, model: nn.Module, enc: int, token
     summary = {
         "size": cfg.size, "layers": cfg.layers, "hidden": cfg.hidden, "heads": cfg.heads, "intermediate": cfg.intermediate,
         "non_embedding_params": enc, "params": model.num_parameters(), "step": step, "max_steps": cfg.max_steps,
-        "finished": step == cfg.max_steps, "tokens_per_s": tokens_per_s, "threads": cfg.threads or torch.get_num_threads(),
-        "wall_s": wall_s, "checkpoints": points,
+        "finished": step == cfg.max_steps, "tokens_per_s": parts[-1]["tokens_per_s"] if parts else None,
+        "threads": parts[-1]["threads"] if parts else None, "wall_s": wall_s, "parts": parts, "checkpoints": points,
     }
     (out / "summary.json").write_text(json.dumps(summary, indent=2) + "\n")
     return summary
