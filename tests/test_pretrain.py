@@ -180,6 +180,29 @@ def test_exact_resume_after_kill(tmp_path, corpus):
     assert rows(out) == rows(tmp_path / "whole")
 
 
+def test_one_writer_per_run_directory(tmp_path, corpus, capsys):
+    from intrinsic_dim.store import RunLock
+
+    out = tmp_path / "busy"
+    with RunLock(out):
+        assert main(_tiny(corpus, out, "--max-steps", "2")) == 2
+    assert "is in use by pid" in capsys.readouterr().err and not checkpoints(out)
+    assert main(_tiny(corpus, out, "--max-steps", "2")) == 0
+
+
+def test_sigterm_ends_in_one_line_saying_how_to_resume(tmp_path, corpus):
+    out = tmp_path / "term"
+    env = {**os.environ, "PYTHONPATH": SRC, "HF_HUB_OFFLINE": "1"}
+    proc = subprocess.Popen([sys.executable, "-m", "intrinsic_dim.cli", *_tiny(corpus, out, "--max-steps", "100000", "--save-every", "5")],
+                            env=env, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE, text=True)
+    deadline = time.monotonic() + 120
+    while not (out / "checkpoint-5").is_dir() and proc.poll() is None and time.monotonic() < deadline:
+        time.sleep(0.01)
+    proc.send_signal(signal.SIGTERM)
+    err = proc.communicate(timeout=60)[1]
+    assert proc.returncode == 130 and "rerun the same command to resume" in err and "Traceback" not in err
+
+
 def test_rerun_with_other_options_is_refused(tmp_path, corpus, capsys):
     assert main(_tiny(corpus, tmp_path / "r", "--max-steps", "3")) == 0
     assert main(_tiny(corpus, tmp_path / "r", "--max-steps", "3", "--lr", "1e-3")) == 2

@@ -257,6 +257,10 @@ def _coerce(action: argparse.Action, value: Any, parser: argparse.ArgumentParser
             value = None if value is None else _limit(str(_scalar(int, value)) if not isinstance(value, str) else value)
         elif action.type in (int, float):
             value = None if value is None else _scalar(action.type, value)
+        elif action.nargs in ("+", "*") and action.type is None:
+            value = value if isinstance(value, list) else [value]
+            if not value or not all(isinstance(v, str) for v in value):
+                raise TypeError(f"expected a list of text, got {value!r}")
         elif value is not None and not isinstance(value, str):
             raise TypeError(f"expected text, got {value!r}")
         if action.choices and value not in action.choices:
@@ -542,9 +546,13 @@ def cmd_pretrain(args: argparse.Namespace) -> int:
     options = {k: v for k, v in vars(args).items() if k not in ("verb", "config", "quiet")}
     options["out"] = options["out"] or f"runs/pretrain-{args.size}"
     options["size"] = None if args.size == "custom" else args.size
-    options["corpus"] = [args.corpus] if isinstance(args.corpus, str) else args.corpus
     cfg = PretrainConfig(**options)
-    summary = pretrain(cfg, progress=not args.quiet, log=lambda s: print(s, flush=True))
+    try:
+        summary = pretrain(cfg, progress=not args.quiet, log=lambda s: print(s, flush=True))
+    except KeyboardInterrupt:
+        print(f"\nintrinsic-dim pretrain: interrupted; its checkpoints are kept: rerun the same command to resume from the "
+              f"latest one in {cfg.out}/", file=sys.stderr)
+        return 130
     last = summary["checkpoints"][-1]
     loss = f"; held-out MLM loss {last['eval_loss']:.4f}" if last["eval_loss"] is not None else ""
     print(f"step {summary['step']:,} of {summary['max_steps']:,}{loss}; {len(summary['checkpoints'])} checkpoints in {cfg.out}/ "

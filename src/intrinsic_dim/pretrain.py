@@ -373,6 +373,17 @@ def _check_run_dir(out: Path, cfg: PretrainConfig) -> None:
         raise PretrainError(f"{out} holds checkpoints but no pretrain_config.json; give a new --out")
 
 
+def _lock(out: Path) -> Any:
+    """The run directory's single-writer lock (dropped by the kernel if this process dies)."""
+    from intrinsic_dim.store import LOCK_NAME, RunDirError, RunLock
+
+    try:
+        return RunLock(out)
+    except RunDirError:
+        holder = (out / LOCK_NAME).read_text().strip() if (out / LOCK_NAME).is_file() else ""
+        raise PretrainError(f"{out} is in use by {holder or 'another process'}: wait for it to finish, or give another --out") from None
+
+
 def _save(out: Path, step: int, model: nn.Module, tokenizer: Any, state: dict[str, Any], info: dict[str, Any]) -> Path:
     """Write checkpoint-<step> atomically (a temporary folder renamed), then drop older training states."""
     final = out / f"checkpoint-{step}"
@@ -419,14 +430,14 @@ def pretrain(cfg: PretrainConfig, *, progress: bool = True, log: Callable[[str],
             f"the corpus gives {len(train_blocks)} training blocks of {cfg.max_length} tokens (after {len(eval_blocks)} held out), "
             f"fewer than --batch-size {cfg.batch_size}; give more text, or lower --batch-size, --max-length or --eval-blocks"
         )
-    out.mkdir(parents=True, exist_ok=True)
+    lock = _lock(out)
     (out / "pretrain_config.json").write_text(json.dumps(cfg.identity(), indent=2) + "\n")
     special = sorted(set(tokenizer.all_special_ids))
 
     def masking(batch: torch.Tensor, gen: torch.Generator) -> tuple[torch.Tensor, torch.Tensor]:
         return mask_tokens(batch, special, tokenizer.mask_token_id, len(tokenizer), gen, cfg.mask_prob)
 
-    with torch.random.fork_rng(devices=[]):
+    with lock, torch.random.fork_rng(devices=[]):
         return _train(cfg, out, tokenizer, _Data(train_blocks, cfg.batch_size, cfg.seed), eval_blocks, masking, len(docs), progress, log)
 
 
