@@ -37,7 +37,7 @@ def _weights(model):
 
 
 def test_list_models():
-    assert list_models() == ["minilm-l6", "bert-tiny-random", "fc-784-200-200-10", "lenet"]
+    assert list_models() == ["minilm-l6", "bert-tiny-random", "mpnet-base", "fc-784-200-200-10", "lenet"]
 
 
 @pytest.mark.parametrize("name", ["minilm-l6", "bert-tiny-random"])

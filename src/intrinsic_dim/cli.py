@@ -1,4 +1,4 @@
-"""The ``intrinsic-dim`` command: measure, train, evaluate, merge, report, bench.
+"""The ``intrinsic-dim`` command: measure, train, evaluate, merge, report, experiment, pretrain, bench.
 
 Every verb takes ``--config FILE`` (YAML or JSON, keys named like the long flags, e.g.
 ``max_train: 2000``); flags given on the command line override the file.
@@ -163,10 +163,52 @@ def _build_parser() -> argparse.ArgumentParser:
     x.add_argument("--summary-only", action="store_true", help="run nothing; rewrite summary and plots from finished runs")
     x.add_argument("--quiet", action="store_true", help="no progress bars")
 
+    _pretrain_parser(sub)
+
     b = sub.add_parser("bench", help="kernel and projection benchmarks", add_help=False,
                        description="Benchmarks of the FWHT and Fastfood kernels; see `intrinsic-dim bench --help`.")
     b.add_argument("rest", nargs=argparse.REMAINDER)
     return parser
+
+
+def _pretrain_parser(sub: argparse._SubParsersAction) -> None:
+    from intrinsic_dim.pretrain import CORPORA, SIZES
+
+    p = sub.add_parser("pretrain", help="MLM pre-training of a BERT-style encoder from scratch, with checkpoints for `measure`",
+                       description="Masked-language-model pre-training of a BertForMaskedLM from scratch on offline text. Saves "
+                       "checkpoint-<step>/ Hugging Face folders (each usable as `measure --model`), log.csv, checkpoints.json and "
+                       "loss.png/pdf. Resumable: rerun the same command on the same --out.")
+    g = p.add_argument_group("model")
+    g.add_argument("--size", default="bert-mini", help=f"one of {', '.join(SIZES)}, or custom (then give all four flags below, which otherwise override the "
+                   "size's shape) (default: %(default)s)")
+    g.add_argument("--layers", type=int, default=None, help="transformer layers")
+    g.add_argument("--hidden", type=int, default=None, help="hidden size")
+    g.add_argument("--heads", type=int, default=None, help="attention heads (must divide --hidden)")
+    g.add_argument("--intermediate", type=int, default=None, help="feed-forward size")
+    g.add_argument("--tokenizer", default="minilm-l6",
+                   help="minilm-l6 (the packaged MiniLM-L6 WordPiece), wordpiece-N (train N tokens on the corpus), or a tokenizer folder (default: %(default)s)")
+    g = p.add_argument_group("data")
+    g.add_argument("--corpus", nargs="+", default=["newsgroups", "reuters"],
+                   help=f"packaged corpora ({', '.join(CORPORA)}: their training splits) and/or text files or folders (default: %(default)s)")
+    g.add_argument("--max-length", type=int, default=128, help="tokens per training block (default: %(default)s)")
+    g.add_argument("--eval-blocks", type=int, default=128, help="blocks held out for the checkpoints' MLM loss (default: %(default)s)")
+    g = p.add_argument_group("training")
+    g.add_argument("--max-steps", type=int, default=1000, help="updates; the schedule decays to 0 here (default: %(default)s)")
+    g.add_argument("--batch-size", type=int, default=32, help="blocks per update (default: %(default)s)")
+    g.add_argument("--lr", type=float, default=5e-4, help="AdamW peak learning rate (default: %(default)s)")
+    g.add_argument("--warmup", type=int, default=None, help="linear warm-up steps (default: 6%% of --max-steps)")
+    g.add_argument("--weight-decay", type=float, default=0.01, help="(default: %(default)s)")
+    g.add_argument("--clip", type=float, default=1.0, help="gradient-norm clip (default: %(default)s)")
+    g.add_argument("--mask-prob", type=float, default=0.15, help="fraction of tokens that are MLM targets (default: %(default)s)")
+    g.add_argument("--seed", type=int, default=0, help="initialisation, data order, masking and dropout seed (default: %(default)s)")
+    g.add_argument("--threads", type=int, default=None, help="torch CPU threads; bit-identical results need the same count (default: torch's choice)")
+    g = p.add_argument_group("output")
+    g.add_argument("--out", default=None, help="run directory (default: runs/pretrain-<size>)")
+    g.add_argument("--save-every", type=int, default=200, help="checkpoint every N steps, besides step 0 and the last (default: %(default)s)")
+    g.add_argument("--save-at", type=_ints, default=[], help="more checkpoint steps, e.g. 50,100 (early ones for a trajectory)")
+    g.add_argument("--stop-at", type=int, default=None, help="stop after this step (checkpointed) without changing the schedule; rerun later to go on")
+    g.add_argument("--quiet", action="store_true", help="no progress bar")
+    g.add_argument("--config", default=None, help="YAML/JSON file of options; flags override it")
 
 
 def _load_config(path: str, parser: argparse.ArgumentParser) -> dict[str, Any]:
@@ -215,6 +257,10 @@ def _coerce(action: argparse.Action, value: Any, parser: argparse.ArgumentParser
             value = None if value is None else _limit(str(_scalar(int, value)) if not isinstance(value, str) else value)
         elif action.type in (int, float):
             value = None if value is None else _scalar(action.type, value)
+        elif action.nargs in ("+", "*") and action.type is None:
+            value = value if isinstance(value, list) else [value]
+            if not value or not all(isinstance(v, str) for v in value):
+                raise TypeError(f"expected a list of text, got {value!r}")
         elif value is not None and not isinstance(value, str):
             raise TypeError(f"expected text, got {value!r}")
         if action.choices and value not in action.choices:
@@ -494,6 +540,26 @@ def cmd_experiment(args: argparse.Namespace) -> int:
     return 0
 
 
+def cmd_pretrain(args: argparse.Namespace) -> int:
+    from intrinsic_dim.pretrain import PretrainConfig, pretrain
+
+    options = {k: v for k, v in vars(args).items() if k not in ("verb", "config", "quiet")}
+    options["out"] = options["out"] or f"runs/pretrain-{args.size}"
+    options["size"] = None if args.size == "custom" else args.size
+    cfg = PretrainConfig(**options)
+    try:
+        summary = pretrain(cfg, progress=not args.quiet, log=lambda s: print(s, flush=True))
+    except KeyboardInterrupt:
+        print(f"\nintrinsic-dim pretrain: interrupted; its checkpoints are kept: rerun the same command to resume from the "
+              f"latest one in {cfg.out}/", file=sys.stderr)
+        return 130
+    last = summary["checkpoints"][-1]
+    loss = f"; held-out MLM loss {last['eval_loss']:.4f}" if last["eval_loss"] is not None else ""
+    print(f"step {summary['step']:,} of {summary['max_steps']:,}{loss}; {len(summary['checkpoints'])} checkpoints in {cfg.out}/ "
+          f"(each a model for `intrinsic-dim measure --model {last['path']}`); loss curve {cfg.out}/loss.png")
+    return 0
+
+
 def main(argv: Sequence[str] | None = None) -> int:
     """Entry point of the ``intrinsic-dim`` command."""
     argv = list(sys.argv[1:] if argv is None else argv)
@@ -504,7 +570,7 @@ def main(argv: Sequence[str] | None = None) -> int:
     args = _parse(argv)
     _setup(args)
     verbs = {"measure": cmd_measure, "train": cmd_train, "evaluate": cmd_evaluate, "merge": cmd_merge, "report": cmd_report,
-             "experiment": cmd_experiment}
+             "experiment": cmd_experiment, "pretrain": cmd_pretrain}
     previous = signal.signal(signal.SIGTERM, _interrupt)
     try:
         return verbs[args.verb](args)

