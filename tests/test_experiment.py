@@ -52,3 +52,20 @@ def test_bad_experiment_files_are_refused(tmp_path, capsys):
     good.write_text(SPEC)
     assert main(["experiment", str(good), "--only", "nope"]) == 2
     assert "--only names runs that are not in" in capsys.readouterr().err
+
+
+def test_pretraining_checkpoints_bring_their_step_and_mlm_loss(tmp_path):
+    from intrinsic_dim.experiment import plot_d90_against, summary_row
+
+    rows = []
+    for step, loss, d90 in ((0, 9.5, 3000), (400, 6.1, 900), (2000, 4.2, 400)):
+        ckpt = tmp_path / f"checkpoint-{step}"
+        ckpt.mkdir()
+        (ckpt / "trainer_state.json").write_text(json.dumps({"step": step, "eval_loss": loss, "params": 11, "non_embedding_params": 3}))
+        result = {"model": str(ckpt), "task": "t", "said": True, "n_train": 100, "baseline": 0.7, "baseline_source": "given",
+                  "threshold": 0.63, "d90": d90, "crossing": d90 * 0.9, "bracket": [d90 // 2, d90], "interval": None,
+                  "status": "found", "points": [], "trials": [], "compute_s": 1.0}
+        rows.append(summary_row(f"r{step}", result, {"task_short": "t"}))
+    assert [(r["step"], r["mlm_loss"]) for r in rows] == [(0, 9.5), (400, 6.1), (2000, 4.2)]
+    paths = plot_d90_against(rows, {"name": "p", "x": "step", "series": "task_short", "logx": False, "y2": "mlm_loss"}, tmp_path / "p")
+    assert all(p.stat().st_size > 0 for p in paths)

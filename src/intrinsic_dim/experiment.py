@@ -12,9 +12,11 @@ File format::
     plots:                             # optional; default: one plot of every run
       - {name: fc, runs: [fc-own, fc-abs], title: "FC on MNIST"}
       - {name: d90_vs_n, x: n_train, series: net, where: {rule: own}}   # d90 (with interval) against a
-                                       # row field, one line per `series` value, rows filtered by `where`
+                                       # row field, one line per `series` value, rows filtered by `where`;
+                                       # `y2: mlm_loss` adds a field on a second axis
 
-A run's ``label`` (a mapping) is copied into its summary row, so plots can use it as x or series.
+A run's ``label`` (a mapping) is copied into its summary row, so plots can use it as x or series; a
+run whose model is a checkpoint of `intrinsic-dim pretrain` also gets its step and held-out MLM loss.
 """
 
 from __future__ import annotations
@@ -117,8 +119,18 @@ def summary_row(name: str, r: dict[str, Any], label: dict[str, Any] | None = Non
         "d90": r["d90"], "crossing": r["crossing"], "bracket": r.get("bracket"), "interval": r.get("interval"),
         "status": r["status"], "monotone": r.get("monotone"), "gap_at_d90": _gap_at(r, r["d90"]),
         "bound_sqrt_d90_over_n": r.get("bound_sqrt_d90_over_n"), "trials": len(r["trials"]),
-        "compute_s": r["compute_s"], "threads": r.get("threads"), **(label or {}),
+        "compute_s": r["compute_s"], "threads": r.get("threads"), **_checkpoint_fields(r["model"]), **(label or {}),
     }
+
+
+def _checkpoint_fields(model: str) -> dict[str, Any]:
+    """The pre-training step and held-out MLM loss of a checkpoint made by `intrinsic-dim pretrain` (else nothing)."""
+    from intrinsic_dim.pretrain import checkpoint_info
+
+    info = checkpoint_info(model) if Path(model).is_dir() else None
+    if not info:
+        return {}
+    return {"step": info["step"], "mlm_loss": info["eval_loss"], "params": info["params"], "non_embedding_params": info["non_embedding_params"]}
 
 
 def summarise(spec: dict[str, Any], out: Path, command: str = "") -> Path:
@@ -191,6 +203,12 @@ def plot_d90_against(rows: list[dict[str, Any]], plot: dict[str, Any], path: Pat
     ax.set_yscale("log")
     ax.set_xlabel(plot.get("xlabel", x))
     ax.set_ylabel("d90 (bar: interval, or bracket with < 3 seeds)")
+    y2 = plot.get("y2")
+    if y2:
+        twin = ax.twinx()
+        pts = sorted({(r[x], r[y2]) for r in done if r.get(y2) is not None})
+        twin.plot([p[0] for p in pts], [p[1] for p in pts], color="0.4", linestyle="--", marker="s", ms=3, label=y2)
+        twin.set_ylabel(plot.get("y2label", y2) + " (dashed)")
     ax.set_title(plot.get("title", f"d90 against {x}"), fontsize=10)
     ax.grid(True, which="both", alpha=0.25)
     if series:
