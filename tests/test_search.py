@@ -254,3 +254,20 @@ def test_baseline_that_cannot_define_a_threshold_stops_the_sweep(baseline):
     with pytest.raises(BaselineError):
         measure_d90(None, task, seeds=1, baseline=baseline, runner=run, trial=TrialConfig(said=False), log=lambda s: None)
     assert run.calls == []
+
+
+def test_reuse_copies_identical_trials_from_another_run_dir(tmp_path):
+    kw = dict(seeds=2, precision=0.05, trial=TrialConfig(said=False), log=lambda s: None)
+    own = measure_d90(None, _task(), runner=Synthetic(), run_dir=tmp_path / "own", run_config={"model": "m"}, **kw)
+    run = Synthetic()
+    given = measure_d90(None, _task(), baseline=1.0, runner=run, run_dir=tmp_path / "abs", run_config={"model": "m"},
+                        reuse=[tmp_path / "own"], **kw)
+    shared = {(t["config"]["d"], t["config"]["seed"]) for t in own.trials if t["role"] == "search"}
+    assert given.d90 == own.d90 and not any((d, s) in shared for _, d, s in run.calls)
+    assert len(Store(tmp_path / "abs").rows()) == len(given.trials)  # the reused trials were copied in
+    with pytest.raises(RunConfigMismatch, match="--reuse"):
+        measure_d90(None, _task(), baseline=1.0, runner=Synthetic(), run_dir=tmp_path / "x", run_config={"model": "other"},
+                    reuse=[tmp_path / "own"], **kw)
+    with pytest.raises(ValueError, match="no finished trials"):
+        measure_d90(None, _task(), baseline=1.0, runner=Synthetic(), run_dir=tmp_path / "y", run_config={"model": "m"},
+                    reuse=[tmp_path / "nothing"], **kw)

@@ -117,6 +117,9 @@ def _build_parser() -> argparse.ArgumentParser:
     g.add_argument("--lr-search", type=_floats, default=None, help="candidate subspace rates, tried at --lr-search-d before the search")
     g.add_argument("--lr-search-d", type=int, default=1000, help="(default: %(default)s)")
     g.add_argument("--run-dir", default=None, help="results directory (default: runs/<model>-<task>-<method>)")
+    g.add_argument("--reuse", nargs="+", default=None, metavar="RUN_DIR",
+                   help="copy finished trials of identical configuration from these run directories (same model, task "
+                   "and data) instead of rerunning them, e.g. a run against its own baseline for one against --baseline 1.0")
     g.add_argument("--wait", action="store_true", help="if another process holds the run directory, wait for it instead of refusing")
     g.add_argument("--workers", type=int, default=1,
                    help="run independent trials (the seeds of a point, baseline seeds, rate candidates) on N local "
@@ -402,7 +405,7 @@ def cmd_measure(args: argparse.Namespace) -> int:
             baseline_seeds=args.baseline_seeds, precision=args.precision, curve=args.curve, trial=trial, full_trial=full,
             lr_candidates=args.lr_search, lr_search_d=args.lr_search_d, run_dir=run_dir, run_config=run_config,
             model_name=args.model, progress=not args.quiet, log=lambda s: print(s, flush=True), wait=args.wait,
-            executor=executor,
+            executor=executor, reuse=args.reuse or (),
         )
     except BaselineError as e:
         (run_dir / "d90.json").write_text(json.dumps({"status": "no_baseline", "reason": str(e), "notes": task.notes}, indent=2) + "\n")

@@ -8,13 +8,14 @@ File format::
     defaults: {task: mnist-5k, said: false, epochs: 30, seeds: 3}   # measure options for every run
     runs:
       - {name: fc-own, model: fc-784-200-200-10}
-      - {name: fc-abs, model: fc-784-200-200-10, baseline: 1.0, label: {threshold: absolute}}
+      - {name: fc-abs, model: fc-784-200-200-10, baseline: 1.0, reuse: [fc-own], label: {threshold: absolute}}
     plots:                             # optional; default: one plot of every run
       - {name: fc, runs: [fc-own, fc-abs], title: "FC on MNIST"}
       - {name: d90_vs_n, x: n_train, series: net, where: {rule: own}}   # d90 (with interval) against a
                                        # row field, one line per `series` value, rows filtered by `where`;
                                        # `y2: mlm_loss` adds a field on a second axis
 
+A run's ``reuse`` may name other runs of the file: their finished, identical trials are copied in.
 A run's ``label`` (a mapping) is copied into its summary row, so plots can use it as x or series; a
 run whose model is a checkpoint of `intrinsic-dim pretrain` also gets its step and held-out MLM loss.
 """
@@ -59,9 +60,15 @@ def load_experiment(path: str | Path) -> dict[str, Any]:
     return spec
 
 
-def run_options(spec: dict[str, Any], run: dict[str, Any]) -> dict[str, Any]:
-    """The measure options of one run: the experiment's defaults overridden by the run's own."""
-    return {**spec.get("defaults", {}), **{k: v for k, v in run.items() if k not in RUN_KEYS}}
+def run_options(spec: dict[str, Any], run: dict[str, Any], out: Path) -> dict[str, Any]:
+    """The measure options of one run: the experiment's defaults overridden by the run's own; a name of
+    another run in ``reuse`` becomes that run's directory."""
+    options = {**spec.get("defaults", {}), **{k: v for k, v in run.items() if k not in RUN_KEYS}}
+    if "reuse" in options:
+        names = {r["name"] for r in spec["runs"]}
+        reuse = options["reuse"] if isinstance(options["reuse"], list) else [options["reuse"]]
+        options["reuse"] = [str(out / r) if r in names else r for r in reuse]
+    return options
 
 
 def run_experiment(
@@ -85,7 +92,7 @@ def run_experiment(
         if only and run["name"] not in only:
             continue
         log(f"== {spec['name']} / {run['name']}")
-        measure(run_options(spec, run), out / run["name"])
+        measure(run_options(spec, run, out), out / run["name"])
     return summarise(spec, out, command=command)
 
 

@@ -32,7 +32,7 @@ import torch
 from intrinsic_dim.executors import Executor, InProcess
 from intrinsic_dim.groups import num_groups
 from intrinsic_dim.results import TrialResult
-from intrinsic_dim.store import RunLock, Store
+from intrinsic_dim.store import DB_NAME, RunConfigMismatch, RunLock, Store
 from intrinsic_dim.tasks import Task, compute_metrics
 from intrinsic_dim.train import SUBSPACE_REF_D, SUBSPACE_REF_LR, ModelFactory, TrialConfig, run_trial
 
@@ -137,10 +137,27 @@ Runner = Callable[[TrialConfig], TrialResult]
 
 
 class _Search:
-    def __init__(self, executor: Executor, task: Task, trial: TrialConfig, store: Store | None, log: Callable[[str], None]):
+    def __init__(self, executor: Executor, task: Task, trial: TrialConfig, store: Store | None, log: Callable[[str], None],
+                 reuse: Sequence[Store] = ()):
         self.executor, self.task, self.trial, self.store, self.log = executor, task, trial, store, log
+        self.reuse = reuse
         self.results: dict[int, list[TrialResult]] = {}
         self.all: list[tuple[str, TrialResult]] = []
+
+    def _cached(self, role: str, cfg: TrialConfig) -> tuple[TrialResult, str] | None:
+        """A finished trial of this configuration: from this run's store, or copied in from a reused one."""
+        key = cfg.to_dict()
+        row = self.store.get(key) if self.store else None
+        if row is not None:
+            return TrialResult.from_row(row), "resumed"
+        for other in self.reuse:
+            row = other.get(key)
+            if row is not None:
+                res = TrialResult.from_row(row)
+                if self.store:
+                    self.store.put(role, res)
+                return res, f"reused from {other.run_dir.name}"
+        return None
 
     def run_many(self, role: str, cfgs: list[TrialConfig]) -> list[TrialResult]:
         """Results of ``cfgs`` in order: stored ones read back, the others run concurrently by the
@@ -148,10 +165,10 @@ class _Search:
         out: list[TrialResult | None] = [None] * len(cfgs)
         todo = []
         for i, cfg in enumerate(cfgs):
-            cached = self.store.get(cfg.to_dict()) if self.store else None
+            cached = self._cached(role, cfg)
             if cached is not None:
-                out[i] = TrialResult.from_row(cached)
-                self._log(role, cfg, out[i], "resumed")
+                out[i] = cached[0]
+                self._log(role, cfg, *cached)
             else:
                 todo.append(i)
 
@@ -224,6 +241,7 @@ def measure_d90(
     runner: Runner | None = None,
     executor: Executor | None = None,
     wait: bool = False,
+    reuse: Sequence[str | Path] = (),
 ) -> D90Result:
     """Measure d90 (or d_fraction) of ``model_factory(seed)`` on ``task``; see the module docstring.
 
@@ -232,6 +250,9 @@ def measure_d90(
     runs a rate search at ``lr_search_d`` first (chosen on validation) and uses the best rate for every
     subspace trial. With ``run_dir`` every trial goes to its SQLite store as it finishes and a rerun
     resumes; one process at a time holds a run directory (another is refused, or queues with ``wait``).
+    ``reuse`` names other run directories of the same run configuration whose finished trials of an
+    identical configuration are copied in instead of rerun (e.g. one run against its own baseline and
+    one against an absolute baseline share every subspace trial).
     ``runner`` runs one trial in this process (default :func:`run_trial`; a synthetic objective in
     tests); ``executor`` runs batches of independent trials elsewhere (e.g. local worker processes).
     """
@@ -239,19 +260,42 @@ def measure_d90(
     start = time.perf_counter()
     lock = RunLock(run_dir, wait=wait) if run_dir is not None else None
     store = Store(run_dir) if run_dir is not None else None
+    others: list[Store] = []
     try:
         if store is not None:
             store.check_run_config(run_config or {})
+        others = _reuse_stores(reuse, run_config or {})
         trial = replace(trial or TrialConfig(), method="subspace")
         executor = executor or InProcess(runner or (lambda cfg: run_trial(model_factory, task, cfg, progress=progress)))
-        s = _Search(executor, task, trial, store, log)
+        s = _Search(executor, task, trial, store, log, others)
         return _measure(s, model_factory, task, dims, seeds, fraction, baseline, baseline_seeds, precision, curve,
                         full_trial, lr_candidates, lr_search_d, model_name, start)
     finally:
+        for other in others:
+            other.close()
         if store is not None:
             store.close()
         if lock is not None:
             lock.release()
+
+
+def _reuse_stores(paths: Sequence[str | Path], run_config: dict[str, Any]) -> list[Store]:
+    """The stores of run directories to reuse trials from, each checked to hold the same run configuration."""
+    stores = []
+    for path in paths:
+        if not (Path(path) / DB_NAME).is_file():
+            raise ValueError(f"--reuse {path}: no finished trials there (no {DB_NAME})")
+        other = Store(path)
+        stores.append(other)
+        theirs = other.run_config()
+        if theirs != run_config:
+            for st in stores:
+                st.close()
+            raise RunConfigMismatch(
+                f"--reuse {path}: that run holds another configuration ({theirs}, this one {run_config}); "
+                "only trials of the same model, task and data can be shared"
+            )
+    return stores
 
 
 def _measure(s: _Search, model_factory, task, dims, seeds, fraction, baseline, baseline_seeds, precision, curve,

@@ -140,6 +140,11 @@ class Store:
     def close(self) -> None:
         self.db.close()
 
+    def run_config(self) -> dict[str, Any] | None:
+        """The run configuration recorded by the first run in this directory, if any."""
+        row = self.db.execute("SELECT value FROM meta WHERE key = 'run_config'").fetchone()
+        return json.loads(row[0]) if row else None
+
     def check_run_config(self, run_config: dict[str, Any]) -> None:
         """Record the run's configuration, or refuse if the directory holds a different one."""
         want = config_key(run_config)
