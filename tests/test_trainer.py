@@ -57,7 +57,7 @@ def test_wrapper_shows_the_wrapped_models_signature_and_labels(tiny_bert):
     assert list(inspect.signature(idim.SubspaceModel(mlp, d=5).forward).parameters) == ["input"]
 
 
-def test_state_dict_holds_only_trained_tensors_and_loads_back(tiny_bert, tiny_batch):
+def test_state_dict_holds_only_trained_tensors_and_loads_back(tiny_bert, tiny_batch, make_tiny_bert):
     sm = idim.SubspaceModel(tiny_bert, d=50, said=True, train_directly=[r"^classifier\."])
     assert set(sm.state_dict()) == {"z", "lam", "base.classifier.weight", "base.classifier.bias"}
     with torch.no_grad():
@@ -65,20 +65,12 @@ def test_state_dict_holds_only_trained_tensors_and_loads_back(tiny_bert, tiny_ba
         sm.lam.mul_(1.5)
     saved = {k: v.clone() for k, v in sm.state_dict().items()}
     out = sm(**tiny_batch).logits
-    other = idim.SubspaceModel(_reseeded_bert(), d=50, said=True, train_directly=[r"^classifier\."])
+    other = idim.SubspaceModel(make_tiny_bert(), d=50, said=True, train_directly=[r"^classifier\."])
     other.load_state_dict(saved)
     assert torch.equal(other(**tiny_batch).logits, out)
     with pytest.raises(RuntimeError, match="missing keys \\['z'\\]"):
         other.load_state_dict({k: v for k, v in saved.items() if k != "z"})
     assert set(nn.ModuleDict({"sub": sm}).state_dict()) == {f"sub.{k}" for k in saved}
-
-
-def _reseeded_bert() -> nn.Module:
-    """conftest's tiny_bert, built again."""
-    torch.manual_seed(0)
-    cfg = transformers.BertConfig(vocab_size=120, hidden_size=16, num_hidden_layers=2, num_attention_heads=2,
-                                  intermediate_size=32, max_position_embeddings=32, num_labels=3)
-    return transformers.BertForSequenceClassification(cfg).eval()
 
 
 def test_stock_trainer_trains_z_only_and_checkpoints_the_adapter(tmp_path):
