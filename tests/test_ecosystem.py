@@ -40,11 +40,13 @@ def test_every_saved_adapter_has_a_model_card(tiny_bert, tmp_path):
     assert "README.md" not in json.loads((out / "adapter_config.json").read_text())
 
 
-def test_card_names_no_base_model_it_cannot_identify(tiny_bert):
+def test_card_names_no_base_model_it_cannot_identify(tiny_bert, tmp_path, monkeypatch):
     config = _trained(tiny_bert).adapter_config() | {"metadata": {}}
     card = model_card(config)
     assert "base_model" not in _front_matter(card) and "not a Hub id" in card and "DID" not in card
-    assert _front_matter(model_card(config | {"base_model_name": "/no/such/local/folder"})).get("base_model") is None
+    monkeypatch.chdir(tmp_path)
+    (tmp_path / "models" / "base").mkdir(parents=True)  # a local folder shaped like a repo id
+    assert _front_matter(model_card(config | {"base_model_name": "models/base"})).get("base_model") is None
     assert _front_matter(model_card(config | {"base_model_name": "google/bert_uncased_L-2_H-128_A-2"}))["base_model"] == (
         "google/bert_uncased_L-2_H-128_A-2")
 

@@ -15,7 +15,6 @@ from torch import nn
 import intrinsic_dim as idim
 
 transformers = pytest.importorskip("transformers")
-pytest.importorskip("accelerate")  # the Trainer needs it (the `hf` and `test` extras install it)
 from transformers import Trainer, TrainingArguments  # noqa: E402
 from transformers.utils.generic import find_labels  # noqa: E402
 
@@ -23,6 +22,12 @@ from intrinsic_dim.hf import SubspaceCallback  # noqa: E402
 
 D_SUB = 60
 README = Path(__file__).parents[1] / "README.md"
+
+
+@pytest.fixture
+def accelerate():
+    """The Trainer needs accelerate (the `hf` and `test` extras install it)."""
+    return pytest.importorskip("accelerate")
 
 
 def _bert() -> nn.Module:
@@ -73,7 +78,7 @@ def test_state_dict_holds_only_trained_tensors_and_loads_back(tiny_bert, tiny_ba
     assert set(nn.ModuleDict({"sub": sm}).state_dict()) == {f"sub.{k}" for k in saved}
 
 
-def test_stock_trainer_trains_z_only_and_checkpoints_the_adapter(tmp_path):
+def test_stock_trainer_trains_z_only_and_checkpoints_the_adapter(accelerate, tmp_path):
     trainer = _trainer(tmp_path / "run", callbacks=[SubspaceCallback({"task": "toy", "base_model": "org/tiny-bert"})])
     sm = trainer.model
     theta0 = {n: p.detach().clone() for n, p in sm.base.named_parameters()}
@@ -108,7 +113,7 @@ def test_stock_trainer_trains_z_only_and_checkpoints_the_adapter(tmp_path):
     assert "subspace/z_norm" in state["log_history"][-1]
 
 
-def test_resume_from_a_trainer_checkpoint_is_bit_identical(tmp_path):
+def test_resume_from_a_trainer_checkpoint_is_bit_identical(accelerate, tmp_path):
     straight = _trainer(tmp_path / "a")
     straight.train()
     resumed = _trainer(tmp_path / "b")
@@ -124,7 +129,7 @@ def _checkpoint_z(folder: Path) -> torch.Tensor:
     return load_file(str(folder / "model.safetensors"))["z"]
 
 
-def test_readme_trainer_example_runs(tmp_path, monkeypatch):
+def test_readme_trainer_example_runs(accelerate, tmp_path, monkeypatch):
     text = README.read_text()
     block = re.search(r"### With the Hugging Face Trainer\n.*?```python\n(.*?)```", text, re.S)
     assert block, "README has no Trainer example"
