@@ -45,12 +45,12 @@ def _data(n: int = 16) -> list[dict]:
              "label": i % 3, "text": f"example {i}"} for i in range(n)]
 
 
-def _trainer(out: Path, callbacks=None, max_steps: int = 4) -> Trainer:
+def _trainer(out: Path, callbacks=None, **options) -> Trainer:
     sm = idim.SubspaceModel(_bert(), d=D_SUB, said=True, seed=3)
-    args = TrainingArguments(output_dir=str(out), per_device_train_batch_size=4, max_steps=max_steps, save_steps=2,
+    args = TrainingArguments(output_dir=str(out), per_device_train_batch_size=4, max_steps=4, save_steps=2,
                              logging_steps=1, learning_rate=0.1, report_to=[], use_cpu=True, seed=7,
-                             disable_tqdm=True)
-    return Trainer(model=sm, args=args, train_dataset=_data(), callbacks=callbacks)
+                             disable_tqdm=True, **options)
+    return Trainer(model=sm, args=args, train_dataset=_data(), eval_dataset=_data(8), callbacks=callbacks)
 
 
 def test_wrapper_shows_the_wrapped_models_signature_and_labels(tiny_bert):
@@ -121,6 +121,23 @@ def test_resume_from_a_trainer_checkpoint_is_bit_identical(accelerate, tmp_path)
     assert resumed.state.global_step == 4
     assert torch.equal(resumed.model.z, straight.model.z) and torch.equal(resumed.model.lam, straight.model.lam)
     assert not torch.equal(straight.model.z, _checkpoint_z(tmp_path / "a" / "checkpoint-2"))
+
+
+def test_evaluation_finds_the_labels_and_the_best_checkpoint_loads_back(accelerate, tmp_path):
+    scores = iter([1.0, 0.0])  # the step-2 checkpoint is the best: loading it at the end changes z
+
+    def metrics(p) -> dict[str, float]:
+        assert p.label_ids is not None and len(p.label_ids) == 8  # found through the wrapped model's label names
+        return {"score": next(scores)}
+
+    trainer = _trainer(tmp_path / "run", eval_strategy="steps", eval_steps=2, load_best_model_at_end=True,
+                       metric_for_best_model="score")
+    trainer.compute_metrics = metrics
+    trainer.train()
+    assert len([e for e in trainer.state.log_history if "eval_loss" in e]) == 2
+    assert trainer.state.best_model_checkpoint.endswith("checkpoint-2")
+    assert torch.equal(trainer.model.z, _checkpoint_z(tmp_path / "run" / "checkpoint-2"))
+    assert not torch.equal(trainer.model.z, _checkpoint_z(tmp_path / "run" / "checkpoint-4"))
 
 
 def _checkpoint_z(folder: Path) -> torch.Tensor:
