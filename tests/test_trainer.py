@@ -53,11 +53,13 @@ def _trainer(out: Path, callbacks=None, **options) -> Trainer:
     return Trainer(model=sm, args=args, train_dataset=_data(), eval_dataset=_data(8), callbacks=callbacks)
 
 
-def test_wrapper_shows_the_wrapped_models_signature_and_labels(tiny_bert):
+def test_wrapper_shows_the_wrapped_models_signature_and_labels(tiny_bert, make_tiny_bert, tmp_path):
     sm = idim.SubspaceModel(tiny_bert, d=50)
     assert inspect.signature(sm.forward) == inspect.signature(tiny_bert.forward)
     assert find_labels(type(sm)) == ["labels"] and isinstance(sm, idim.SubspaceModel)
     assert type(sm).__name__ == "SubspaceModel[BertForSequenceClassification]"
+    sm.save_pretrained(tmp_path)
+    assert type(type(sm).from_pretrained(make_tiny_bert(), tmp_path)) is type(sm)
     mlp = nn.Sequential(nn.Linear(3, 4))
     assert list(inspect.signature(idim.SubspaceModel(mlp, d=5).forward).parameters) == ["input"]
 
@@ -75,7 +77,8 @@ def test_state_dict_holds_only_trained_tensors_and_loads_back(tiny_bert, tiny_ba
     assert torch.equal(other(**tiny_batch).logits, out)
     with pytest.raises(RuntimeError, match="missing keys \\['z'\\]"):
         other.load_state_dict({k: v for k, v in saved.items() if k != "z"})
-    assert set(nn.ModuleDict({"sub": sm}).state_dict()) == {f"sub.{k}" for k in saved}
+    nested = nn.ModuleDict({"sub": sm}).state_dict()
+    assert set(nested) == {f"sub.{k}" for k in saved} and "sub.base.bert.encoder.layer.0.attention" in nested._metadata
 
 
 def test_stock_trainer_trains_z_only_and_checkpoints_the_adapter(accelerate, tmp_path):

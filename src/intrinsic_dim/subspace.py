@@ -94,6 +94,7 @@ def _specialised(cls: type, base_cls: type) -> type:
     """``cls`` with ``forward`` showing ``base_cls.forward``'s signature and a name ending in the base
     class's, so that code inspecting the class (``transformers.Trainer``'s column filter, label names
     and ``can_return_loss``) sees the wrapped model's arguments."""
+    cls = getattr(cls, "_generic", cls)  # from_pretrained called on a specialised class
     key = (cls, base_cls)
     if key not in _SPECIALISED:
         try:
@@ -108,7 +109,7 @@ def _specialised(cls: type, base_cls: type) -> type:
         forward.__signature__ = sig  # type: ignore[attr-defined]
         forward.__doc__ = parent.__doc__
         name = f"{cls.__name__}[{base_cls.__name__}]"
-        _SPECIALISED[key] = type(name, (cls,), {"forward": forward, "__module__": cls.__module__, "__qualname__": name})
+        _SPECIALISED[key] = type(name, (cls,), {"forward": forward, "_generic": cls, "__module__": cls.__module__, "__qualname__": name})
     return _SPECIALISED[key]
 
 
@@ -313,8 +314,10 @@ class SubspaceModel(nn.Module):
         for k, v in full.items():
             if not (isinstance(v, nn.Parameter) and not v.requires_grad):
                 out[k] = v if keep_vars else v.detach()
-        if destination is None:
-            out._metadata = getattr(full, "_metadata", OrderedDict())  # type: ignore[attr-defined]
+        if hasattr(full, "_metadata"):  # the modules' state-dict versions, as nn.Module records them
+            if not hasattr(out, "_metadata"):
+                out._metadata = OrderedDict()  # type: ignore[attr-defined]
+            out._metadata.update(full._metadata)  # type: ignore[attr-defined]
         return out
 
     def load_state_dict(self, state_dict: Any, strict: bool = True, assign: bool = False) -> _IncompatibleKeys:
