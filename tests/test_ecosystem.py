@@ -34,7 +34,7 @@ def test_every_saved_adapter_has_a_model_card(tiny_bert, tmp_path):
     front = _front_matter(card)
     assert front["base_model"] == "sentence-transformers/all-MiniLM-L6-v2"
     assert front["base_model_relation"] == "adapter" and front["library_name"] == "intrinsic-dim"
-    for text in ("SAID", "tweet-sentiment", "50", "accuracy: validation 0.6100, test 0.6000", "runs/minilm-l6-tweet-sentiment-said",
+    for text in ("SAID", "tweet-sentiment", "50", "accuracy: validation 0.6100, test 0.6000", "d90 = 150 (`runs/minilm-l6-tweet-sentiment-said`)",
                  "intrinsic-dim evaluate --adapter"):
         assert text in card, text
     assert "README.md" not in json.loads((out / "adapter_config.json").read_text())

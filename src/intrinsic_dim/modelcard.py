@@ -43,7 +43,7 @@ def model_card(config: dict[str, Any]) -> str:
     rows = [
         ("Base model", f"`{base}`" if base else f"`{config['base_model_name']}` (not a Hub id; add `base_model` to the front matter)"),
         ("Task", meta.get("task", "not recorded")),
-        ("Method", f"{method} (θ = θ0 + {'λ·' if config['said'] else ''}P(z)), {config['projection']} projection, "
+        ("Method", f"{method} (θ = θ0 + {'λ_g·' if config['said'] else ''}P(z)), {config['projection']} projection, "
                    f"layout {config['layout']}, seed {config['seed']}"),
         ("d (trained numbers)", f"{config['d']:,} of D = {config['D']:,} projected weights"),
     ]
@@ -51,7 +51,8 @@ def model_card(config: dict[str, Any]) -> str:
         values = ", ".join(f"{k} {meta[k]:.4f}" for k in ("validation", "test") if isinstance(meta.get(k), (int, float)))
         rows.append(("Metric", f"{meta['metric']}" + (f": {values}" if values else "")))
     if "d90" in meta or "d90_run" in meta:
-        rows.append(("d90 run", ", ".join(str(meta[k]) for k in ("d90", "d90_run") if k in meta)))
+        run = f"d90 = {meta['d90']}" if "d90" in meta else "d90"
+        rows.append(("d90 run", run + (f" (`{meta['d90_run']}`)" if "d90_run" in meta else "")))
     table = "\n".join(f"| {k} | {v} |" for k, v in rows)
     cli = ("\nThe command line rebuilds that model (model, task and seed are in `adapter_config.json`):\n\n"
            "```sh\nintrinsic-dim evaluate --adapter FOLDER\nintrinsic-dim merge FOLDER --out merged/\n```\n") if "model" in meta else ""
