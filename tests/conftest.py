@@ -11,9 +11,7 @@ os.environ.setdefault("HF_HUB_OFFLINE", "1")
 os.environ.setdefault("TRANSFORMERS_VERBOSITY", "error")
 
 
-@pytest.fixture
-def tiny_bert():
-    """A 2-layer BERT classifier built from a config (no download), in eval mode."""
+def _tiny_bert():
     transformers = pytest.importorskip("transformers")
     torch.manual_seed(0)
     cfg = transformers.BertConfig(
@@ -21,6 +19,18 @@ def tiny_bert():
         intermediate_size=32, max_position_embeddings=32, num_labels=3,
     )
     return transformers.BertForSequenceClassification(cfg).eval()
+
+
+@pytest.fixture
+def tiny_bert():
+    """A 2-layer BERT classifier built from a config (no download), in eval mode."""
+    return _tiny_bert()
+
+
+@pytest.fixture
+def make_tiny_bert():
+    """A function building tiny_bert again: the same weights on every call."""
+    return _tiny_bert
 
 
 @pytest.fixture

@@ -120,6 +120,7 @@ def test_train_evaluate_merge_roundtrip(tmp_path, data_dir, capsys):
     assert "adapter saved" in trained
     final = float(trained.split(", test ")[1].split(";")[0])
     assert (adapter / "adapter_model.safetensors").stat().st_size < 4096
+    assert "accuracy: validation" in (adapter / "README.md").read_text()  # the model card records the metric
     assert main(["evaluate", "--adapter", str(adapter), "--quiet"]) == 0  # model, task and length come from the adapter
     report = json.loads(capsys.readouterr().out)
     assert report["accuracy"] == pytest.approx(final, abs=1e-9) and report["model"] == "bert-tiny-random"

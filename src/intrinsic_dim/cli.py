@@ -459,7 +459,8 @@ def cmd_train(args: argparse.Namespace) -> int:
     if not result.ok:
         print(f"training {result.status}: {result.error}", file=sys.stderr)
         return 1
-    meta = {"model": args.model, "task": args.task, "seed": args.seed, "max_length": args.max_length}
+    meta = {"model": args.model, "task": args.task, "seed": args.seed, "max_length": args.max_length,
+            "metric": task.metric, "validation": result.val_metric, "test": result.metric}
     try:
         sm.save_pretrained(args.out, metadata=meta)
     except OSError as e:

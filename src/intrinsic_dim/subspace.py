@@ -18,8 +18,11 @@ SAID with m groups: z has d - m entries and lambda m, so d <= m is an error.
 from __future__ import annotations
 
 import contextlib
+import inspect
 import re
+import tempfile
 import weakref
+from collections import OrderedDict
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, Iterator, Sequence
@@ -27,12 +30,15 @@ from typing import Any, Iterator, Sequence
 import torch
 from torch import nn
 from torch.autograd.function import once_differentiable
+from torch.nn.modules.module import _IncompatibleKeys
 from torch.nn.utils import parametrize
 
 from intrinsic_dim import __version__
 from intrinsic_dim.adapter import AdapterError, fingerprint, read_adapter, write_adapter
 from intrinsic_dim.config import SubspaceConfig
 from intrinsic_dim.groups import assign_groups
+from intrinsic_dim.hub import CARD_NAME, resolve_adapter, upload_folder
+from intrinsic_dim.modelcard import model_card
 from intrinsic_dim.projection import Projection, make_projection
 
 
@@ -81,6 +87,32 @@ class _Reparametrization(nn.Module):
         return self._owner[0]._weight(self.i, theta0)
 
 
+_SPECIALISED: dict[tuple[type, type], type] = {}
+
+
+def _specialised(cls: type, base_cls: type) -> type:
+    """``cls`` with ``forward`` showing ``base_cls.forward``'s signature and a name ending in the base
+    class's, so that code inspecting the class (``transformers.Trainer``'s column filter, label names
+    and ``can_return_loss``) sees the wrapped model's arguments."""
+    cls = getattr(cls, "_generic", cls)  # from_pretrained called on a specialised class
+    key = (cls, base_cls)
+    if key not in _SPECIALISED:
+        try:
+            sig = inspect.signature(base_cls.forward)
+        except (TypeError, ValueError, AttributeError):
+            return cls
+        parent = cls.forward
+
+        def forward(self: "SubspaceModel", *args: Any, **kwargs: Any) -> Any:
+            return parent(self, *args, **kwargs)
+
+        forward.__signature__ = sig  # type: ignore[attr-defined]
+        forward.__doc__ = parent.__doc__
+        name = f"{cls.__name__}[{base_cls.__name__}]"
+        _SPECIALISED[key] = type(name, (cls,), {"forward": forward, "_generic": cls, "__module__": cls.__module__, "__qualname__": name})
+    return _SPECIALISED[key]
+
+
 @dataclass(frozen=True)
 class _Recipe:
     """What a saved-tensor hook keeps instead of (a view of) an effective weight."""
@@ -102,7 +134,15 @@ class SubspaceModel(nn.Module):
     trained as usual and count in :meth:`num_trainable`. Frozen parameters and buffers are left
     alone; tied weights count once. Base weights may be bfloat16/float16: z and lambda stay float32
     and the update is added in the weight's dtype.
+
+    An instance's class is a subclass named after the wrapped model's (``SubspaceModel[BertFor...]``)
+    whose ``forward`` has that model's signature; :meth:`state_dict` holds only what training changes.
+    Both are what ``transformers.Trainer`` reads (docs/ecosystem.md).
     """
+
+    def __new__(cls, model: nn.Module | None = None, *args: Any, **kwargs: Any) -> "SubspaceModel":
+        """An instance of the subclass specialised to ``type(model)`` (copies and unpickling pass no model)."""
+        return super().__new__(_specialised(cls, type(model)) if isinstance(model, nn.Module) else cls)
 
     def __init__(self, model: nn.Module, config: SubspaceConfig | int | None = None, **kwargs: Any) -> None:
         super().__init__()
@@ -227,6 +267,7 @@ class SubspaceModel(nn.Module):
         return {n: _Update.apply(t, self.z, self.lam, self, i) for i, (n, t) in enumerate(zip(self._names, self._theta0))}
 
     def forward(self, *args: Any, **kwargs: Any) -> Any:
+        """The wrapped model's forward with the subspace weights."""
         if self._merged:
             raise RuntimeError("this SubspaceModel was merged into its base model; use the model merge_and_unload returned")
         self._live.clear()
@@ -264,6 +305,33 @@ class SubspaceModel(nn.Module):
         t, n = self.num_trainable(), self.num_total()
         print(f"trainable params: {t:,}{extra} || all params: {n:,} || projected D: {self.D:,} || trainable%: {100 * t / n:.4f}")
 
+    # ---- state: what training changes ---------------------------------------------------
+    def state_dict(self, *, destination: dict[str, Any] | None = None, prefix: str = "", keep_vars: bool = False) -> dict[str, Any]:
+        """z, lambda, the directly trained tensors and the buffers, under their usual keys; never the
+        frozen weights theta0 (a Trainer checkpoint's model file is then a few KB)."""
+        full = super().state_dict(prefix=prefix, keep_vars=True)
+        out = OrderedDict() if destination is None else destination
+        for k, v in full.items():
+            if not (isinstance(v, nn.Parameter) and not v.requires_grad):
+                out[k] = v if keep_vars else v.detach()
+        if hasattr(full, "_metadata"):  # the modules' state-dict versions, as nn.Module records them
+            if not hasattr(out, "_metadata"):
+                out._metadata = OrderedDict()  # type: ignore[attr-defined]
+            out._metadata.update(full._metadata)  # type: ignore[attr-defined]
+        return out
+
+    def load_state_dict(self, state_dict: Any, strict: bool = True, assign: bool = False) -> _IncompatibleKeys:
+        """Load :meth:`state_dict`'s tensors; the frozen weights are not expected (they are theta0)."""
+        result = super().load_state_dict(state_dict, strict=False, assign=assign)
+        trained = set(self.state_dict(keep_vars=True))
+        missing = [k for k in result.missing_keys if k in trained]
+        if strict and (missing or result.unexpected_keys):
+            raise RuntimeError(
+                f"Error(s) in loading state_dict for {type(self).__name__}: missing keys {missing}, "
+                f"unexpected keys {result.unexpected_keys}"
+            )
+        return _IncompatibleKeys(missing, result.unexpected_keys)
+
     # ---- adapters --------------------------------------------------------------------------
     def _frozen_named(self) -> list[tuple[str, torch.Tensor]]:
         return list(zip(self._names, self._theta0))
@@ -284,9 +352,21 @@ class SubspaceModel(nn.Module):
         }
 
     def save_pretrained(self, path: str | Path, metadata: dict[str, Any] | None = None) -> Path:
-        """Write the adapter (config JSON + safetensors with z, lambda, direct tensors) to ``path``;
-        ``metadata`` (JSON-serialisable: e.g. model name, task, seed) is stored in the config."""
-        return write_adapter(path, self.adapter_config() | {"metadata": metadata or {}}, self._adapter_tensors())
+        """Write the adapter (config JSON + safetensors with z, lambda, direct tensors) and its README.md
+        model card to ``path``; ``metadata`` (JSON-serialisable: e.g. model name, task, seed, metric,
+        d90 run; ``base_model``: the base model's Hub id) is stored in the config and shown in the card."""
+        config = self.adapter_config() | {"metadata": metadata or {}}
+        out = write_adapter(path, config, self._adapter_tensors())
+        (out / CARD_NAME).write_text(model_card(config))
+        return out
+
+    def push_to_hub(self, repo_id: str, metadata: dict[str, Any] | None = None, private: bool | None = None,
+                    token: str | None = None, commit_message: str = "Upload intrinsic-dim adapter") -> str:
+        """Save the adapter with its model card and upload it to the Hub repository ``repo_id``
+        (created if missing); returns the commit URL. Needs network access and a Hub token."""
+        with tempfile.TemporaryDirectory(prefix="intrinsic-dim-push-") as tmp:
+            self.save_pretrained(tmp, metadata)
+            return upload_folder(tmp, repo_id, private=private, token=token, commit_message=commit_message)
 
     def _adapter_tensors(self) -> dict[str, torch.Tensor]:
         params = dict(self.base.named_parameters())
@@ -294,8 +374,10 @@ class SubspaceModel(nn.Module):
         return tensors | {f"direct.{n}": params[n] for n in self._direct}
 
     @classmethod
-    def from_pretrained(cls, model: nn.Module, path: str | Path) -> "SubspaceModel":
-        """Rebuild the adapter saved at ``path`` on ``model``; refuses a different base model."""
+    def from_pretrained(cls, model: nn.Module, path: str | Path, revision: str | None = None) -> "SubspaceModel":
+        """Rebuild the adapter saved in the folder or Hub repo id ``path`` on ``model`` (``revision``: the
+        Hub branch, tag or commit); refuses a different base model."""
+        path = resolve_adapter(path, revision)
         raw, tensors = read_adapter(path)
         try:
             sm = cls(model, SubspaceConfig.from_dict(raw))
