@@ -1,29 +1,50 @@
 """Adapter files: ``adapter_config.json`` + ``adapter_model.safetensors`` (PEFT layout).
 
 The weights file holds only the trained numbers (z, lambda, directly trained tensors); the config
-says how to rebuild the projection and carries a SHA-256 fingerprint of the frozen weights theta0
-and of the weights file, so a different base model or a corrupt file is refused. Nothing is
-unpickled.
+says how to rebuild the projection and carries SHA-256 checksums of the frozen weights theta0, of
+the weights file and of the config itself (``config_sha256``, over its canonical JSON), so a
+different base model, a corrupt file or an edited config is refused. Before use, the config is
+checked against a schema (types, ranges, choices, regular expressions, nesting depth) and the
+tensors against it (names, floating dtypes, shapes, finite values). Every failure is an
+:class:`AdapterError` naming the file and what to do. Nothing is unpickled. See docs/reliability.md.
+
+Format 2 (this version) has ``config_sha256``; format 1 (intrinsic-dim 0.1.0 and the versions
+before format 2) has not, and still loads, with a warning that its config is not protected.
 """
 
 from __future__ import annotations
 
 import hashlib
 import json
+import math
+import re
+import warnings
 from pathlib import Path
 from typing import Any, Iterable
 
+import numpy as np
 import torch
 from safetensors import SafetensorError
-from safetensors.torch import load_file, save_file
+from safetensors.torch import load as load_safetensors
+from safetensors.torch import save_file
+
+from intrinsic_dim.config import FILE_KEYS, SubspaceConfig, _is_int
+from intrinsic_dim.groups import assign_groups
 
 CONFIG_NAME = "adapter_config.json"
 WEIGHTS_NAME = "adapter_model.safetensors"
-FORMAT_VERSION = 1
+FORMAT_VERSION = 2
+UNPROTECTED_VERSION = 1  # written before the config had a checksum
+MAX_CONFIG_BYTES = 16 << 20
+MAX_DEPTH = 32
+SUBSPACE_DTYPES = (torch.float32, torch.float64)
+"""The dtypes z and lambda may be stored in (SubspaceModel writes float32)."""
+_FIX = "restore the original file, or save the adapter again with SubspaceModel.save_pretrained"
+_SHA256 = re.compile(r"[0-9a-f]{64}")
 
 
 class AdapterError(ValueError):
-    """An adapter that cannot be used with this base model: missing, corrupt or mismatched."""
+    """An adapter that cannot be used with this base model: missing, corrupt, edited or mismatched."""
 
 
 def fingerprint(named: Iterable[tuple[str, torch.Tensor]]) -> str:
@@ -34,6 +55,13 @@ def fingerprint(named: Iterable[tuple[str, torch.Tensor]]) -> str:
         flat = t.detach().to("cpu").contiguous().reshape(-1)
         h.update(flat.view(torch.uint8).numpy().tobytes() if flat.numel() else b"")
     return h.hexdigest()
+
+
+def config_checksum(config: dict[str, Any]) -> str:
+    """SHA-256 of the config's canonical JSON (sorted keys, no spaces), ``config_sha256`` left out:
+    reordering keys or changing white space keeps it, any change of a value does not."""
+    body = {k: v for k, v in config.items() if k != "config_sha256"}
+    return hashlib.sha256(json.dumps(body, sort_keys=True, separators=(",", ":"), allow_nan=False).encode()).hexdigest()
 
 
 def _file_sha256(path: Path) -> str:
@@ -47,12 +75,165 @@ def _file_sha256(path: Path) -> str:
 def write_adapter(path: str | Path, config: dict[str, Any], tensors: dict[str, torch.Tensor]) -> Path:
     """Write the two adapter files into directory ``path`` (created if needed)."""
     out = Path(path)
+    full = {"format_version": FORMAT_VERSION, **config}
+    try:
+        _depth_ok(json.dumps(full, allow_nan=False))
+    except ValueError as e:
+        raise ValueError(f"cannot save an adapter whose config could not be read back: {e}") from None
     out.mkdir(parents=True, exist_ok=True)
     weights = out / WEIGHTS_NAME
     save_file({k: v.detach().to("cpu").contiguous() for k, v in tensors.items()}, str(weights))
-    full = {"format_version": FORMAT_VERSION, **config, "weights_sha256": _file_sha256(weights)}
+    full["weights_sha256"] = _file_sha256(weights)
+    full["config_sha256"] = config_checksum(full)
     (out / CONFIG_NAME).write_text(json.dumps(full, indent=2) + "\n")
     return out
+
+
+# ---- reading the config -------------------------------------------------------------------
+_ESCAPE, _STRING = re.compile(r"\\.", re.S), re.compile(r'"[^"]*"')
+
+
+def _depth_ok(text: str) -> None:
+    """Refuse JSON text nested deeper than MAX_DEPTH, before a recursive parser sees it (linear time)."""
+    brackets = np.frombuffer(_STRING.sub("", _ESCAPE.sub("", text)).encode(), dtype=np.uint8)
+    steps = np.isin(brackets, (ord("["), ord("{"))).astype(np.int64) - np.isin(brackets, (ord("]"), ord("}")))
+    depth = int(np.cumsum(steps).max(initial=0))
+    if depth > MAX_DEPTH:
+        raise ValueError(f"it is nested {depth} levels deep, more than the {MAX_DEPTH} an adapter config may have")
+
+
+def _finite(text: str) -> float:
+    value = float(text)
+    if not math.isfinite(value):
+        raise ValueError(f"the number {text[:40]} is out of range")
+    return value
+
+
+def _no_constant(text: str) -> None:
+    raise ValueError(f"{text} is not a JSON number")
+
+
+def _unique(pairs: list[tuple[str, Any]]) -> dict[str, Any]:
+    out = dict(pairs)
+    if len(out) != len(pairs):
+        raise ValueError(f"a key appears twice in one object (keys {sorted(k for k, _ in pairs)[:10]})")
+    return out
+
+
+def _parse_json(data: bytes, where: Path) -> Any:
+    """Strict JSON: UTF-8, depth at most MAX_DEPTH, finite numbers, no NaN/Infinity, no duplicate keys."""
+    if len(data) > MAX_CONFIG_BYTES:
+        raise AdapterError(f"{where} holds {len(data):,} bytes of JSON, more than the {MAX_CONFIG_BYTES:,} allowed; {_FIX}")
+    try:
+        text = data.decode("utf-8")
+        _depth_ok(text)
+        return json.loads(text, parse_float=_finite, parse_constant=_no_constant, object_pairs_hook=_unique)
+    except ValueError as e:  # JSONDecodeError, UnicodeDecodeError, int digit limits, the hooks above
+        raise AdapterError(f"{where} is not valid JSON ({e}); the adapter is corrupt: {_FIX}") from None
+
+
+def _check_checksum(config: dict[str, Any], where: Path) -> None:
+    version = config.get("format_version")
+    if not (_is_int(version) and version in (UNPROTECTED_VERSION, FORMAT_VERSION)):
+        raise AdapterError(
+            f"{where} is not an intrinsic-dim adapter config of format version {UNPROTECTED_VERSION} or {FORMAT_VERSION} "
+            f"(format_version {version!r}); {_FIX}"
+        )
+    stored = config.get("config_sha256")
+    if stored is None and version == UNPROTECTED_VERSION:
+        warnings.warn(
+            f"{where} is of format version 1 (written before configs had a checksum), so an edit of it "
+            "cannot be detected; save the adapter again (SubspaceModel.from_pretrained then save_pretrained) to add one",
+            UserWarning, stacklevel=3,
+        )
+    elif stored != config_checksum(config):
+        what = "has no config_sha256 checksum" if stored is None else "does not match its config_sha256 checksum"
+        raise AdapterError(f"{where} {what}: it was edited or is corrupt, and an edited adapter means other weights; {_FIX}")
+
+
+def _check_file_keys(config: dict[str, Any]) -> list[tuple[str, list[int]]]:
+    """The file's own keys checked; returns the projected tensors' (name, shape) list."""
+    for key in ("weights_sha256", "base_fingerprint"):
+        if not (isinstance(config.get(key), str) and _SHA256.fullmatch(config[key])):
+            raise ValueError(f"{key} must be 64 lowercase hexadecimal digits (a SHA-256), got {config.get(key)!r}")
+    if not isinstance(config.get("base_model_name"), str) or not isinstance(config.get("library_version", ""), str):
+        raise ValueError(f"base_model_name and library_version must be text, got {config.get('base_model_name')!r}, "
+                         f"{config.get('library_version')!r}")
+    projected = config.get("projected")
+    if not (isinstance(projected, list) and projected and all(
+        isinstance(e, list) and len(e) == 2 and isinstance(e[0], str) and isinstance(e[1], list)
+        and all(_is_int(s) and s >= 0 for s in e[1]) for e in projected
+    )):
+        raise ValueError("projected must be a non-empty list of [parameter name, shape] pairs")
+    names = [e[0] for e in projected]
+    if len(set(names)) != len(names):
+        raise ValueError("projected names a parameter twice")
+    D = sum(math.prod(e[1]) for e in projected)
+    if "D" in config and not (_is_int(config["D"]) and config["D"] == D):
+        raise ValueError(f"D must be the projected tensors' total size {D}, got {config['D']!r}")
+    metadata = config.get("metadata", {})
+    if not isinstance(metadata, dict):
+        raise ValueError(f"metadata must be a mapping, got {metadata!r}")
+    for key, ok, what in (("model", lambda v: isinstance(v, str), "text"), ("task", lambda v: isinstance(v, str), "text"),
+                          ("seed", lambda v: _is_int(v) and 0 <= v < 2**63, "an integer from 0 to 2**63 - 1"),
+                          ("max_length", lambda v: _is_int(v) and v >= 1, "a positive integer")):
+        if key in metadata and not ok(metadata[key]):
+            raise ValueError(f"metadata {key} must be {what}, got {metadata[key]!r}")
+    return projected
+
+
+def _validate(config: Any, where: Path) -> tuple[dict[str, Any], dict[str, tuple[int, ...]]]:
+    """The config checked against the schema, unknown keys dropped (with a warning), and the shapes
+    of z and lambda it implies."""
+    if not isinstance(config, dict):
+        raise AdapterError(f"{where} must hold a JSON object, not {type(config).__name__}; {_FIX}")
+    _check_checksum(config, where)
+    try:
+        projected = _check_file_keys(config)
+        known = {f for f in SubspaceConfig.__dataclass_fields__ if f != "extra"} | FILE_KEYS | {"method"}
+        unknown = sorted(set(config) - known)
+        if unknown:
+            warnings.warn(f"{where}: ignoring keys this version does not know: {unknown}", UserWarning, stacklevel=3)
+            config = {k: v for k, v in config.items() if k not in unknown}
+        sub = SubspaceConfig.from_dict(config)
+        names = [n for n, _ in projected]
+        if sub.said and isinstance(sub.groups, dict) and not set(names) <= set(sub.groups):
+            raise ValueError(f"groups gives no group for {sorted(set(names) - set(sub.groups))[:5]}")
+        m = len(assign_groups(names, sub.groups)[1]) if sub.said else 0
+        D = sum(math.prod(s) for _, s in projected)
+        if not m < sub.d <= D + m:
+            raise ValueError(f"d = {sub.d} must exceed the {m} SAID groups and leave at most D = {D} numbers for z")
+    except ValueError as e:
+        raise AdapterError(f"{where} is not a valid adapter config: {e}; {_FIX}") from None
+    return config, {"z": (sub.d - m,)} | ({"lambda": (m,)} if sub.said else {})
+
+
+def read_config(path: str | Path) -> dict[str, Any]:
+    """Read, verify and validate an ``adapter_config.json``; raises AdapterError saying what is wrong."""
+    return _read_config(Path(path))[0]
+
+
+def _read_config(where: Path) -> tuple[dict[str, Any], dict[str, tuple[int, ...]]]:
+    if not where.is_file():
+        raise AdapterError(f"{where} is missing: an adapter directory holds {CONFIG_NAME} and {WEIGHTS_NAME}")
+    return _validate(_parse_json(where.read_bytes(), where), where)
+
+
+# ---- reading the weights ------------------------------------------------------------------
+def _check_tensors(tensors: dict[str, torch.Tensor], shapes: dict[str, tuple[int, ...]], where: Path) -> None:
+    """Names, dtypes, shapes and finiteness of the stored tensors against the config."""
+    names = set(tensors) - {k for k in tensors if k.startswith("direct.")}
+    if names != set(shapes):
+        raise AdapterError(f"{where} holds tensors {sorted(names)} besides direct.*, expected {sorted(shapes)}; {_FIX}")
+    for k, t in tensors.items():
+        if k in shapes and t.dtype not in SUBSPACE_DTYPES:
+            raise AdapterError(f"{where}: {k} is {t.dtype}, expected one of {SUBSPACE_DTYPES} (values are not cast); {_FIX}")
+        if not t.is_floating_point():
+            raise AdapterError(f"{where}: {k} is {t.dtype}, expected a floating-point tensor; {_FIX}")
+        if k in shapes and tuple(t.shape) != shapes[k]:
+            raise AdapterError(f"{where}: {k} has shape {tuple(t.shape)}, but the config's d and groups give {shapes[k]}; {_FIX}")
+        if not bool(torch.isfinite(t).all()):
+            raise AdapterError(f"{where}: {k} holds NaN or infinite values; {_FIX}")
 
 
 def read_adapter(path: str | Path) -> tuple[dict[str, Any], dict[str, torch.Tensor]]:
@@ -62,19 +243,16 @@ def read_adapter(path: str | Path) -> tuple[dict[str, Any], dict[str, torch.Tens
     for p in (cfg_path, weights):
         if not p.is_file():
             raise AdapterError(f"{p} is missing: an adapter directory holds {CONFIG_NAME} and {WEIGHTS_NAME}")
-    try:
-        config = json.loads(cfg_path.read_text())
-    except (json.JSONDecodeError, UnicodeDecodeError) as e:
-        raise AdapterError(f"{cfg_path} is not valid JSON ({e}); the adapter is corrupt, save it again") from e
-    if not isinstance(config, dict) or config.get("format_version") != FORMAT_VERSION:
-        raise AdapterError(f"{cfg_path} is not an intrinsic-dim adapter config of format version {FORMAT_VERSION}")
-    if _file_sha256(weights) != config.get("weights_sha256"):
+    config, shapes = _read_config(cfg_path)
+    data = weights.read_bytes()
+    if hashlib.sha256(data).hexdigest() != config["weights_sha256"]:
         raise AdapterError(
             f"{weights} does not match the checksum in {CONFIG_NAME}: the file is corrupt or truncated, "
             "or was replaced; save the adapter again"
         )
     try:
-        tensors = load_file(str(weights))
-    except (SafetensorError, OSError) as e:
-        raise AdapterError(f"{weights} cannot be read as safetensors ({e})") from e
+        tensors = load_safetensors(data)
+    except (SafetensorError, ValueError, TypeError, RuntimeError) as e:
+        raise AdapterError(f"{weights} cannot be read as safetensors ({e}); {_FIX}") from None
+    _check_tensors(tensors, shapes, weights)
     return config, tensors

@@ -9,7 +9,7 @@ fingerprint). Adapters written by intrinsic-dim 0.1.0, whose config nested the p
 from __future__ import annotations
 
 import dataclasses
-import json
+import re
 import warnings
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -17,18 +17,40 @@ from typing import Any, Callable
 
 from intrinsic_dim.groups import GROUPINGS
 from intrinsic_dim.projection import DEFAULT_MAX_DENSE_ELEMENTS, KINDS, LAYOUTS, NORMALISATIONS
+from intrinsic_dim.rng import MASK64
 
 CONFIG_NAME = "adapter_config.json"
 # keys of adapter_config.json that describe the file or the base model, not the subspace
 FILE_KEYS = frozenset(
-    {"format_version", "library_version", "weights_sha256", "projected", "D", "base_model_name", "base_fingerprint", "metadata"}
+    {"format_version", "library_version", "weights_sha256", "config_sha256", "projected", "D", "base_model_name",
+     "base_fingerprint", "metadata"}
 )
+MAX_PATTERN_LENGTH = 1000
 
 Patterns = list[str] | None
 
 
-def _patterns(p: str | list[str] | tuple[str, ...] | None) -> Patterns:
-    return [p] if isinstance(p, str) else (list(p) if p else None)
+def _is_int(v: Any) -> bool:
+    return isinstance(v, int) and not isinstance(v, bool)
+
+
+def _patterns(name: str, p: Any) -> Patterns:
+    """``p`` (a regular expression, a list of them or None) as a list or None, each one compiled to check it."""
+    if p is None:
+        return None
+    patterns = [p] if isinstance(p, str) else p
+    if not isinstance(patterns, (list, tuple)):
+        raise ValueError(f"{name} must be a regular expression or a list of them, got {p!r}")
+    for pattern in patterns:
+        if not isinstance(pattern, str):
+            raise ValueError(f"{name} must hold regular expressions (text), got {pattern!r}")
+        if len(pattern) > MAX_PATTERN_LENGTH:
+            raise ValueError(f"{name} pattern of {len(pattern)} characters is longer than {MAX_PATTERN_LENGTH}")
+        try:
+            re.compile(pattern)
+        except (re.error, RecursionError, OverflowError) as e:
+            raise ValueError(f"{name} pattern {pattern!r} is not a valid regular expression ({e})") from None
+    return list(patterns) or None
 
 
 @dataclass
@@ -57,7 +79,7 @@ class SubspaceConfig:
     extra: dict[str, Any] = field(default_factory=dict, repr=False, compare=False)
 
     def __post_init__(self) -> None:
-        if not isinstance(self.d, int) or isinstance(self.d, bool) or self.d < 1:
+        if not _is_int(self.d) or self.d < 1:
             raise ValueError(f"d must be a positive integer, got {self.d!r}")
         if self.projection not in KINDS:
             raise ValueError(f"unknown projection {self.projection!r}; choose one of {KINDS}")
@@ -67,15 +89,19 @@ class SubspaceConfig:
             raise ValueError(f"layout {self.layout!r} applies to the fastfood projection only, not {self.projection!r}")
         if self.normalisation not in NORMALISATIONS:
             raise ValueError(f"unknown normalisation {self.normalisation!r}; choose one of {NORMALISATIONS}")
-        if not (isinstance(self.groups, dict) or callable(self.groups) or self.groups in GROUPINGS):
+        if isinstance(self.groups, dict):
+            if not all(isinstance(k, str) and isinstance(v, str) for k, v in self.groups.items()):
+                raise ValueError(f"a SAID grouping dict maps parameter names to group names (text), got {self.groups!r}")
+        elif not (callable(self.groups) or self.groups in GROUPINGS):
             raise ValueError(f"unknown SAID grouping {self.groups!r}; choose one of {GROUPINGS} or a name -> group dict")
-        if not isinstance(self.seed, int) or isinstance(self.seed, bool) or self.seed < 0:
-            raise ValueError(f"seed must be a non-negative integer, got {self.seed!r}")
-        if not isinstance(self.dense_max_elements, int) or self.dense_max_elements < 1:
+        if not _is_int(self.seed) or not 0 <= self.seed <= MASK64:
+            raise ValueError(f"seed must be an integer from 0 to 2**64 - 1 (the generator's range), got {self.seed!r}")
+        if not _is_int(self.dense_max_elements) or self.dense_max_elements < 1:
             raise ValueError(f"dense_max_elements must be a positive integer, got {self.dense_max_elements!r}")
-        self.said = bool(self.said)
-        self.include, self.exclude = _patterns(self.include), _patterns(self.exclude)
-        self.train_directly = _patterns(self.train_directly)
+        if not isinstance(self.said, bool):
+            raise ValueError(f"said must be true or false, got {self.said!r}")
+        self.include, self.exclude = _patterns("include", self.include), _patterns("exclude", self.exclude)
+        self.train_directly = _patterns("train_directly", self.train_directly)
 
     def to_dict(self) -> dict[str, Any]:
         """The JSON-serialisable fields (``extra`` left out)."""
@@ -85,7 +111,11 @@ class SubspaceConfig:
     def from_dict(cls, data: dict[str, Any]) -> "SubspaceConfig":
         """Build from :meth:`to_dict`'s form or a 0.1.0 adapter config; unknown keys give a warning
         and are kept in ``extra``."""
+        if not isinstance(data, dict):
+            raise ValueError(f"a subspace config is a mapping of field names to values, got {type(data).__name__}")
         data = _upgrade(data)
+        if "d" not in data:
+            raise ValueError("the config has no 'd' (the number of trained subspace numbers)")
         names = {f.name for f in dataclasses.fields(cls)} - {"extra"}
         unknown = {k: v for k, v in data.items() if k not in names and k not in FILE_KEYS}
         if unknown:
@@ -94,9 +124,12 @@ class SubspaceConfig:
 
     @classmethod
     def from_pretrained(cls, path: str | Path) -> "SubspaceConfig":
-        """The config of the adapter saved in directory ``path`` (or of that JSON file)."""
+        """The config of the adapter saved in directory ``path`` (or of that JSON file), verified as
+        :func:`~intrinsic_dim.adapter.read_config` does."""
+        from intrinsic_dim.adapter import read_config
+
         p = Path(path)
-        return cls.from_dict(json.loads((p / CONFIG_NAME if p.is_dir() else p).read_text()))
+        return cls.from_dict(read_config(p / CONFIG_NAME if p.is_dir() else p))
 
 
 def _upgrade(data: dict[str, Any]) -> dict[str, Any]:
@@ -104,6 +137,11 @@ def _upgrade(data: dict[str, Any]) -> dict[str, Any]:
     proj = data.get("projection")
     if not isinstance(proj, dict):
         return dict(data)
+    missing = sorted({"kind", "seed"} - set(proj))
+    if missing:
+        raise ValueError(f"the nested 'projection' of a 0.1.0 config has no {missing}")
+    if data.get("method", "did") not in ("did", "said"):
+        raise ValueError(f"method must be 'did' or 'said', got {data['method']!r}")
     out = {k: v for k, v in data.items() if k not in ("projection", "method")}
     out |= {"projection": proj["kind"], "seed": proj["seed"], "layout": proj.get("layout", "stacked")}
     out["said"] = data.get("method") == "said"

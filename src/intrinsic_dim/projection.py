@@ -54,8 +54,8 @@ class Projection(ABC):
                 f"d = {d} exceeds D = {D}, the number of projected parameters: choose d <= D "
                 "(a subspace as large as the model is plain fine-tuning)"
             )
-        if not isinstance(seed, int) or seed < 0:
-            raise ValueError(f"seed must be a non-negative integer, got {seed!r}")
+        if not isinstance(seed, int) or not 0 <= seed <= rng.MASK64:
+            raise ValueError(f"seed must be an integer from 0 to 2**64 - 1 (larger ones would alias smaller ones), got {seed!r}")
         if sizes is not None and (sum(sizes) != D or any(s < 1 for s in sizes)):
             raise ValueError(f"sizes must be positive tensor sizes that sum to D = {D}")
         self.d, self.D, self.seed = d, D, seed

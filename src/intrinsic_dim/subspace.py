@@ -412,6 +412,8 @@ class SubspaceModel(nn.Module):
             for k, target in expected.items():
                 if tensors[k].shape != target.shape:
                     raise AdapterError(f"adapter tensor {k} at {path} has shape {tuple(tensors[k].shape)}, expected {tuple(target.shape)}")
+                if k.startswith("direct.") and tensors[k].dtype != target.dtype:
+                    raise AdapterError(f"adapter tensor {k} at {path} is {tensors[k].dtype}, but the model's is {target.dtype}")
                 target.copy_(tensors[k])
 
     def _unwrap(self) -> None:
