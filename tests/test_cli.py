@@ -129,6 +129,9 @@ def test_train_evaluate_merge_roundtrip(tmp_path, data_dir, capsys):
     from transformers import AutoModelForSequenceClassification
 
     assert AutoModelForSequenceClassification.from_pretrained(merged).num_labels == 2
+    again = tmp_path / "merged-again"  # the same model, task and seed given as flags: the same weights
+    assert main(["merge", str(adapter), "--out", str(again), "--model", "bert-tiny-random", "--task", str(data_dir), "--seed", "3"]) == 0
+    assert (again / "model.safetensors").read_bytes() == (merged / "model.safetensors").read_bytes()
 
 
 def test_config_file_with_flag_override(tmp_path, data_dir, capsys):

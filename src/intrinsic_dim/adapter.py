@@ -41,6 +41,7 @@ SUBSPACE_DTYPES = (torch.float32, torch.float64)
 """The dtypes z and lambda may be stored in (SubspaceModel writes float32)."""
 _FIX = "restore the original file, or save the adapter again with SubspaceModel.save_pretrained"
 _SHA256 = re.compile(r"[0-9a-f]{64}")
+SUBSPACE_FIELDS = frozenset(SubspaceConfig.__dataclass_fields__) - {"extra"}
 
 
 class AdapterError(ValueError):
@@ -190,11 +191,14 @@ def _validate(config: Any, where: Path) -> tuple[dict[str, Any], dict[str, tuple
     _check_checksum(config, where)
     try:
         projected = _check_file_keys(config)
-        known = {f for f in SubspaceConfig.__dataclass_fields__ if f != "extra"} | FILE_KEYS | {"method"}
+        known = SUBSPACE_FIELDS | FILE_KEYS | {"method"}
         unknown = sorted(set(config) - known)
         if unknown:
             warnings.warn(f"{where}: ignoring keys this version does not know: {unknown}", UserWarning, stacklevel=3)
             config = {k: v for k, v in config.items() if k not in unknown}
+        missing = sorted(SUBSPACE_FIELDS - set(config)) if config["format_version"] == FORMAT_VERSION else []
+        if missing:
+            raise ValueError(f"it has no {missing} (format {FORMAT_VERSION} writes every field, so no default stands in)")
         sub = SubspaceConfig.from_dict(config)
         names = [n for n, _ in projected]
         if sub.said and isinstance(sub.groups, dict) and not set(names) <= set(sub.groups):

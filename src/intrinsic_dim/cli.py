@@ -149,6 +149,10 @@ def _build_parser() -> argparse.ArgumentParser:
                        description="Merge an adapter into its base model and save the result (Hugging Face folder or safetensors).")
     g.add_argument("adapter", help="adapter directory made by `train`")
     g.add_argument("--out", required=True, help="output directory")
+    g.add_argument("--model", default=None, help="base model (default: the adapter's)")
+    g.add_argument("--task", default=None, help="task, for the classification head's size (default: the adapter's)")
+    g.add_argument("--seed", type=int, default=None, help="head initialisation seed (default: the adapter's)")
+    g.add_argument("--max-length", type=int, default=None, help="token truncation length (default: the adapter's, else 128)")
     g.add_argument("--config", default=None, help="YAML/JSON file of options; flags override it")
 
     r = sub.add_parser("report", help="plot and report one or several runs",
@@ -493,20 +497,26 @@ def cmd_evaluate(args: argparse.Namespace) -> int:
 
 
 def cmd_merge(args: argparse.Namespace) -> int:
+    import torch
     from safetensors.torch import save_file
 
-    from intrinsic_dim.adapter import read_adapter
+    from intrinsic_dim.adapter import AdapterError, read_adapter
     from intrinsic_dim.models import load_model
     from intrinsic_dim.subspace import SubspaceModel
     from intrinsic_dim.tasks import load_task
 
     meta = read_adapter(args.adapter)[0].get("metadata") or {}
-    if not {"model", "task", "seed"} <= set(meta):
-        print(f"{args.adapter} does not say which model and task it was trained on (made outside `intrinsic-dim train`)", file=sys.stderr)
+    model_name, task_name = args.model or meta.get("model"), args.task or meta.get("task")
+    seed = args.seed if args.seed is not None else meta.get("seed")
+    if model_name is None or task_name is None or seed is None:
+        print(f"{args.adapter} does not say which model, task and seed it was trained with (made outside `intrinsic-dim "
+              "train`): pass --model, --task and --seed", file=sys.stderr)
         return 2
-    task = load_task(meta["task"], max_train=1, max_eval=1, seed=0)
-    loaded = load_model(meta["model"], task, seed=meta["seed"], max_length=meta.get("max_length", 128))
+    task = load_task(task_name, max_train=1, max_eval=1, seed=0)
+    loaded = load_model(model_name, task, seed=seed, max_length=args.max_length or meta.get("max_length", 128))
     merged = SubspaceModel.from_pretrained(loaded.model, args.adapter).merge_and_unload()
+    if not all(bool(torch.isfinite(p).all()) for p in merged.parameters()):
+        raise AdapterError(f"merging {args.adapter} gives NaN or infinite weights (its z or lambda is too large); nothing was written")
     out = Path(args.out)
     if hasattr(merged, "save_pretrained"):
         merged.save_pretrained(out)

@@ -145,5 +145,5 @@ def _upgrade(data: dict[str, Any]) -> dict[str, Any]:
     out = {k: v for k, v in data.items() if k not in ("projection", "method")}
     out |= {"projection": proj["kind"], "seed": proj["seed"], "layout": proj.get("layout", "stacked")}
     out["said"] = data.get("method") == "said"
-    out["groups"] = data.get("groups") or "tensor"
+    out["groups"] = "tensor" if data.get("groups") is None else data["groups"]
     return out
