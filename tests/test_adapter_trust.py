@@ -18,7 +18,7 @@ from safetensors.torch import load, save
 from torch import nn
 
 import intrinsic_dim as idim
-from intrinsic_dim.adapter import CONFIG_NAME, MAX_DEPTH, WEIGHTS_NAME, config_checksum, write_adapter
+from intrinsic_dim.adapter import CONFIG_NAME, MAX_DEPTH, WEIGHTS_NAME, config_checksum, read_adapter, write_adapter
 
 OLD = Path(__file__).parent / "data" / "adapter_v0_1_0"
 X = torch.linspace(-1, 1, 12).reshape(2, 6)
@@ -27,6 +27,7 @@ OLD_KEYS = {("projection", "kind"): "projection", ("projection", "seed"): "seed"
 PATTERN_KEYS = ("include", "exclude", "train_directly")
 SUBSPACE_KEYS = ("d", "projection", "layout", "normalisation", "said", "groups", "seed", *PATTERN_KEYS, "dense_max_elements")
 BAD_REGEXES = ["(", "[a-", "a{99999999999}", "(?P<", "(" * 500 + ")" * 500, "(?<=a+)b", "x" * 2000]
+NEEDS_THE_MODEL = {"direct as torch.float64", "direct as torch.float16", "direct 2-D", "no direct", "extra direct"}
 SETTINGS = settings(max_examples=12, derandomize=True, database=None, deadline=None, suppress_health_check=list(HealthCheck))
 
 SCALARS = st.one_of(
@@ -160,6 +161,9 @@ def test_tensor_dtype_shape_value_and_header_edits_are_refused(adapter, tmp_path
     cases = _tensor_cases(weights)
     for name, data in cases.items():
         assert _load(_write(tmp_path / "a", config, data, resign=True)) is None, name
+        if name not in NEEDS_THE_MODEL:  # read_adapter alone (as evaluate and merge use it) refuses it too
+            with pytest.raises(idim.AdapterError):
+                read_adapter(tmp_path / "a")
     as_float64 = save({k: v.double() if k in ("z", "lambda") else v for k, v in load(weights).items()})
     assert torch.equal(_load(_write(tmp_path / "b", config, as_float64, resign=True))(X), out)  # float64 z and lambda: documented
     print(f"\ntensor and header edits (re-signed): {len(cases)} cases, {len(cases)} AdapterError; float64 z/lambda loads identically")

@@ -132,6 +132,9 @@ def test_train_evaluate_merge_roundtrip(tmp_path, data_dir, capsys):
     again = tmp_path / "merged-again"  # the same model, task and seed given as flags: the same weights
     assert main(["merge", str(adapter), "--out", str(again), "--model", "bert-tiny-random", "--task", str(data_dir), "--seed", "3"]) == 0
     assert (again / "model.safetensors").read_bytes() == (merged / "model.safetensors").read_bytes()
+    capsys.readouterr()
+    assert main(["merge", str(adapter), "--out", str(tmp_path / "other"), "--seed", "4"]) == 2  # the flag is used: another head
+    assert "fingerprint" in capsys.readouterr().err and not (tmp_path / "other").exists()
 
 
 def test_config_file_with_flag_override(tmp_path, data_dir, capsys):
