@@ -79,7 +79,7 @@ def write_adapter(path: str | Path, config: dict[str, Any], tensors: dict[str, t
     full = {"format_version": FORMAT_VERSION, **config}
     try:
         _depth_ok(json.dumps(full, allow_nan=False))
-    except ValueError as e:
+    except (ValueError, RecursionError) as e:
         raise ValueError(f"cannot save an adapter whose config could not be read back: {e}") from None
     out.mkdir(parents=True, exist_ok=True)
     weights = out / WEIGHTS_NAME
