@@ -135,6 +135,24 @@ def test_train_evaluate_merge_roundtrip(tmp_path, data_dir, capsys):
     capsys.readouterr()
     assert main(["merge", str(adapter), "--out", str(tmp_path / "other"), "--seed", "4"]) == 2  # the flag is used: another head
     assert "fingerprint" in capsys.readouterr().err and not (tmp_path / "other").exists()
+    _resign_with_huge_z(adapter, tmp_path / "huge")  # finite z whose P(z) overflows: no infinite weights are written
+    assert main(["merge", str(tmp_path / "huge"), "--out", str(tmp_path / "inf")]) == 2
+    assert "NaN or infinite" in capsys.readouterr().err and not (tmp_path / "inf").exists()
+
+
+def _resign_with_huge_z(adapter, out):
+    import hashlib
+
+    from safetensors.torch import load, save
+
+    from intrinsic_dim.adapter import config_checksum
+
+    out.mkdir()
+    tensors = load((adapter / "adapter_model.safetensors").read_bytes())
+    weights = save(tensors | {"z": torch.full_like(tensors["z"], 3e38)})
+    (out / "adapter_model.safetensors").write_bytes(weights)
+    config = json.loads((adapter / "adapter_config.json").read_text()) | {"weights_sha256": hashlib.sha256(weights).hexdigest()}
+    (out / "adapter_config.json").write_text(json.dumps(config | {"config_sha256": config_checksum(config)}))
 
 
 def test_config_file_with_flag_override(tmp_path, data_dir, capsys):
