@@ -31,6 +31,7 @@ def test_experiment_runs_in_parts_resumes_and_summarises(tmp_path, capsys):
     rows = json.loads((out / "summary.json").read_text())
     assert [r["run"] for r in rows] == ["a", "b"] and rows[1]["status"] == "not run"
     assert ROW_KEYS <= set(rows[0]) and rows[0]["n"] == 300 and rows[0]["method"] == "did" and rows[0]["threads"] == 1
+    assert json.loads((out / "a" / "provenance.json").read_text())["command"].startswith("intrinsic-dim experiment")
     assert main(["experiment", str(spec), "--out", str(out), "--threads", "1"]) == 0
     text = capsys.readouterr().out
     assert text.count("resumed") == len(json.loads((out / "a" / "d90.json").read_text())["trials"])

@@ -82,3 +82,11 @@ def test_absurd_finite_loss_is_a_divergence():
     factory = lambda seed: load_model("fc-784-200-200-10", task, seed=seed)  # noqa: E731
     res = run_trial(factory, task, TrialConfig(d=50, seed=0, max_steps=30, batch_size=16, lr=1e3, said=False), progress=False)
     assert res.status == "diverged" and "loss became" in res.error and "nan" not in res.error and "inf" not in res.error
+
+
+def test_a_trial_has_one_key_whether_numbers_come_as_int_or_float():
+    from intrinsic_dim.store import config_key
+
+    assert config_key(TrialConfig(d=10, epochs=30, lr=1, warmup=0).to_dict()) == config_key(
+        TrialConfig(d=10, epochs=30.0, lr=1.0, warmup=0.0).to_dict()
+    )

@@ -25,12 +25,15 @@ from __future__ import annotations
 import json
 import math
 import subprocess
+import time
 from pathlib import Path
 from typing import Any, Callable, Sequence
 
 from intrinsic_dim.report import RESULT_NAME, load_result, plot_curves, run_label, write_report
 
 SUMMARY = "summary.json"
+PROVENANCE = "provenance.json"
+"""Written into a run's directory when the experiment finishes it: the commit and command that ran it."""
 RUN_KEYS = {"name", "label"}
 
 
@@ -93,6 +96,8 @@ def run_experiment(
             continue
         log(f"== {spec['name']} / {run['name']}")
         measure(run_options(spec, run, out), out / run["name"])
+        provenance = {"commit": _git_commit(), "command": command, "finished": time.strftime("%Y-%m-%d %H:%M:%S")}
+        (out / run["name"] / PROVENANCE).write_text(json.dumps(provenance, indent=2) + "\n")
     return summarise(spec, out, command=command)
 
 
@@ -149,7 +154,9 @@ def summarise(spec: dict[str, Any], out: Path, command: str = "") -> Path:
         run_dir = out / run["name"]
         if (run_dir / RESULT_NAME).is_file():
             results[run["name"]] = r = load_result(run_dir) | {"name": run["name"]}
-            rows.append(summary_row(run["name"], r, run.get("label")) | {"command": command, "commit": commit})
+            made = json.loads((run_dir / PROVENANCE).read_text()) if (run_dir / PROVENANCE).is_file() else {}
+            rows.append(summary_row(run["name"], r, run.get("label")) | {"command": made.get("command", command),
+                                                                          "commit": made.get("commit", commit)})
         else:
             rows.append({"run": run["name"], "status": "not run", **(run.get("label") or {})})
     (out / SUMMARY).write_text(json.dumps(rows, indent=2, default=float) + "\n")

@@ -74,6 +74,9 @@ class TrialConfig:
             raise ValueError(f"select must be one of {SELECT}, got {self.select!r}")
         if self.batch_size < 1 or self.epochs <= 0 or (self.max_steps is not None and self.max_steps < 1):
             raise ValueError("batch_size, epochs and max_steps must be positive")
+        # one JSON form per value, whether it came as 30 or 30.0: the store keys a trial by that form
+        self.epochs, self.warmup, self.weight_decay = float(self.epochs), float(self.warmup), float(self.weight_decay)
+        self.lr = None if self.lr is None else float(self.lr)
 
     def resolved_lr(self, kind: str = "text") -> float:
         """The learning rate this trial uses (the explicit one, or the documented default)."""
