@@ -94,7 +94,9 @@ def test_sigterm_and_ctrl_c_end_with_one_line_saying_how_to_resume(tmp_path):
         cmd = [sys.executable, "-m", "intrinsic_dim.cli", "measure", "--model", "fc-784-200-200-10", "--task", "mnist-5k",
                "--did", "--baseline", "1.0", "--max-train", "400", "--max-eval", "100", "--dims", "10,100,1000,10000",
                "--max-steps", "3000", "--seeds", "3", "--quiet", "--threads", "1", "--run-dir", str(run_dir)]
-        proc = subprocess.Popen(cmd, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+        # a job started in the background inherits SIGINT ignored, and Python then leaves it ignored: restore it
+        proc = subprocess.Popen(cmd, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True,
+                                preexec_fn=lambda: signal.signal(signal.SIGINT, signal.SIG_DFL))
         assert _wait_for(lambda: (run_dir / "trials.sqlite").is_file(), 120)
         time.sleep(0.5)
         proc.send_signal(sig)
