@@ -356,7 +356,7 @@ def _measure(s: _Search, model_factory, task, dims, seeds, fraction, baseline, b
         notes.append("every subspace trial diverged or failed (see the trials' errors): try a lower --lr")
     if not monotone:
         notes.append("the curve is not monotone in d: a failing point lies above a passing one; more seeds would help")
-    elif status == "above_largest":
+    if status == "above_largest":
         notes.append(f"no evaluated d reached the threshold; d90 > {ds[-1]} (extend --dims or train longer)")
     if status == "at_or_below_smallest":
         notes.append(f"the smallest evaluated d = {ds[0]} already passes; d90 <= {ds[0]}")
