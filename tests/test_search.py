@@ -271,3 +271,16 @@ def test_reuse_copies_identical_trials_from_another_run_dir(tmp_path):
     with pytest.raises(ValueError, match="no finished trials"):
         measure_d90(None, _task(), baseline=1.0, runner=Synthetic(), run_dir=tmp_path / "y", run_config={"model": "m"},
                     reuse=[tmp_path / "nothing"], **kw)
+
+
+def test_d_beyond_the_model_is_refused_before_any_trial():
+    from torch import nn
+
+    class Loaded:
+        model = nn.Linear(10, 2)  # D = 22
+
+    run = Synthetic()
+    with pytest.raises(ValueError, match=r"d = \[100\] exceeds what the model can take: at most 22 trained numbers"):
+        measure_d90(lambda seed: Loaded(), _task(), dims=[10, 100], seeds=1, runner=run, trial=TrialConfig(said=False),
+                    log=lambda s: None)
+    assert run.calls == []  # not even the baseline ran

@@ -301,6 +301,14 @@ def _reuse_stores(paths: Sequence[str | Path], run_config: dict[str, Any]) -> li
 def _measure(s: _Search, model_factory, task, dims, seeds, fraction, baseline, baseline_seeds, precision, curve,
              full_trial, lr_candidates, lr_search_d, model_name, start) -> D90Result:
     chance = chance_level(task)
+    trial = s.trial
+    min_d, max_d = _d_range(model_factory(0).model, trial) if model_factory is not None else (1, math.inf)
+    wanted = sorted(set(dims or [])) + ([lr_search_d] if lr_candidates else [])
+    too_big = [d for d in wanted if d > max_d]
+    if too_big:
+        raise ValueError(f"d = {too_big} exceeds what the model can take: at most {max_d:,} trained numbers "
+                         f"(D = {max_d - (min_d - 1):,} projected weights{' plus the SAID scales' if trial.said else ''}); "
+                         "pass smaller --dims / --lr-search-d")
     baseline_values: list[float] = []
     if baseline is None:
         full = replace(full_trial or TrialConfig(method="full"), method="full", d=None)
@@ -316,8 +324,6 @@ def _measure(s: _Search, model_factory, task, dims, seeds, fraction, baseline, b
     s.log(f"baseline {task.metric} = {baseline:.4f} ({source}); threshold {fraction:g} x baseline = {tau:.4f}"
           + (f"; chance {chance:.4f}" if chance is not None else ""))
 
-    trial = s.trial
-    min_d = num_groups(model_factory(0).model, trial.groups) + 1 if trial.said else 1
     lr_policy = f"Adam {SUBSPACE_REF_LR:g} x sqrt({SUBSPACE_REF_D} / d)" if trial.lr is None else f"Adam {trial.lr:g} (fixed)"
     if lr_candidates:
         runs = s.run_many("lr_search", [replace(trial, d=lr_search_d, seed=0, lr=lr) for lr in lr_candidates])
@@ -328,7 +334,7 @@ def _measure(s: _Search, model_factory, task, dims, seeds, fraction, baseline, b
         trial = s.trial = replace(trial, lr=best_lr)
         lr_policy = f"Adam {best_lr:g} (best on validation of {', '.join(f'{k:g}' for k in scores)} at d={lr_search_d})"
 
-    grid = sorted(d for d in set(dims or DEFAULT_DIMS) if d >= min_d)
+    grid = sorted(d for d in set(dims or DEFAULT_DIMS) if min_d <= d <= max_d)
     if not grid:
         raise ValueError(f"no dimension to evaluate: SAID needs d > {min_d - 1} (its number of groups); pass larger --dims")
     if curve:
@@ -380,6 +386,14 @@ def _measure(s: _Search, model_factory, task, dims, seeds, fraction, baseline, b
         budget=budget, monotone=monotone, said=trial.said, projection=trial.projection, layout=trial.layout,
         normalisation=trial.normalisation, groups=trial.groups, threads=torch.get_num_threads(), notes=notes,
     )
+
+
+def _d_range(model: torch.nn.Module, trial: TrialConfig) -> tuple[int, float]:
+    """The smallest and largest d a trial can take on ``model``: SAID needs d > its number of groups m,
+    and z (d - m numbers) cannot exceed D, the number of projected weights (tied weights counted once)."""
+    D = sum(p.numel() for p in dict(model.named_parameters()).values() if p.requires_grad and p.is_floating_point())
+    m = num_groups(model, trial.groups) if trial.said else 0
+    return m + 1, D + m
 
 
 def _search(s: _Search, grid: list[int], seeds: int, tau: float, precision: float, min_d: int) -> None:
