@@ -92,3 +92,15 @@ def test_any_config_parses_in_range_or_is_refused_with_a_usage_error(config, cap
     assert args.max_train is None or (isinstance(args.max_train, int) and args.max_train >= 1)
     for v in (args.fraction, args.epochs, args.precision):
         assert math.isfinite(v)
+
+
+def test_a_yaml_alias_bomb_is_refused_in_a_short_message(tmp_path, capsys):
+    """Nine levels of nine aliases (387 million strings if expanded) under a valid key: refused at
+    once with a message of a few hundred bytes, never expanded or printed."""
+    levels = ['&l0 ["x","x","x","x","x","x","x","x","x"]'] + [
+        f"&l{i} [" + ",".join([f"*l{i - 1}"] * 9) + "]" for i in range(1, 9)
+    ]
+    config = tmp_path / "bomb.yaml"
+    config.write_text("model:\n" + "".join(f"  - {line}\n" for line in levels))
+    err = _err(["measure", "--config", str(config)], capsys)
+    assert "config option model: expected text" in err and len(err) < 1000

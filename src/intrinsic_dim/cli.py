@@ -10,6 +10,7 @@ import argparse
 import json
 import math
 import os
+import reprlib
 import signal
 import sys
 from dataclasses import replace
@@ -237,12 +238,21 @@ def _load_config(path: str, parser: argparse.ArgumentParser) -> dict[str, Any]:
     return {k.replace("-", "_"): v for k, v in data.items()}
 
 
+_SHORT = reprlib.Repr()
+_SHORT.maxlevel, _SHORT.maxlist, _SHORT.maxdict, _SHORT.maxstring, _SHORT.maxother = 2, 4, 4, 60, 60
+
+
+def _show(value: Any) -> str:
+    """A short repr for error messages: a config value can be an arbitrarily large (aliased) structure."""
+    return _SHORT.repr(value)
+
+
 def _scalar(kind: type, value: Any) -> Any:
     """``value`` as an int or float, refusing booleans, containers and lossy conversions (10.7 as an int)."""
     if isinstance(value, str):
         return kind(value)
     if isinstance(value, bool) or not isinstance(value, (int, float)) or (kind is int and not isinstance(value, int)):
-        raise TypeError(f"expected {'an integer' if kind is int else 'a number'}, got {value!r}")
+        raise TypeError(f"expected {'an integer' if kind is int else 'a number'}, got {_show(value)}")
     return kind(value)
 
 
@@ -253,7 +263,7 @@ def _coerce(action: argparse.Action, value: Any, parser: argparse.ArgumentParser
             raise TypeError(f"expected a value (default {action.default!r}), got null")
         if isinstance(action, (argparse._StoreTrueAction, argparse._StoreFalseAction)):
             if not isinstance(value, bool):
-                raise TypeError(f"expected true or false, got {value!r}")
+                raise TypeError(f"expected true or false, got {_show(value)}")
         elif action.type in (_ints, _floats):
             if isinstance(value, str):
                 value = action.type(value)
@@ -267,11 +277,11 @@ def _coerce(action: argparse.Action, value: Any, parser: argparse.ArgumentParser
         elif action.nargs in ("+", "*") and action.type is None:
             value = value if isinstance(value, list) else [value]
             if not value or not all(isinstance(v, str) for v in value):
-                raise TypeError(f"expected a list of text, got {value!r}")
+                raise TypeError(f"expected a list of text, got {_show(value)}")
         elif value is not None and not isinstance(value, str):
-            raise TypeError(f"expected text, got {value!r}")
+            raise TypeError(f"expected text, got {_show(value)}")
         if action.choices and value not in action.choices:
-            raise ValueError(f"expected one of {list(action.choices)}, got {value!r}")
+            raise ValueError(f"expected one of {list(action.choices)}, got {_show(value)}")
     except (TypeError, ValueError, argparse.ArgumentTypeError) as e:
         parser.error(f"config option {action.dest}: {e}")
     return value
@@ -311,7 +321,7 @@ def _check_ranges(args: argparse.Namespace, parser: argparse.ArgumentParser) -> 
     for dest, (ok, what) in RANGES.items():
         value = getattr(args, dest, None)
         if value is not None and not ok(value):
-            parser.error(f"--{dest.replace('_', '-')} must be {what}, got {value!r}")
+            parser.error(f"--{dest.replace('_', '-')} must be {what}, got {_show(value)}")
 
 
 def _parse(argv: Sequence[str] | None, extra: dict[str, Any] | None = None, source: str = "the experiment file") -> argparse.Namespace:
