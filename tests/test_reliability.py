@@ -159,3 +159,18 @@ def test_killed_at_random_moments_several_times_resumes_to_the_uninterrupted_ans
     assert (out["d90"], out["crossing"], out["points"]) == (ref["d90"], ref["crossing"], ref["points"])
     rows = Store(killed).rows()
     assert len(rows) == len({r["config_key"] for r in rows}) == ref["new"]
+
+
+def test_a_finished_run_in_a_directory_that_cannot_be_written_is_reported_elsewhere(tmp_path, capsys, monkeypatch):
+    from test_search import Synthetic, _task
+
+    run_dir = tmp_path / "run"
+    r = measure_d90(None, _task(), seeds=1, baseline=1.0, runner=Synthetic(), trial=TrialConfig(said=False),
+                    log=lambda s: None, run_dir=run_dir, run_config={"model": "m"})
+    r.save(run_dir / "d90.json")
+    real_access = os.access
+    monkeypatch.setattr(os, "access", lambda p, mode: False if Path(p) == run_dir else real_access(p, mode))
+    assert main(["report", str(run_dir)]) == 2
+    assert "pass --out" in capsys.readouterr().err
+    assert main(["report", str(run_dir), "--out", str(tmp_path / "elsewhere")]) == 0
+    assert (tmp_path / "elsewhere" / "report.md").is_file()

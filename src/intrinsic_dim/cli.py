@@ -538,8 +538,15 @@ def cmd_merge(args: argparse.Namespace) -> int:
 
 
 def cmd_report(args: argparse.Namespace) -> int:
-    from intrinsic_dim.report import report_runs
+    from intrinsic_dim.report import load_result, report_runs
+    from intrinsic_dim.store import RunDirError, check_writable
 
+    for run_dir in args.run_dirs:
+        load_result(run_dir)
+    try:
+        check_writable(args.out or args.run_dirs[0])
+    except RunDirError as e:
+        raise RunDirError(f"{e}; pass --out to write the plots and report elsewhere") from None
     plots, rep = report_runs(args.run_dirs, args.out)
     print(f"plot: {', '.join(map(str, plots))}\nreport: {rep}")
     return 0
