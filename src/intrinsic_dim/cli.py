@@ -235,7 +235,7 @@ def _load_config(path: str, parser: argparse.ArgumentParser) -> dict[str, Any]:
         parser.error(f"cannot parse config file {path}: {e}")
     if not isinstance(data, dict):
         parser.error(f"config file {path} must hold a mapping of option names to values")
-    return {k.replace("-", "_"): v for k, v in data.items()}
+    return data
 
 
 _SHORT = reprlib.Repr()
@@ -330,7 +330,7 @@ def _parse(argv: Sequence[str] | None, extra: dict[str, Any] | None = None, sour
     args = parser.parse_args(argv)
     cfg, source = (_load_config(args.config, parser), args.config) if getattr(args, "config", None) else (extra, source)
     if cfg:
-        cfg = {k.replace("-", "_"): v for k, v in cfg.items()}
+        cfg = {str(k).replace("-", "_"): v for k, v in cfg.items()}
         sub = parser._subparsers._group_actions[0].choices[args.verb]  # type: ignore[union-attr]
         known = {a.dest for a in sub._actions}
         unknown = sorted(set(cfg) - known)
