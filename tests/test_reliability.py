@@ -105,6 +105,22 @@ def test_sigterm_and_ctrl_c_end_with_one_line_saying_how_to_resume(tmp_path):
         assert "Traceback" not in err and "interrupted" in err and "rerun the same command to resume" in err
 
 
+def test_an_interrupt_inside_exec_of_a_string_still_exits_130(tmp_path):
+    # torch's lazy imports run dataclasses' exec of generated code; an interrupt landing there made CPython
+    # kill a `python -m intrinsic_dim.cli` process with SIGINT at exit although the CLI caught it and printed its line
+    (tmp_path / "interrupted_cli.py").write_text(
+        "import sys\n"
+        "from intrinsic_dim import cli\n"
+        "def interrupted(args):\n"
+        "    exec('raise KeyboardInterrupt')\n"
+        "cli.cmd_measure = interrupted\n"
+        f"sys.exit(cli.main(['measure', '--model', 'bert-tiny-random', '--task', 'x', '--run-dir', {str(tmp_path / 'r')!r}]))\n")
+    env = {**os.environ, "PYTHONPATH": os.pathsep.join([str(tmp_path), os.environ.get("PYTHONPATH", "")])}
+    proc = subprocess.run([sys.executable, "-m", "interrupted_cli"], capture_output=True, text=True, timeout=120, env=env)
+    assert proc.returncode == 130, proc.stderr
+    assert "rerun the same command to resume" in proc.stderr
+
+
 def test_a_sweep_whose_every_trial_diverges_still_reports(tmp_path):
     from test_search import _task
 

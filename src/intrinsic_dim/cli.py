@@ -614,10 +614,20 @@ def main(argv: Sequence[str] | None = None) -> int:
         return 130
     finally:
         signal.signal(signal.SIGTERM, previous)
+        _forget_caught_interrupt()
 
 
 def _interrupt(signum: int, frame: Any) -> None:
     raise KeyboardInterrupt
+
+
+def _forget_caught_interrupt() -> None:
+    """Let an interrupt caught by a verb or by ``main`` exit with the status ``main`` returns (130).
+
+    CPython marks an interrupt as unhandled when it escapes code run by ``exec`` of a string (as
+    ``dataclasses`` does while torch imports lazily) even if an outer ``except`` catches it, and then
+    kills the process with SIGINT at exit. Any later ``exec`` of a string clears that mark."""
+    exec("None")
 
 
 if __name__ == "__main__":
