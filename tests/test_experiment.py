@@ -70,3 +70,37 @@ def test_pretraining_checkpoints_bring_their_step_and_mlm_loss(tmp_path):
     assert [(r["step"], r["mlm_loss"]) for r in rows] == [(0, 9.5), (400, 6.1), (2000, 4.2)]
     paths = plot_d90_against(rows, {"name": "p", "x": "step", "series": "task_short", "logx": False, "y2": "mlm_loss"}, tmp_path / "p")
     assert all(p.stat().st_size > 0 for p in paths)
+
+
+def test_a_run_without_a_baseline_above_chance_is_recorded_and_the_experiment_goes_on(tmp_path):
+    from intrinsic_dim.experiment import run_experiment
+    from intrinsic_dim.search import BaselineError
+
+    spec = tmp_path / "e.yaml"
+    spec.write_text("name: e\nruns: [{name: step0, model: m0, label: {step: 0}}, {name: step50, model: m50}]\n")
+    called = []
+
+    def measure(options, run_dir):
+        called.append(options["model"])
+        run_dir.mkdir(parents=True, exist_ok=True)
+        (run_dir / "d90.json").write_text(json.dumps({"status": "no_baseline", "reason": "no better than the majority class"}))
+        raise BaselineError("no better than the majority class")
+
+    rows = json.loads(run_experiment(spec, measure, out=tmp_path / "out", log=lambda s: None).read_text())
+    assert called == ["m0", "m50"]
+    assert [(r["run"], r["status"], r.get("step")) for r in rows] == [("step0", "no_baseline", 0), ("step50", "no_baseline", None)]
+    assert "majority" in rows[0]["reason"]
+
+
+def test_a_run_takes_its_baseline_from_an_earlier_run(tmp_path):
+    from intrinsic_dim.experiment import run_options
+
+    spec = {"name": "e", "runs": [{"name": "last", "model": "m"}, {"name": "early", "model": "m0", "baseline": {"from": "last"}}]}
+    out = tmp_path / "out"
+    with pytest.raises(ExperimentError, match="run it first"):
+        run_options(spec, spec["runs"][1], out)
+    (out / "last").mkdir(parents=True)
+    (out / "last" / "d90.json").write_text(json.dumps({"baseline": 0.6875, "points": []}))
+    assert run_options(spec, spec["runs"][1], out)["baseline"] == 0.6875
+    with pytest.raises(ExperimentError, match="naming another run"):
+        run_options(spec, {"name": "x", "baseline": {"from": "nope"}}, out)

@@ -16,6 +16,10 @@ File format::
                                        # `y2: mlm_loss` adds a field on a second axis
 
 A run's ``reuse`` may name other runs of the file: their finished, identical trials are copied in.
+A run's ``baseline: {from: RUN}`` takes the measured full fine-tuning baseline of an earlier run of the
+file (e.g. every pre-training checkpoint against the last checkpoint's baseline); that run must finish first.
+A run whose full fine-tuning is no better than chance is recorded with status ``no_baseline`` and
+the experiment goes on with its other runs.
 A run's ``label`` (a mapping) is copied into its summary row, so plots can use it as x or series; a
 run whose model is a checkpoint of `intrinsic-dim pretrain` also gets its step and held-out MLM loss.
 """
@@ -30,6 +34,7 @@ from pathlib import Path
 from typing import Any, Callable, Sequence
 
 from intrinsic_dim.report import RESULT_NAME, load_result, plot_curves, run_label, write_report
+from intrinsic_dim.search import BaselineError
 
 SUMMARY = "summary.json"
 PROVENANCE = "provenance.json"
@@ -67,11 +72,26 @@ def run_options(spec: dict[str, Any], run: dict[str, Any], out: Path) -> dict[st
     """The measure options of one run: the experiment's defaults overridden by the run's own; a name of
     another run in ``reuse`` becomes that run's directory."""
     options = {**spec.get("defaults", {}), **{k: v for k, v in run.items() if k not in RUN_KEYS}}
+    names = {r["name"] for r in spec["runs"]}
     if "reuse" in options:
-        names = {r["name"] for r in spec["runs"]}
         reuse = options["reuse"] if isinstance(options["reuse"], list) else [options["reuse"]]
         options["reuse"] = [str(out / r) if r in names else r for r in reuse]
+    if isinstance(options.get("baseline"), dict):
+        options["baseline"] = _baseline_of(options["baseline"], names, out, run["name"])
     return options
+
+
+def _baseline_of(ref: dict[str, Any], names: set[str], out: Path, name: str) -> float:
+    """The measured baseline of the run that ``{from: RUN}`` names, which must have finished."""
+    source = ref.get("from")
+    if set(ref) != {"from"} or source not in names or source == name:
+        raise ExperimentError(f"run {name!r}: baseline must be a number or {{from: RUN}} naming another run of the file, got {ref}")
+    path = out / source / RESULT_NAME
+    result = json.loads(path.read_text()) if path.is_file() else {}
+    if not isinstance(result.get("baseline"), (int, float)):
+        raise ExperimentError(f"run {name!r} takes its baseline from run {source!r}, which has not finished with a baseline "
+                              f"({path}): run it first (--only {source})")
+    return float(result["baseline"])
 
 
 def run_experiment(
@@ -95,7 +115,10 @@ def run_experiment(
         if only and run["name"] not in only:
             continue
         log(f"== {spec['name']} / {run['name']}")
-        measure(run_options(spec, run, out), out / run["name"])
+        try:
+            measure(run_options(spec, run, out), out / run["name"])
+        except BaselineError as e:
+            log(f"run {run['name']}: no baseline above chance, recorded as such: {e}")
         provenance = {"commit": _git_commit(), "command": command, "finished": time.strftime("%Y-%m-%d %H:%M:%S")}
         (out / run["name"] / PROVENANCE).write_text(json.dumps(provenance, indent=2) + "\n")
     return summarise(spec, out, command=command)
@@ -152,7 +175,10 @@ def summarise(spec: dict[str, Any], out: Path, command: str = "") -> Path:
     commit = _git_commit()
     for run in spec["runs"]:
         run_dir = out / run["name"]
-        if (run_dir / RESULT_NAME).is_file():
+        outcome = json.loads((run_dir / RESULT_NAME).read_text()) if (run_dir / RESULT_NAME).is_file() else {}
+        if outcome.get("status") == "no_baseline":
+            rows.append({"run": run["name"], "status": "no_baseline", "reason": outcome.get("reason"), **(run.get("label") or {})})
+        elif outcome:
             results[run["name"]] = r = load_result(run_dir) | {"name": run["name"]}
             made = json.loads((run_dir / PROVENANCE).read_text()) if (run_dir / PROVENANCE).is_file() else {}
             rows.append(summary_row(run["name"], r, run.get("label")) | {"command": made.get("command", command),
