@@ -125,9 +125,11 @@ def run_experiment(
 
 
 def _git_commit() -> str | None:
+    """The commit of the code that is running (not of the working directory), '+dirty' if it has changes."""
+    here = ["git", "-C", str(Path(__file__).resolve().parent)]
     try:
-        head = subprocess.run(["git", "rev-parse", "--short", "HEAD"], capture_output=True, text=True, check=True).stdout.strip()
-        dirty = subprocess.run(["git", "status", "--porcelain", "--untracked-files=no"], capture_output=True, text=True).stdout.strip()
+        head = subprocess.run([*here, "rev-parse", "--short", "HEAD"], capture_output=True, text=True, check=True).stdout.strip()
+        dirty = subprocess.run([*here, "status", "--porcelain", "--untracked-files=no"], capture_output=True, text=True).stdout.strip()
         return head + ("+dirty" if dirty else "")
     except (OSError, subprocess.CalledProcessError):
         return None
