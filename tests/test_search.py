@@ -245,8 +245,9 @@ def test_learning_rate_is_chosen_on_validation_not_test():
     assert r.lr == 0.3 and "0.3" in r.budget["lr_policy"]
 
 
-@pytest.mark.parametrize("baseline", [float("nan"), float("inf"), 0.3])
+@pytest.mark.parametrize("baseline", [float("nan"), float("inf"), 0.3, 0.66])
 def test_baseline_that_cannot_define_a_threshold_stops_the_sweep(baseline):
+    # 0.66 beats chance (0.6), but its threshold 0.9 x 0.66 = 0.594 does not: the majority class would pass it
     task = _task()
     task.train = Split(labels=torch.tensor([1] * 7 + [0] * 3), texts=[("x",)] * 10)  # majority class 1
     task.eval = task.test = Split(labels=torch.tensor([0, 0, 1, 1, 1]), texts=[("x",)] * 5)  # chance accuracy 0.6

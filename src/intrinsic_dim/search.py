@@ -42,7 +42,7 @@ MIN_SEEDS_FOR_INTERVAL = 3
 
 
 class BaselineError(ValueError):
-    """The baseline cannot define a threshold (not finite, or no better than chance)."""
+    """The baseline cannot define a threshold (not finite, or a threshold no better than chance)."""
 
 
 @dataclass
@@ -207,14 +207,15 @@ def _check_args(fraction: float, seeds: int, precision: float, dims: Sequence[in
         raise ValueError(f"dims must be positive integers, got {dims}")
 
 
-def _check_baseline(baseline: float, chance: float | None, source: str) -> None:
+def _check_baseline(baseline: float, fraction: float, chance: float | None, source: str) -> None:
+    """Refuse a baseline whose threshold a constant predictor would already pass: d90 would measure nothing."""
     if not math.isfinite(baseline):
         raise BaselineError(f"the baseline ({source}) is {baseline}: it must be a finite number")
-    if chance is not None and baseline <= chance:
+    if chance is not None and fraction * baseline <= chance:
         raise BaselineError(
-            f"the baseline ({source}) is {baseline:.4f}, no better than always predicting the majority class "
-            f"({chance:.4f}); a threshold below chance measures nothing: train the baseline longer "
-            "(--full-epochs, --full-lr) or give one with --baseline"
+            f"the threshold {fraction:g} x baseline = {fraction * baseline:.4f} (baseline {baseline:.4f}, {source}) is no better "
+            f"than always predicting the majority class ({chance:.4f}), which every model passes, so d90 would measure "
+            "nothing: train the baseline longer (--full-epochs, --full-lr) or give one with --baseline"
         )
 
 
@@ -319,7 +320,7 @@ def _measure(s: _Search, model_factory, task, dims, seeds, fraction, baseline, b
         baseline, source = _mean(baseline_values), f"full fine-tuning, mean of {len(baseline_values)} seed(s)"
     else:
         source = "given"
-    _check_baseline(baseline, chance, source)
+    _check_baseline(baseline, fraction, chance, source)
     tau = fraction * baseline
     s.log(f"baseline {task.metric} = {baseline:.4f} ({source}); threshold {fraction:g} x baseline = {tau:.4f}"
           + (f"; chance {chance:.4f}" if chance is not None else ""))
