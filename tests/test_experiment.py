@@ -89,7 +89,10 @@ def test_a_run_without_a_baseline_above_chance_is_recorded_and_the_experiment_go
     rows = json.loads(run_experiment(spec, measure, out=tmp_path / "out", log=lambda s: None).read_text())
     assert called == ["m0", "m50"]
     assert [(r["run"], r["status"], r.get("step")) for r in rows] == [("step0", "no_baseline", 0), ("step50", "no_baseline", None)]
-    assert "majority" in rows[0]["reason"]
+    assert "majority" in rows[0]["reason"] and rows[0]["model"] == "m0"
+    from intrinsic_dim.experiment import plot_d90_against
+
+    assert all(p.stat().st_size > 0 for p in plot_d90_against(rows, {"name": "p", "x": "step", "logx": False}, tmp_path / "p"))
 
 
 def test_a_run_takes_its_baseline_from_an_earlier_run(tmp_path):

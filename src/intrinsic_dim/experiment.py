@@ -179,7 +179,10 @@ def summarise(spec: dict[str, Any], out: Path, command: str = "") -> Path:
         run_dir = out / run["name"]
         outcome = json.loads((run_dir / RESULT_NAME).read_text()) if (run_dir / RESULT_NAME).is_file() else {}
         if outcome.get("status") == "no_baseline":
-            rows.append({"run": run["name"], "status": "no_baseline", "reason": outcome.get("reason"), **(run.get("label") or {})})
+            options = {**spec.get("defaults", {}), **run}
+            rows.append({"run": run["name"], "model": options.get("model"), "task": options.get("task"), "status": "no_baseline",
+                         "reason": outcome.get("reason"), **_checkpoint_fields(str(options.get("model"))),
+                         **(run.get("label") or {})})
         elif outcome:
             results[run["name"]] = r = load_result(run_dir) | {"name": run["name"]}
             made = json.loads((run_dir / PROVENANCE).read_text()) if (run_dir / PROVENANCE).is_file() else {}
@@ -223,7 +226,7 @@ def _save(plt, fig, path: Path) -> list[Path]:
 def plot_d90_against(rows: list[dict[str, Any]], plot: dict[str, Any], path: Path) -> list[Path]:
     """d90 (marker) with its interval or bracket (bar) against the row field ``plot['x']``, one line per
     value of ``plot['series']``, rows filtered by ``plot['where']``; a run without d90 is drawn at its bracket's
-    lower end (d90 lies above it)."""
+    lower end (d90 lies above it), a run with no threshold above chance as a cross on the x axis."""
     plt, fig, ax = _figure()
     x, series, where = plot["x"], plot.get("series"), plot.get("where", {})
     done = [r for r in rows if r.get("status") not in (None, "not run") and r.get(x) is not None
@@ -233,7 +236,7 @@ def plot_d90_against(rows: list[dict[str, Any]], plot: dict[str, Any], path: Pat
         xs, ys, lo, hi = [], [], [], []
         for r in pts:
             span = r.get("interval") or r.get("bracket") or (None, None)
-            y = r["d90"] if r["d90"] else (r.get("bracket") or [None])[0]
+            y = r.get("d90") or (r.get("bracket") or [None])[0]
             if y is None:
                 continue
             xs.append(r[x])
@@ -241,6 +244,10 @@ def plot_d90_against(rows: list[dict[str, Any]], plot: dict[str, Any], path: Pat
             lo.append(y - (span[0] if span[0] is not None else y))
             hi.append((span[1] if span[1] is not None else y) - y)
         ax.errorbar(xs, ys, yerr=[lo, hi], marker="o", capsize=3, color=f"C{i}", label=f"{series} = {key}" if series else None)
+        unmeasurable = [r[x] for r in pts if r["status"] == "no_baseline"]
+        if unmeasurable:
+            ax.plot(unmeasurable, [0.03] * len(unmeasurable), "x", ms=8, color=f"C{i}", transform=ax.get_xaxis_transform(),
+                    label=f"{series} = {key}: no threshold above chance" if series else "no threshold above chance")
     ax.set_xscale("log" if plot.get("logx", True) else "linear")
     ax.set_yscale("log")
     ax.set_xlabel(plot.get("xlabel", x))
@@ -253,7 +260,7 @@ def plot_d90_against(rows: list[dict[str, Any]], plot: dict[str, Any], path: Pat
         twin.set_ylabel(plot.get("y2label", y2) + " (dashed)")
     ax.set_title(plot.get("title", f"d90 against {x}"), fontsize=10)
     ax.grid(True, which="both", alpha=0.25)
-    if series:
+    if ax.get_legend_handles_labels()[0]:
         ax.legend(fontsize=7)
     return _save(plt, fig, path)
 
