@@ -94,6 +94,14 @@ def _train_args(p: argparse.ArgumentParser) -> None:
                    "on the test split (default: %(default)s)")
 
 
+def _tracking_args(p: argparse.ArgumentParser, default: str | None = "none") -> None:
+    p.add_argument("--report-to", default=default, choices=["none", "tensorboard", "mlflow"],
+                   help="log every trial's training curve and the sweep's summary to TensorBoard (event files in "
+                   "RUN_DIR/tensorboard) or MLflow (MLFLOW_TRACKING_URI, else a file store in RUN_DIR/mlruns); "
+                   "needs pip install 'intrinsic-dim[tracking]'" + (" (default: %(default)s)" if default else
+                                                                    " (default: each run's own, else none)"))
+
+
 def _build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(prog="intrinsic-dim", description=__doc__.splitlines()[0])
     sub = parser.add_subparsers(dest="verb", required=True, metavar="VERB")
@@ -125,6 +133,7 @@ def _build_parser() -> argparse.ArgumentParser:
     g.add_argument("--workers", type=int, default=1,
                    help="run independent trials (the seeds of a point, baseline seeds, rate candidates) on N local "
                    "processes, each with --threads threads (default: %(default)s, in this process)")
+    _tracking_args(g)
     g.add_argument("--config", default=None, help="YAML/JSON file of options; flags override it")
 
     t = sub.add_parser("train", help="one subspace fine-tune at a given d; saves an adapter",
@@ -135,6 +144,7 @@ def _build_parser() -> argparse.ArgumentParser:
     t.add_argument("--d", type=int, required=False, default=1000, help="subspace dimension, counting lambda for SAID (default: %(default)s)")
     t.add_argument("--seed", type=int, default=0, help="projection, head and data-order seed (default: %(default)s)")
     t.add_argument("--out", default="adapter", help="adapter directory (default: %(default)s)")
+    _tracking_args(t)
     t.add_argument("--config", default=None, help="YAML/JSON file of options; flags override it")
 
     e = sub.add_parser("evaluate", help="evaluate a model (with an adapter) on a task",
@@ -168,6 +178,7 @@ def _build_parser() -> argparse.ArgumentParser:
     x.add_argument("--only", nargs="+", default=None, metavar="RUN", help="run only these runs (a part); the summary covers every finished run")
     x.add_argument("--out", default=None, help="results directory (default: experiments/results/<name>)")
     x.add_argument("--threads", type=int, default=None, help="torch CPU threads for every run (pin it so runs compare)")
+    _tracking_args(x, default=None)
     x.add_argument("--summary-only", action="store_true", help="run nothing; rewrite summary and plots from finished runs")
     x.add_argument("--quiet", action="store_true", help="no progress bars")
 
@@ -345,6 +356,10 @@ def _parse(argv: Sequence[str] | None, extra: dict[str, Any] | None = None, sour
 
 
 def _setup(args: argparse.Namespace) -> None:
+    if getattr(args, "report_to", None):
+        from intrinsic_dim.tracking import check_available
+
+        check_available(args.report_to)
     if getattr(args, "workers", 1) > 1 and not args.threads:
         args.threads = max(1, (os.cpu_count() or 1) // args.workers)
     if getattr(args, "threads", None):
@@ -392,6 +407,7 @@ def cmd_measure(args: argparse.Namespace) -> int:
     from intrinsic_dim.report import format_bracket, format_interval, plot_curves, write_report
     from intrinsic_dim.search import BaselineError, measure_d90
     from intrinsic_dim.store import Store, check_writable
+    from intrinsic_dim.tracking import make_tracker
 
     method = "said" if args.said else "did"
     run_dir = check_writable(args.run_dir or f"runs/{Path(args.model).name}-{Path(args.task).name}-{method}")
@@ -419,7 +435,7 @@ def cmd_measure(args: argparse.Namespace) -> int:
             baseline_seeds=args.baseline_seeds, precision=args.precision, curve=args.curve, trial=trial, full_trial=full,
             lr_candidates=args.lr_search, lr_search_d=args.lr_search_d, run_dir=run_dir, run_config=run_config,
             model_name=args.model, progress=not args.quiet, log=lambda s: print(s, flush=True), wait=args.wait,
-            executor=executor, reuse=args.reuse or (),
+            executor=executor, reuse=args.reuse or (), tracker=make_tracker(args.report_to, run_dir, task.metric),
         )
     except BaselineError as e:
         (run_dir / "d90.json").write_text(json.dumps({"status": "no_baseline", "reason": str(e), "notes": task.notes}, indent=2) + "\n")
@@ -463,6 +479,7 @@ def _check_out(path: str) -> None:
 def cmd_train(args: argparse.Namespace) -> int:
     import tempfile
 
+    from intrinsic_dim.tracking import make_tracker
     from intrinsic_dim.train import train_model
 
     _check_out(args.out)
@@ -470,6 +487,9 @@ def cmd_train(args: argparse.Namespace) -> int:
     cfg = replace(_trial_template(args), d=args.d, seed=args.seed)
     loaded = factory(args.seed)
     sm, result = train_model(loaded, task, cfg, progress=not args.quiet)
+    tracker = make_tracker(args.report_to, args.out, task.metric)
+    if tracker is not None:
+        tracker.log_trial("train", result)
     if not result.ok:
         print(f"training {result.status}: {result.error}", file=sys.stderr)
         return 1
@@ -556,7 +576,8 @@ def cmd_experiment(args: argparse.Namespace) -> int:
     from intrinsic_dim.experiment import load_experiment, run_experiment, summarise
 
     def measure(options: dict[str, Any], run_dir: Path) -> None:
-        forced = {"run_dir": str(run_dir)} | ({"threads": args.threads} if args.threads else {}) | ({"quiet": True} if args.quiet else {})
+        forced = ({"run_dir": str(run_dir)} | ({"threads": args.threads} if args.threads else {}) | ({"quiet": True} if args.quiet else {})
+                  | ({"report_to": args.report_to} if args.report_to else {}))
         run_args = _parse(["measure"], extra=options | forced, source=f"{args.file} (run {run_dir.name})")
         _setup(run_args)
         cmd_measure(run_args)
@@ -599,11 +620,11 @@ def main(argv: Sequence[str] | None = None) -> int:
 
         return bench_main(argv[1:])
     args = _parse(argv)
-    _setup(args)
     verbs = {"measure": cmd_measure, "train": cmd_train, "evaluate": cmd_evaluate, "merge": cmd_merge, "report": cmd_report,
              "experiment": cmd_experiment, "pretrain": cmd_pretrain}
     previous = signal.signal(signal.SIGTERM, _interrupt)
     try:
+        _setup(args)
         return verbs[args.verb](args)
     except (ValueError, FileNotFoundError, KeyError) as e:
         print(f"intrinsic-dim {args.verb}: error: {e}", file=sys.stderr)

@@ -216,6 +216,7 @@ def _train(model, params, loaded, task, cfg, lr, result: TrialResult, progress: 
         opt.step()
         sched.step()
         ema = loss.item() if ema is None else 0.9 * ema + 0.1 * loss.item()
+        result.losses.append((step + 1, loss.item()))
         result.steps, result.train_loss = step + 1, ema
         bar.update(1)
         if (step + 1) % eval_every == 0 or step + 1 == total:
