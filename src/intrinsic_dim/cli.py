@@ -133,6 +133,14 @@ def _build_parser() -> argparse.ArgumentParser:
     g.add_argument("--workers", type=int, default=1,
                    help="run independent trials (the seeds of a point, baseline seeds, rate candidates) on N local "
                    "processes, each with --threads threads (default: %(default)s, in this process)")
+    g.add_argument("--executor", default="local", choices=["local", "ray"],
+                   help="where trials run: here or on --workers local processes, or as Ray tasks (pip install "
+                   "'intrinsic-dim[ray]') (default: %(default)s)")
+    g.add_argument("--ray-address", default=None,
+                   help="Ray cluster to join, e.g. auto or ray://HOST:10001 (default: start a local Ray on this machine)")
+    g.add_argument("--trial-cpus", type=float, default=None, help="CPUs each Ray trial asks for (default: --threads, else 1)")
+    g.add_argument("--trial-gpus", type=float, default=0.0,
+                   help="GPUs each Ray trial asks for; a fraction such as 0.5 shares one GPU (default: %(default)s)")
     _tracking_args(g)
     g.add_argument("--config", default=None, help="YAML/JSON file of options; flags override it")
 
@@ -317,6 +325,8 @@ RANGES: dict[str, tuple[Callable[[Any], bool], str]] = {
     "dims": (lambda v: bool(v) and all(x >= 1 for x in v), "positive integers"),
     "threads": (lambda v: 1 <= v <= 1024, "an integer from 1 to 1024"),
     "workers": (lambda v: 1 <= v <= 256, "an integer from 1 to 256"),
+    "trial_cpus": (_positive, "a positive number"),
+    "trial_gpus": (lambda v: math.isfinite(v) and v >= 0, "a number >= 0"),
     "max_steps": (lambda v: v >= 1, "a positive integer"),
     "batch_size": (lambda v: v >= 1, "a positive integer"),
     "eval_every": (lambda v: v >= 1, "a positive integer"),
@@ -355,7 +365,28 @@ def _parse(argv: Sequence[str] | None, extra: dict[str, Any] | None = None, sour
     return args
 
 
+def _check_executor(args: argparse.Namespace) -> None:
+    """Refuse executor options that contradict each other, or Ray missing, before any work."""
+    if getattr(args, "executor", "local") == "local":
+        given = [f for f, v in (("--ray-address", args.ray_address), ("--trial-cpus", args.trial_cpus),
+                                ("--trial-gpus", args.trial_gpus or None)) if v is not None]
+        if given:
+            raise ValueError(f"{', '.join(given)} only apply to --executor ray")
+        return
+    if args.workers > 1:
+        raise ValueError("--workers is for --executor local; with --executor ray the cluster's resources and "
+                         "--trial-cpus / --trial-gpus decide how many trials run at once")
+    from intrinsic_dim.executors import TrialResources, import_ray
+
+    import_ray()
+    args.threads = args.threads or max(1, int(args.trial_cpus or 1))
+    args.trial_cpus = args.trial_cpus or float(args.threads)
+    TrialResources(args.trial_cpus, args.trial_gpus)
+
+
 def _setup(args: argparse.Namespace) -> None:
+    if getattr(args, "executor", None):
+        _check_executor(args)
     if getattr(args, "report_to", None):
         from intrinsic_dim.tracking import check_available
 
@@ -401,6 +432,16 @@ def _duration(seconds: float) -> str:
     return f"{seconds:.0f} s" if seconds < 120 else f"{seconds / 60:.1f} min"
 
 
+def _executor(args: argparse.Namespace, threads: int):
+    """The executor the options name: None (in this process), local worker processes, or Ray."""
+    from intrinsic_dim.executors import LocalWorkers, RayExecutor, TrialResources, TrialSpec
+
+    spec = TrialSpec(args.model, args.task, args.max_train, args.max_eval, args.max_length, threads)
+    if args.executor == "ray":
+        return RayExecutor(spec, TrialResources(args.trial_cpus, args.trial_gpus), args.ray_address)
+    return LocalWorkers(spec, args.workers) if args.workers > 1 else None
+
+
 def cmd_measure(args: argparse.Namespace) -> int:
     import torch
 
@@ -418,12 +459,7 @@ def cmd_measure(args: argparse.Namespace) -> int:
         "model": args.model, "task": args.task, "max_train": args.max_train, "max_eval": args.max_eval,
         "max_length": args.max_length, "threads": torch.get_num_threads(),
     }
-    executor = None
-    if args.workers > 1:
-        from intrinsic_dim.executors import LocalWorkers, TrialSpec
-
-        spec = TrialSpec(args.model, args.task, args.max_train, args.max_eval, args.max_length, torch.get_num_threads())
-        executor = LocalWorkers(spec, args.workers)
+    executor = _executor(args, torch.get_num_threads())
     print(f"d{round(100 * args.fraction)} of {args.model} on {task.name} ({len(task.train):,} train / {len(task.eval):,} validation / "
           f"{len(task.report_split):,} test, metric {task.metric}), {method.upper()} with {args.projection}, "
           f"{'every --dims point' if args.curve else 'search'}; results in {run_dir}/", flush=True)
