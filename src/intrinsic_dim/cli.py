@@ -515,6 +515,7 @@ def _check_out(path: str) -> None:
 def cmd_train(args: argparse.Namespace) -> int:
     import tempfile
 
+    from intrinsic_dim.distributed import init_from_env, leave, world
     from intrinsic_dim.tracking import make_tracker
     from intrinsic_dim.train import train_model
 
@@ -522,7 +523,15 @@ def cmd_train(args: argparse.Namespace) -> int:
     task, factory = _load(args)
     cfg = replace(_trial_template(args), d=args.d, seed=args.seed)
     loaded = factory(args.seed)
-    sm, result = train_model(loaded, task, cfg, progress=not args.quiet)
+    joined = init_from_env()  # under torchrun / accelerate launch: one trial, data-parallel over the processes
+    rank, size = world()
+    try:
+        sm, result = train_model(loaded, task, cfg, progress=not args.quiet and rank == 0)
+    finally:
+        if joined:
+            leave()
+    if rank > 0:
+        return 0
     tracker = make_tracker(args.report_to, args.out, task.metric)
     if tracker is not None:
         tracker.log_trial("train", result)
@@ -538,7 +547,8 @@ def cmd_train(args: argparse.Namespace) -> int:
         sm.save_pretrained(rescue, metadata=meta)
         print(f"could not write {args.out} ({e}); the trained adapter was saved to {rescue}/ instead", file=sys.stderr)
         args.out = rescue
-    print(f"trained {sm.num_trainable():,} numbers in {result.steps} steps ({result.wall_s:.0f}s); {cfg.select} checkpoint: "
+    ranks = f" on {size} processes" if size > 1 else ""
+    print(f"trained {sm.num_trainable():,} numbers in {result.steps} steps{ranks} ({result.wall_s:.0f}s); {cfg.select} checkpoint: "
           f"validation {task.metric} {result.val_metric:.4f}, test {result.metric:.4f}; adapter saved to {args.out}/")
     return 0
 
