@@ -132,3 +132,26 @@ def test_stores_without_losses_still_open(tmp_path):
     store.close()
     (row,) = Store(run).rows()
     assert row["losses"] == [] and TrialResult.from_row(row).losses == []
+
+
+def test_experiment_passes_report_to_every_run(tmp_path, threads, capsys):
+    pytest.importorskip("tensorboard", reason="the tracking extra (tensorboard) is not installed")
+    spec = tmp_path / "tiny.yaml"
+    spec.write_text("name: tiny\ndefaults: {task: mnist-5k, said: false, max_train: 100, max_eval: 40, max_steps: 4, "
+                    "batch_size: 50, seeds: 1, dims: [20], baseline: 1.0, quiet: true}\n"
+                    "runs:\n  - {name: a, model: fc-784-200-200-10}\n")
+    out = tmp_path / "out"
+    assert main(["experiment", str(spec), "--out", str(out), "--threads", "1", "--report-to", "tensorboard"]) == 0
+    summary = _events(out / "a" / "tensorboard" / "summary")
+    assert [d for d, _ in summary["curve/mean_accuracy"]] == [20]
+
+
+def test_summary_holds_the_interval(tmp_path):
+    pytest.importorskip("tensorboard", reason="the tracking extra (tensorboard) is not installed")
+    summary = {"metric": "accuracy", "baseline": 0.8, "threshold": 0.72, "d90": 300, "crossing": 250.0,
+               "interval": (180.0, None), "status": "found", "bracket": (100, 300),
+               "points": [{"d": 100, "mean": 0.6, "values": [0.6, None]}, {"d": 300, "mean": 0.75, "values": [0.74, 0.76]}]}
+    make_tracker("tensorboard", tmp_path, "accuracy").log_summary(summary)
+    ev = _events(tmp_path / "tensorboard" / "summary")
+    assert ev["interval/lo"] == [(0, 180.0)] and "interval/hi" not in ev and ev["d90"] == [(0, 300.0)]
+    assert [d for d, _ in ev["curve/seed1_accuracy"]] == [300]  # a seed without a value is left out
