@@ -94,6 +94,14 @@ def _train_args(p: argparse.ArgumentParser) -> None:
                    "on the test split (default: %(default)s)")
 
 
+def _tracking_args(p: argparse.ArgumentParser, default: str | None = "none") -> None:
+    p.add_argument("--report-to", default=default, choices=["none", "tensorboard", "mlflow"],
+                   help="log every trial's training curve and the sweep's summary to TensorBoard (event files in "
+                   "RUN_DIR/tensorboard) or MLflow (MLFLOW_TRACKING_URI, else a file store in RUN_DIR/mlruns); "
+                   "needs pip install 'intrinsic-dim[tracking]'" + (" (default: %(default)s)" if default else
+                                                                    " (default: each run's own, else none)"))
+
+
 def _build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(prog="intrinsic-dim", description=__doc__.splitlines()[0])
     sub = parser.add_subparsers(dest="verb", required=True, metavar="VERB")
@@ -125,6 +133,15 @@ def _build_parser() -> argparse.ArgumentParser:
     g.add_argument("--workers", type=int, default=1,
                    help="run independent trials (the seeds of a point, baseline seeds, rate candidates) on N local "
                    "processes, each with --threads threads (default: %(default)s, in this process)")
+    g.add_argument("--executor", default="local", choices=["local", "ray"],
+                   help="where trials run: here or on --workers local processes, or as Ray tasks (pip install "
+                   "'intrinsic-dim[ray]') (default: %(default)s)")
+    g.add_argument("--ray-address", default=None,
+                   help="Ray cluster to join, e.g. auto or ray://HOST:10001 (default: start a local Ray on this machine)")
+    g.add_argument("--trial-cpus", type=float, default=None, help="CPUs each Ray trial asks for (default: --threads, else 1)")
+    g.add_argument("--trial-gpus", type=float, default=0.0,
+                   help="GPUs each Ray trial asks for; a fraction such as 0.5 shares one GPU (default: %(default)s)")
+    _tracking_args(g)
     g.add_argument("--config", default=None, help="YAML/JSON file of options; flags override it")
 
     t = sub.add_parser("train", help="one subspace fine-tune at a given d; saves an adapter",
@@ -135,6 +152,7 @@ def _build_parser() -> argparse.ArgumentParser:
     t.add_argument("--d", type=int, required=False, default=1000, help="subspace dimension, counting lambda for SAID (default: %(default)s)")
     t.add_argument("--seed", type=int, default=0, help="projection, head and data-order seed (default: %(default)s)")
     t.add_argument("--out", default="adapter", help="adapter directory (default: %(default)s)")
+    _tracking_args(t)
     t.add_argument("--config", default=None, help="YAML/JSON file of options; flags override it")
 
     e = sub.add_parser("evaluate", help="evaluate a model (with an adapter) on a task",
@@ -168,6 +186,7 @@ def _build_parser() -> argparse.ArgumentParser:
     x.add_argument("--only", nargs="+", default=None, metavar="RUN", help="run only these runs (a part); the summary covers every finished run")
     x.add_argument("--out", default=None, help="results directory (default: experiments/results/<name>)")
     x.add_argument("--threads", type=int, default=None, help="torch CPU threads for every run (pin it so runs compare)")
+    _tracking_args(x, default=None)
     x.add_argument("--summary-only", action="store_true", help="run nothing; rewrite summary and plots from finished runs")
     x.add_argument("--quiet", action="store_true", help="no progress bars")
 
@@ -306,6 +325,8 @@ RANGES: dict[str, tuple[Callable[[Any], bool], str]] = {
     "dims": (lambda v: bool(v) and all(x >= 1 for x in v), "positive integers"),
     "threads": (lambda v: 1 <= v <= 1024, "an integer from 1 to 1024"),
     "workers": (lambda v: 1 <= v <= 256, "an integer from 1 to 256"),
+    "trial_cpus": (_positive, "a positive number"),
+    "trial_gpus": (lambda v: math.isfinite(v) and v >= 0, "a number >= 0"),
     "max_steps": (lambda v: v >= 1, "a positive integer"),
     "batch_size": (lambda v: v >= 1, "a positive integer"),
     "eval_every": (lambda v: v >= 1, "a positive integer"),
@@ -344,7 +365,32 @@ def _parse(argv: Sequence[str] | None, extra: dict[str, Any] | None = None, sour
     return args
 
 
+def _check_executor(args: argparse.Namespace) -> None:
+    """Refuse executor options that contradict each other, or Ray missing, before any work."""
+    if getattr(args, "executor", "local") == "local":
+        given = [f for f, v in (("--ray-address", args.ray_address), ("--trial-cpus", args.trial_cpus),
+                                ("--trial-gpus", args.trial_gpus or None)) if v is not None]
+        if given:
+            raise ValueError(f"{', '.join(given)} only apply to --executor ray")
+        return
+    if args.workers > 1:
+        raise ValueError("--workers is for --executor local; with --executor ray the cluster's resources and "
+                         "--trial-cpus / --trial-gpus decide how many trials run at once")
+    from intrinsic_dim.executors import TrialResources, import_ray
+
+    import_ray()
+    args.threads = args.threads or max(1, int(args.trial_cpus or 1))
+    args.trial_cpus = args.trial_cpus or float(args.threads)
+    TrialResources(args.trial_cpus, args.trial_gpus)
+
+
 def _setup(args: argparse.Namespace) -> None:
+    if getattr(args, "executor", None):
+        _check_executor(args)
+    if getattr(args, "report_to", None):
+        from intrinsic_dim.tracking import check_available
+
+        check_available(args.report_to)
     if getattr(args, "workers", 1) > 1 and not args.threads:
         args.threads = max(1, (os.cpu_count() or 1) // args.workers)
     if getattr(args, "threads", None):
@@ -386,12 +432,23 @@ def _duration(seconds: float) -> str:
     return f"{seconds:.0f} s" if seconds < 120 else f"{seconds / 60:.1f} min"
 
 
+def _executor(args: argparse.Namespace, threads: int):
+    """The executor the options name: None (in this process), local worker processes, or Ray."""
+    from intrinsic_dim.executors import LocalWorkers, RayExecutor, TrialResources, TrialSpec
+
+    spec = TrialSpec(args.model, args.task, args.max_train, args.max_eval, args.max_length, threads)
+    if args.executor == "ray":
+        return RayExecutor(spec, TrialResources(args.trial_cpus, args.trial_gpus), args.ray_address)
+    return LocalWorkers(spec, args.workers) if args.workers > 1 else None
+
+
 def cmd_measure(args: argparse.Namespace) -> int:
     import torch
 
     from intrinsic_dim.report import format_bracket, format_interval, plot_curves, write_report
     from intrinsic_dim.search import BaselineError, measure_d90
     from intrinsic_dim.store import Store, check_writable
+    from intrinsic_dim.tracking import make_tracker
 
     method = "said" if args.said else "did"
     run_dir = check_writable(args.run_dir or f"runs/{Path(args.model).name}-{Path(args.task).name}-{method}")
@@ -402,12 +459,7 @@ def cmd_measure(args: argparse.Namespace) -> int:
         "model": args.model, "task": args.task, "max_train": args.max_train, "max_eval": args.max_eval,
         "max_length": args.max_length, "threads": torch.get_num_threads(),
     }
-    executor = None
-    if args.workers > 1:
-        from intrinsic_dim.executors import LocalWorkers, TrialSpec
-
-        spec = TrialSpec(args.model, args.task, args.max_train, args.max_eval, args.max_length, torch.get_num_threads())
-        executor = LocalWorkers(spec, args.workers)
+    executor = _executor(args, torch.get_num_threads())
     print(f"d{round(100 * args.fraction)} of {args.model} on {task.name} ({len(task.train):,} train / {len(task.eval):,} validation / "
           f"{len(task.report_split):,} test, metric {task.metric}), {method.upper()} with {args.projection}, "
           f"{'every --dims point' if args.curve else 'search'}; results in {run_dir}/", flush=True)
@@ -419,7 +471,7 @@ def cmd_measure(args: argparse.Namespace) -> int:
             baseline_seeds=args.baseline_seeds, precision=args.precision, curve=args.curve, trial=trial, full_trial=full,
             lr_candidates=args.lr_search, lr_search_d=args.lr_search_d, run_dir=run_dir, run_config=run_config,
             model_name=args.model, progress=not args.quiet, log=lambda s: print(s, flush=True), wait=args.wait,
-            executor=executor, reuse=args.reuse or (),
+            executor=executor, reuse=args.reuse or (), tracker=make_tracker(args.report_to, run_dir, task.metric),
         )
     except BaselineError as e:
         (run_dir / "d90.json").write_text(json.dumps({"status": "no_baseline", "reason": str(e), "notes": task.notes}, indent=2) + "\n")
@@ -463,13 +515,26 @@ def _check_out(path: str) -> None:
 def cmd_train(args: argparse.Namespace) -> int:
     import tempfile
 
+    from intrinsic_dim.distributed import init_from_env, leave, world
+    from intrinsic_dim.tracking import make_tracker
     from intrinsic_dim.train import train_model
 
     _check_out(args.out)
     task, factory = _load(args)
     cfg = replace(_trial_template(args), d=args.d, seed=args.seed)
     loaded = factory(args.seed)
-    sm, result = train_model(loaded, task, cfg, progress=not args.quiet)
+    joined = init_from_env()  # under torchrun / accelerate launch: one trial, data-parallel over the processes
+    rank, size = world()
+    try:
+        sm, result = train_model(loaded, task, cfg, progress=not args.quiet and rank == 0)
+    finally:
+        if joined:
+            leave()
+    if rank > 0:
+        return 0
+    tracker = make_tracker(args.report_to, args.out, task.metric)
+    if tracker is not None:
+        tracker.log_trial("train", result)
     if not result.ok:
         print(f"training {result.status}: {result.error}", file=sys.stderr)
         return 1
@@ -482,7 +547,8 @@ def cmd_train(args: argparse.Namespace) -> int:
         sm.save_pretrained(rescue, metadata=meta)
         print(f"could not write {args.out} ({e}); the trained adapter was saved to {rescue}/ instead", file=sys.stderr)
         args.out = rescue
-    print(f"trained {sm.num_trainable():,} numbers in {result.steps} steps ({result.wall_s:.0f}s); {cfg.select} checkpoint: "
+    ranks = f" on {size} processes" if size > 1 else ""
+    print(f"trained {sm.num_trainable():,} numbers in {result.steps} steps{ranks} ({result.wall_s:.0f}s); {cfg.select} checkpoint: "
           f"validation {task.metric} {result.val_metric:.4f}, test {result.metric:.4f}; adapter saved to {args.out}/")
     return 0
 
@@ -556,7 +622,8 @@ def cmd_experiment(args: argparse.Namespace) -> int:
     from intrinsic_dim.experiment import load_experiment, run_experiment, summarise
 
     def measure(options: dict[str, Any], run_dir: Path) -> None:
-        forced = {"run_dir": str(run_dir)} | ({"threads": args.threads} if args.threads else {}) | ({"quiet": True} if args.quiet else {})
+        forced = ({"run_dir": str(run_dir)} | ({"threads": args.threads} if args.threads else {}) | ({"quiet": True} if args.quiet else {})
+                  | ({"report_to": args.report_to} if args.report_to else {}))
         run_args = _parse(["measure"], extra=options | forced, source=f"{args.file} (run {run_dir.name})")
         _setup(run_args)
         cmd_measure(run_args)
@@ -599,11 +666,11 @@ def main(argv: Sequence[str] | None = None) -> int:
 
         return bench_main(argv[1:])
     args = _parse(argv)
-    _setup(args)
     verbs = {"measure": cmd_measure, "train": cmd_train, "evaluate": cmd_evaluate, "merge": cmd_merge, "report": cmd_report,
              "experiment": cmd_experiment, "pretrain": cmd_pretrain}
     previous = signal.signal(signal.SIGTERM, _interrupt)
     try:
+        _setup(args)
         return verbs[args.verb](args)
     except (ValueError, FileNotFoundError, KeyError) as e:
         print(f"intrinsic-dim {args.verb}: error: {e}", file=sys.stderr)

@@ -1,4 +1,4 @@
-"""Where a sweep's trials run: in this process (default) or on N local worker processes.
+"""Where a sweep's trials run: in this process (default), on N local worker processes, or on Ray.
 
 The sweep's process stays the only writer of its store: workers only compute and send each
 TrialResult back, which is written the moment it arrives. A worker rebuilds the task and model from
@@ -8,6 +8,7 @@ executor resumes under another to the same answer.
 
 from __future__ import annotations
 
+import math
 import multiprocessing
 from concurrent.futures import ProcessPoolExecutor, as_completed
 from dataclasses import dataclass
@@ -92,3 +93,65 @@ class LocalWorkers:
     def close(self) -> None:
         """Stop the worker processes (cancelling trials not started)."""
         self.pool.shutdown(wait=False, cancel_futures=True)
+
+
+@dataclass(frozen=True)
+class TrialResources:
+    """What each trial asks a Ray cluster for: CPUs and GPUs (a fraction shares one GPU between trials)."""
+
+    cpus: float = 1.0
+    gpus: float = 0.0
+
+    def __post_init__(self) -> None:
+        if not (math.isfinite(self.cpus) and self.cpus > 0):
+            raise ValueError(f"--trial-cpus must be a positive number, got {self.cpus}")
+        if not (math.isfinite(self.gpus) and self.gpus >= 0):
+            raise ValueError(f"--trial-gpus must be a number >= 0 (a fraction shares a GPU), got {self.gpus}")
+        if self.gpus > 1 and self.gpus != int(self.gpus):
+            raise ValueError(f"--trial-gpus above 1 must be a whole number, got {self.gpus}")
+
+
+def import_ray():
+    """The ``ray`` module, or a clear error saying what to install."""
+    try:
+        import ray
+    except ImportError as e:
+        raise ValueError(f"--executor ray needs Ray ({e}): pip install 'intrinsic-dim[ray]'") from None
+    return ray
+
+
+class RayExecutor:
+    """Trials as Ray tasks declaring ``resources``, on the cluster at ``address`` (None: a local Ray
+    started here, or the one this process already joined). Results come back to the sweep's process,
+    which stays the only writer of the store."""
+
+    def __init__(self, spec: TrialSpec, resources: TrialResources, address: str | None = None) -> None:
+        ray = import_ray()
+        self.ray, self.spec, self.resources = ray, spec, resources
+        self.started = not ray.is_initialized()
+        if self.started:
+            ray.init(address=address, include_dashboard=False, log_to_driver=False)
+        total = ray.cluster_resources()
+        if resources.cpus > total.get("CPU", 0) or resources.gpus > total.get("GPU", 0):
+            if self.started:
+                ray.shutdown()
+            raise ValueError(f"a trial asks for {resources.cpus:g} CPUs and {resources.gpus:g} GPUs, but the Ray cluster has "
+                             f"{total.get('CPU', 0):g} CPUs and {total.get('GPU', 0):g} GPUs: lower --trial-cpus / --trial-gpus")
+        self.workers = max(1, int(total.get("CPU", 1) // resources.cpus))
+        self.remote = ray.remote(num_cpus=resources.cpus, num_gpus=resources.gpus, max_retries=0)(run_spec_trial)
+        self.pending: list = []
+
+    def run_many(self, cfgs: Sequence[TrialConfig], on_done: OnDone) -> None:
+        refs = {self.remote.remote(self.spec, cfg): i for i, cfg in enumerate(cfgs)}
+        self.pending = list(refs)
+        while self.pending:
+            ready, self.pending = self.ray.wait(self.pending, num_returns=1)
+            on_done(refs[ready[0]], self.ray.get(ready[0]))
+
+    def close(self) -> None:
+        """Cancel trials not finished, and stop the local Ray this executor started."""
+        for ref in self.pending:
+            self.ray.cancel(ref, force=True)
+        self.pending = []
+        if self.started:
+            self.ray.shutdown()

@@ -14,7 +14,8 @@ class TrialResult:
 
     ``metric`` is the reported value: the selected checkpoint on the test split. ``val_metric`` is
     what selected it (validation), ``train_metric`` the same checkpoint on a training sample (for
-    the generalisation gap); ``curve`` holds (step, validation metric) pairs.
+    the generalisation gap); ``curve`` holds (step, validation metric) pairs and ``losses`` (step,
+    training loss) pairs, one per optimizer step (what a tracker logs as the training curve).
     """
 
     config: dict[str, Any]
@@ -28,6 +29,7 @@ class TrialResult:
     train_loss: float = float("nan")
     wall_s: float = 0.0
     curve: list[tuple[int, float]] = field(default_factory=list)
+    losses: list[tuple[int, float]] = field(default_factory=list)
     trainable: int = 0
     error: str | None = None
 
@@ -43,7 +45,7 @@ class TrialResult:
             "metric": _nan_to_none(self.metric), "val_metric": _nan_to_none(self.val_metric),
             "train_metric": _nan_to_none(self.train_metric), "metrics": json.dumps(self.metrics), "steps": self.steps,
             "train_loss": _nan_to_none(self.train_loss), "wall_s": self.wall_s, "trainable": self.trainable,
-            "curve": json.dumps(self.curve), "error": self.error, "config": json.dumps(cfg),
+            "curve": json.dumps(self.curve), "losses": json.dumps(self.losses), "error": self.error, "config": json.dumps(cfg),
         }
 
     @classmethod
@@ -56,7 +58,8 @@ class TrialResult:
             config=decode(row["config"]), status=row["status"], metric=_none_to_nan(row["metric"]),
             val_metric=_none_to_nan(row["val_metric"]), train_metric=_none_to_nan(row["train_metric"]),
             metrics=decode(row["metrics"]), lr=row["lr"], steps=row["steps"], train_loss=_none_to_nan(row["train_loss"]),
-            wall_s=row["wall_s"], curve=[tuple(c) for c in decode(row["curve"])], trainable=row["trainable"],
+            wall_s=row["wall_s"], curve=[tuple(c) for c in decode(row["curve"])],
+            losses=[tuple(c) for c in decode(row.get("losses") or "[]")], trainable=row["trainable"],
             error=row["error"],
         )
 

@@ -25,7 +25,7 @@ import math
 import time
 from dataclasses import asdict, dataclass, field, replace
 from pathlib import Path
-from typing import Any, Callable, Sequence
+from typing import TYPE_CHECKING, Any, Callable, Sequence
 
 import torch
 
@@ -35,6 +35,9 @@ from intrinsic_dim.results import TrialResult
 from intrinsic_dim.store import DB_NAME, RunConfigMismatch, RunLock, Store
 from intrinsic_dim.tasks import Task, compute_metrics
 from intrinsic_dim.train import SUBSPACE_REF_D, SUBSPACE_REF_LR, ModelFactory, TrialConfig, run_trial
+
+if TYPE_CHECKING:
+    from intrinsic_dim.tracking import Tracker
 
 DEFAULT_DIMS = (10, 30, 100, 300, 1000, 3000, 10000, 30000)
 STEP_DOWN = 3
@@ -138,9 +141,9 @@ Runner = Callable[[TrialConfig], TrialResult]
 
 class _Search:
     def __init__(self, executor: Executor, task: Task, trial: TrialConfig, store: Store | None, log: Callable[[str], None],
-                 reuse: Sequence[Store] = ()):
+                 reuse: Sequence[Store] = (), tracker: Tracker | None = None):
         self.executor, self.task, self.trial, self.store, self.log = executor, task, trial, store, log
-        self.reuse = reuse
+        self.reuse, self.tracker = reuse, tracker
         self.results: dict[int, list[TrialResult]] = {}
         self.all: list[tuple[str, TrialResult]] = []
 
@@ -169,6 +172,7 @@ class _Search:
             if cached is not None:
                 out[i] = cached[0]
                 self._log(role, cfg, *cached)
+                self._track(role, cached[0])
             else:
                 todo.append(i)
 
@@ -178,11 +182,16 @@ class _Search:
                 self.store.put(role, res)
             out[i] = res
             self._log(role, cfgs[i], res, f"{res.wall_s:.0f}s")
+            self._track(role, res)
 
         if todo:
             self.executor.run_many([cfgs[i] for i in todo], done)
         self.all += [(role, r) for r in out]
         return out  # type: ignore[return-value]
+
+    def _track(self, role: str, res: TrialResult) -> None:
+        if self.tracker is not None:
+            self.tracker.log_trial(role, res)
 
     def _log(self, role: str, cfg: TrialConfig, res: TrialResult, tag: str) -> None:
         self.log(f"  {role:9s} {cfg.method:8s} d={cfg.d!s:>6} seed={cfg.seed} lr={res.lr:.3g}: test {self.task.metric}="
@@ -243,6 +252,7 @@ def measure_d90(
     executor: Executor | None = None,
     wait: bool = False,
     reuse: Sequence[str | Path] = (),
+    tracker: Tracker | None = None,
 ) -> D90Result:
     """Measure d90 (or d_fraction) of ``model_factory(seed)`` on ``task``; see the module docstring.
 
@@ -256,6 +266,7 @@ def measure_d90(
     one against an absolute baseline share every subspace trial).
     ``runner`` runs one trial in this process (default :func:`run_trial`; a synthetic objective in
     tests); ``executor`` runs batches of independent trials elsewhere (e.g. local worker processes).
+    ``tracker`` receives every trial as it is stored or read back, and the summary at the end.
     """
     _check_args(fraction, seeds, precision, dims)
     start = time.perf_counter()
@@ -268,9 +279,12 @@ def measure_d90(
         others = _reuse_stores(reuse, run_config or {})
         trial = replace(trial or TrialConfig(), method="subspace")
         executor = executor or InProcess(runner or (lambda cfg: run_trial(model_factory, task, cfg, progress=progress)))
-        s = _Search(executor, task, trial, store, log, others)
-        return _measure(s, model_factory, task, dims, seeds, fraction, baseline, baseline_seeds, precision, curve,
-                        full_trial, lr_candidates, lr_search_d, model_name, start)
+        s = _Search(executor, task, trial, store, log, others, tracker)
+        result = _measure(s, model_factory, task, dims, seeds, fraction, baseline, baseline_seeds, precision, curve,
+                          full_trial, lr_candidates, lr_search_d, model_name, start)
+        if tracker is not None:
+            tracker.log_summary(result.to_dict())
+        return result
     finally:
         for other in others:
             other.close()
@@ -381,12 +395,17 @@ def _measure(s: _Search, model_factory, task, dims, seeds, fraction, baseline, b
     return D90Result(
         task=task.name, model=model_name, metric=task.metric, fraction=fraction, baseline=baseline,
         baseline_source=source, threshold=tau, d90=d90, crossing=crossing, bracket=bracket, interval=interval,
-        status=status, points=pts, trials=[{"role": role, **asdict(r)} for role, r in s.all], n_train=n_train,
+        status=status, points=pts, trials=[_trial_entry(role, r) for role, r in s.all], n_train=n_train,
         lr=trial.lr, wall_s=time.perf_counter() - start, compute_s=sum(r.wall_s for _, r in s.all),
         mode="curve" if curve else "search", seeds=seeds, baseline_values=baseline_values, chance=chance,
         budget=budget, monotone=monotone, said=trial.said, projection=trial.projection, layout=trial.layout,
         normalisation=trial.normalisation, groups=trial.groups, threads=torch.get_num_threads(), notes=notes,
     )
+
+
+def _trial_entry(role: str, r: TrialResult) -> dict[str, Any]:
+    """A trial as d90.json lists it: everything but the per-step losses (in the store and the tracker)."""
+    return {"role": role, **{k: v for k, v in asdict(r).items() if k != "losses"}}
 
 
 def _d_range(model: torch.nn.Module, trial: TrialConfig) -> tuple[int, float]:

@@ -43,6 +43,7 @@ CREATE TABLE IF NOT EXISTS trials (
     wall_s REAL NOT NULL,
     trainable INTEGER NOT NULL,
     curve TEXT NOT NULL,
+    losses TEXT,
     error TEXT,
     config TEXT NOT NULL,
     finished_at REAL NOT NULL
@@ -136,6 +137,9 @@ class Store:
                 f"run directory {self.run_dir} was made by an earlier version of intrinsic-dim (before trials were "
                 "selected on validation and reported on test); its trials cannot be mixed with new ones: use another --run-dir"
             )
+        if "losses" not in columns:  # stores before per-step losses were kept: their trials read back without them
+            with self.db:
+                self.db.execute("ALTER TABLE trials ADD COLUMN losses TEXT")
 
     def close(self) -> None:
         self.db.close()
@@ -184,8 +188,8 @@ class Store:
     @staticmethod
     def _row(cur: sqlite3.Cursor, row: tuple) -> dict[str, Any]:
         out = dict(zip([c[0] for c in cur.description], row))
-        for k in ("metrics", "curve", "config"):
-            out[k] = json.loads(out[k])
+        for k in ("metrics", "curve", "config", "losses"):
+            out[k] = json.loads(out[k] or "[]")
         return out
 
     def export_csv(self, path: str | Path) -> Path:

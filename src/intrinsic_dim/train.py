@@ -22,6 +22,7 @@ import torch
 from torch import nn
 from tqdm.auto import tqdm
 
+from intrinsic_dim import distributed
 from intrinsic_dim.config import SubspaceConfig
 from intrinsic_dim.projection import DEFAULT_MAX_DENSE_ELEMENTS
 from intrinsic_dim.results import TrialResult
@@ -192,6 +193,12 @@ def _train(model, params, loaded, task, cfg, lr, result: TrialResult, progress: 
     per_epoch = math.ceil(n / cfg.batch_size)
     total = cfg.total_steps(n)
     eval_every = cfg.eval_every or max(1, min(total, per_epoch) // EVALS_PER_EPOCH)
+    rank, size = distributed.world()
+    if size > 1:
+        if not isinstance(model, SubspaceModel):
+            raise ValueError("a data-parallel trial trains a subspace model only: full fine-tuning would all-reduce "
+                             "every weight's gradient (D numbers); run the baseline in one process")
+        distributed.check_same_projection(model)
     if cfg.method == "full":
         opt = torch.optim.AdamW(params, lr=lr, weight_decay=cfg.weight_decay)
     else:
@@ -205,7 +212,10 @@ def _train(model, params, loaded, task, cfg, lr, result: TrialResult, progress: 
     batches = _batches(n, cfg.batch_size, gen)
     for step in range(total):
         idx = next(batches)
-        loss = _loss(_logits(model(**loaded.encode(task.train, idx))), task.train.labels[idx], task.is_regression)
+        local = distributed.shard(idx, rank, size) if size > 1 else idx
+        loss = _batch_loss(model, params, loaded, task, local)
+        if size > 1:
+            loss = distributed.global_loss(loss, len(local), len(idx))
         first = loss.item() if first is None else first
         if not torch.isfinite(loss) or loss.item() > ABSURD_LOSS_FACTOR * max(first, 1.0):
             result.status, result.error, result.steps = "diverged", f"loss became {loss.item():.4g} at step {step}", step
@@ -213,9 +223,12 @@ def _train(model, params, loaded, task, cfg, lr, result: TrialResult, progress: 
             return
         opt.zero_grad(set_to_none=True)
         loss.backward()
+        if size > 1:
+            distributed.allreduce_gradients(params)
         opt.step()
         sched.step()
         ema = loss.item() if ema is None else 0.9 * ema + 0.1 * loss.item()
+        result.losses.append((step + 1, loss.item()))
         result.steps, result.train_loss = step + 1, ema
         bar.update(1)
         if (step + 1) % eval_every == 0 or step + 1 == total:
@@ -231,6 +244,13 @@ def _train(model, params, loaded, task, cfg, lr, result: TrialResult, progress: 
                 p.copy_(saved)
     result.val_metric = best if cfg.select == "best" else result.curve[-1][1]
     _report(model, loaded, task, cfg, result)
+
+
+def _batch_loss(model, params, loaded, task, idx: list[int]) -> torch.Tensor:
+    """The mean loss on the examples ``idx``; a zero joined to the graph when a rank's slice is empty."""
+    if not idx:
+        return sum(p.sum() for p in params) * 0.0
+    return _loss(_logits(model(**loaded.encode(task.train, idx))), task.train.labels[idx], task.is_regression)
 
 
 def _batches(n: int, batch_size: int, gen: torch.Generator) -> Iterator[list[int]]:
