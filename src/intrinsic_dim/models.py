@@ -208,7 +208,11 @@ def _from_gguf(dest: Path, with_model: bool) -> Path:
     tmp.mkdir(parents=True)
     AutoTokenizer.from_pretrained(str(gguf.parent), gguf_file=gguf.name).save_pretrained(tmp)
     if with_model:
-        AutoModelForCausalLM.from_pretrained(str(gguf.parent), gguf_file=gguf.name).save_pretrained(tmp)
+        model = AutoModelForCausalLM.from_pretrained(str(gguf.parent), gguf_file=gguf.name)
+        model.hf_quantizer = None  # already dequantised to float32: saved as a plain model
+        if hasattr(model.config, "quantization_config"):
+            del model.config.quantization_config
+        model.save_pretrained(tmp)
     (tmp / ".complete").write_text("")
     shutil.rmtree(dest, ignore_errors=True)
     tmp.rename(dest)

@@ -31,9 +31,11 @@ def _zeros(n: int) -> torch.Tensor:
 
 def tweet_sentiment_generative() -> Task:
     """The packaged tweet-sentiment task (same splits) as text-to-text: the completion is the label word."""
+    from intrinsic_dim.tasks.registry import validation_test_halves
     from intrinsic_dim.tasks.text import tweet_sentiment
 
     base = tweet_sentiment()
+    validation, test = validation_test_halves(base.eval, regression=False)  # halved by tweet, as the classifier's
 
     def convert(split: Split) -> Split:
         texts = [(TWEET_PROMPT.format(text=t[0]), " " + base.label_names[int(y)]) for t, y in zip(split.texts, split.labels)]
@@ -41,7 +43,7 @@ def tweet_sentiment_generative() -> Task:
 
     return Task(
         name="tweet-sentiment-gen", kind=GENERATIVE_KIND, label_names=list(base.label_names), metric="accuracy",
-        train=convert(base.train), eval=convert(base.eval), text_format="completion",
+        train=convert(base.train), eval=convert(validation), test=convert(test), text_format="completion",
         choices=[" " + n for n in base.label_names],
         description=(
             "tweet-sentiment as text-to-text for causal LMs (same tweets and splits): prompt "
