@@ -248,3 +248,17 @@ def test_generative_tweets_score_label_words_and_lora_trains_deterministically(g
     assert runs[0].ok and 0.0 <= runs[0].metric <= 1.0 and set(runs[0].metrics) == {"accuracy"}
     assert runs[0].metric == runs[1].metric and runs[0].train_loss == runs[1].train_loss
     assert math.isfinite(runs[0].train_loss)
+
+
+def test_train_and_evaluate_a_subspace_adapter_on_a_generative_task(tmp_path, capsys):
+    rows = [{"prompt": f"Q: {i} plus one?\nA:", "completion": f" {i + 1}"} for i in range(40)]
+    data = tmp_path / "sft.jsonl"
+    data.write_text("\n".join(json.dumps(r) for r in rows) + "\n")
+    adapter = tmp_path / "adapter"
+    assert main(["train", "--model", "llama-tiny-random", "--task", str(data), "--d", "100", "--max-steps", "2",
+                 "--batch-size", "4", "--max-train", "8", "--max-eval", "4", "--max-length", "32", "--threads", "1",
+                 "--quiet", "--out", str(adapter)]) == 0
+    capsys.readouterr()
+    assert main(["evaluate", "--adapter", str(adapter), "--max-eval", "4", "--threads", "1"]) == 0
+    metrics = json.loads(capsys.readouterr().out)
+    assert metrics["model"] == "llama-tiny-random" and metrics["perplexity"] == pytest.approx(math.exp(metrics["loss"]))
