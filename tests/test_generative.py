@@ -156,6 +156,22 @@ def test_measure_on_a_loss_finds_d90_on_the_improvement_and_records_it(tmp_path)
     assert res.crossing == pytest.approx(900, rel=0.01) and res.crossing < res.d90  # interpolated inside the bracket
 
 
+def test_on_a_loss_the_lowest_validation_value_wins_checkpoints_and_rates():
+    from intrinsic_dim.train import improves
+
+    assert improves(1.9, 2.0, True) and not improves(2.1, 2.0, True) and improves(0.8, 0.7, False)
+
+    def runner(cfg: TrialConfig) -> TrialResult:
+        if cfg.method != "subspace":
+            return _synthetic_loss(cfg)
+        value = 2.0 + abs(math.log10(cfg.lr or 0.1) + 1) * 0.5 + 1.0 / (1 + cfg.d / 100)  # best rate 0.1
+        return TrialResult(config=cfg.to_dict(), status="ok", metric=value, val_metric=value, lr=cfg.lr or 0.0)
+
+    res = measure_d90(None, _loss_task(), dims=[10, 100], seeds=1, runner=runner, log=lambda s: None,
+                      lr_candidates=[0.01, 0.1, 1.0], lr_search_d=100)
+    assert res.lr == 0.1
+
+
 def test_measure_on_a_loss_refuses_a_baseline_that_did_not_improve():
     from intrinsic_dim.search import BaselineError
 
