@@ -414,15 +414,16 @@ def _measure(s: _Search, model_factory, task, dims, seeds, fraction, baseline, b
         interval = (min(lo, bracket[0] or lo), None if hi is None else max(hi, float(d90)))
     status = "found" if d90 and d90 != ds[0] else ("at_or_below_smallest" if d90 else "above_largest")
     notes = list(task.notes)
+    size = "r" if trial.method == "lora" else "d"  # the LoRA rank, or the subspace dimension
     if not any(p["n_ok"] for p in pts):
         status = "no_successful_trial"
         notes.append("every subspace trial diverged or failed (see the trials' errors): try a lower --lr")
     if not monotone:
         notes.append("the curve is not monotone in d: a failing point lies above a passing one; more seeds would help")
     if status == "above_largest":
-        notes.append(f"no evaluated d reached the threshold; d90 > {ds[-1]} (extend --dims or train longer)")
+        notes.append(f"no evaluated {size} reached the threshold; {size}90 > {ds[-1]} (extend --dims or train longer)")
     if status == "at_or_below_smallest":
-        notes.append(f"the smallest evaluated d = {ds[0]} already passes; d90 <= {ds[0]}")
+        notes.append(f"the smallest evaluated {size} = {ds[0]} already passes; {size}90 <= {ds[0]}")
     if d90 and seeds < MIN_SEEDS_FOR_INTERVAL:
         notes.append(f"{seeds} seed(s) per point: no interval is given (it needs at least {MIN_SEEDS_FOR_INTERVAL}); "
                      "the bracket shows the grid resolution only")
