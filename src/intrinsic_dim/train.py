@@ -1,5 +1,7 @@
-"""One trial: full or subspace fine-tuning of a fresh model at one (d, seed), selected on the
-validation split and reported on the held-out test split, with divergence recorded instead of raised.
+"""One trial: full, subspace or LoRA fine-tuning of a fresh model at one (d, seed) (for LoRA d is the
+rank), or the base model untrained, selected on the validation split and reported on the held-out test
+split, with divergence recorded instead of raised. Causal LMs on generative tasks train on the loss of
+their target tokens (:mod:`intrinsic_dim.generative`); a lower-is-better metric selects its lowest value.
 
 Defaults (docs/search.md): subspace training uses Adam at a rate far above full fine-tuning's (0.1 at
 d = 1000 for Fastfood with unit-norm columns, scaled by sqrt(1000 / d) since the step in weight space
@@ -51,7 +53,9 @@ ModelFactory = Callable[[int], "LoadedModel"]
 
 @dataclass
 class TrialConfig:
-    """Everything that defines one trial; its JSON form keys the results store."""
+    """Everything that defines one trial; its JSON form keys the results store. ``d`` is the subspace
+    dimension, or the rank for ``method="lora"``; ``lora_alpha`` (default 2 x rank) and ``lora_targets``
+    (comma-separated module names or ``all-linear``; default PEFT's for the model type) apply to LoRA only."""
 
     method: str = "subspace"
     d: int | None = None

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import json
 from typing import Any, Sequence
 
 import torch
@@ -65,8 +66,6 @@ class CausalEncoder:
             return "", text[0]
         if self.text_format == "completion":
             return text[0], text[1]
-        import json
-
         messages = json.loads(text[0])
         full = self.tokenizer.apply_chat_template(messages, tokenize=False)
         prompt = self.tokenizer.apply_chat_template(messages[:-1], tokenize=False, add_generation_prompt=True)
