@@ -48,6 +48,18 @@ def test_tiny_llama_ties_embeddings_and_counts_them_once(tiny_llama):
         assert torch.equal(model.lm_head.weight, model.model.embed_tokens.weight)  # one projected tensor serves both
 
 
+def test_any_causal_lm_folder_loads_for_a_generative_task(tmp_path, tiny_llama, gen_task):
+    from intrinsic_dim.models import load_model
+
+    tiny_llama.model.save_pretrained(tmp_path)
+    tiny_llama.tokenizer.save_pretrained(tmp_path)
+    loaded = load_model(str(tmp_path), gen_task, max_length=48)
+    assert loaded.kind == "generative" and type(loaded.model).__name__ == "LlamaForCausalLM"
+    batch = loaded.encode(gen_task.train, range(2))
+    inputs = {k: batch[k] for k in ("input_ids", "attention_mask")}
+    assert torch.equal(loaded.model(**inputs).logits, tiny_llama.model(**inputs).logits)
+
+
 @pytest.mark.parametrize("said", [False, True])
 def test_zero_z_reproduces_the_base_causal_lm_exactly(tiny_llama, gen_task, said):
     batch = tiny_llama.encode(gen_task.train, range(4))
