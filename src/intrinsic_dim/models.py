@@ -165,8 +165,6 @@ def mpnet_path() -> str:
 
 def cache_dir() -> Path:
     """Where models assembled from packages are kept: ``$INTRINSIC_DIM_CACHE``, default ``~/.cache/intrinsic-dim``."""
-    import os
-
     return Path(os.environ.get("INTRINSIC_DIM_CACHE") or Path.home() / ".cache" / "intrinsic-dim")
 
 
