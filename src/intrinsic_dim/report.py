@@ -21,14 +21,31 @@ def load_result(run_dir: str | Path) -> dict[str, Any]:
     return result
 
 
+METHOD_NAMES = {"said": "SAID", "did": "DID", "lora": "LoRA"}
+
+
 def method_name(r: dict[str, Any]) -> str:
-    """'SAID' or 'DID' (or the stored method name for other kinds of run)."""
-    return r.get("method") or ("SAID" if r.get("said") else "DID")
+    """'SAID', 'DID' or 'LoRA' (or the stored method name for other kinds of run)."""
+    method = r.get("method") or ("said" if r.get("said") else "did")
+    return METHOD_NAMES.get(method, method)
+
+
+def size_name(r: dict[str, Any]) -> str:
+    """What a run's searched number is: the LoRA rank r, or the subspace dimension d."""
+    return "r" if r.get("method") == "lora" else "d"
+
+
+def threshold_rule(r: dict[str, Any]) -> str:
+    """How the threshold was set: a fraction of the baseline, or of the improvement over the base model for a loss."""
+    if r.get("lower_is_better"):
+        return (f"base model {_fmt(r.get('base_value'))} - {r['fraction']:g} x (base - baseline) = {_fmt(r['threshold'])} "
+                f"(lower is better: {r['fraction']:g} of full fine-tuning's improvement over the base model)")
+    return f"{r['fraction']:g} x baseline = {_fmt(r['threshold'])}"
 
 
 def run_label(r: dict[str, Any]) -> str:
     """A short name of a run: model / task (method, projection[, layout][, groups])."""
-    parts = [method_name(r), r.get("projection", "fastfood")]
+    parts = [method_name(r)] + ([] if r.get("method") == "lora" else [r.get("projection", "fastfood")])
     if r.get("layout", "stacked") != "stacked":
         parts.append(r["layout"] + (f"/{r['normalisation']}" if r.get("layout") == "per_tensor" and r.get("normalisation") else ""))
     if r.get("said") and r.get("groups", "tensor") != "tensor":
@@ -61,9 +78,11 @@ def _budget_text(r: dict[str, Any]) -> str:
             f"{select}; baseline: {r['baseline_source']}; {r.get('mode', 'search')} mode, {r.get('seeds', '?')} seed(s)")
 
 
-def plot_curves(results: Sequence[dict[str, Any]], path: str | Path, title: str | None = None) -> list[Path]:
+def plot_curves(results: Sequence[dict[str, Any]], path: str | Path, title: str | None = None, x: str = "d") -> list[Path]:
     """Test metric vs d on a log axis for each run: every seed, the seed mean ± sd, the baseline with its
     seed spread, the threshold, the chance level, d90 with its interval and the evaluated d as ticks.
+    With ``x="trainable"`` the x axis is each point's number of trained parameters instead, so subspace
+    and LoRA runs share one axis (d90 marks the trainable count at d90; the interval is left out).
     Written as PNG and PDF beside each other; returns both paths."""
     import matplotlib
 
@@ -76,13 +95,19 @@ def plot_curves(results: Sequence[dict[str, Any]], path: str | Path, title: str 
     handles = []
     for i, r in enumerate(results):
         color = f"C{i}"
+        def xof(p: dict[str, Any]) -> float:
+            return p.get("trainable") or p["d"] if x == "trainable" else p["d"]
+
         pts = [p for p in r["points"] if p["n_ok"]]
-        ds = [p["d"] for p in pts]
+        ds = [xof(p) for p in pts]
         for p in pts:
-            ax.scatter([p["d"]] * len(p["values"]), [_nan(v) for v in p["values"]], s=12, alpha=0.4, color=color, linewidths=0)
+            ax.scatter([xof(p)] * len(p["values"]), [_nan(v) for v in p["values"]], s=12, alpha=0.4, color=color, linewidths=0)
         d90 = r.get("d90")
-        label = f"{run_label(r)}: d{round(100 * r['fraction'])} = {d90 if d90 else 'not found'}"
-        if r.get("interval"):
+        label = f"{run_label(r)}: {size_name(r)}{round(100 * r['fraction'])} = {d90 if d90 else 'not found'}"
+        if x == "trainable" and r.get("trainable_params"):
+            label += f" ({r['trainable_params']:,} trained)"
+            d90 = r["trainable_params"]
+        elif r.get("interval"):
             label += f" [{format_interval(r['interval'], max(p['d'] for p in r['points']))}]"
         h = ax.errorbar(ds, [p["mean"] for p in pts], yerr=[p["std"] for p in pts], color=color, marker="o", ms=4, capsize=3, label=label)
         handles.append(h)
@@ -95,10 +120,10 @@ def plot_curves(results: Sequence[dict[str, Any]], path: str | Path, title: str 
             ax.axhline(r["chance"], color="0.5", linestyle=":", linewidth=1)
         if d90:
             ax.axvline(d90, color=color, linestyle="-.", linewidth=1.2)
-            lo, hi = r["interval"] or (None, None)
+            lo, hi = r["interval"] if r.get("interval") and x == "d" else (None, None)
             if lo is not None:
                 ax.axvspan(lo, hi if hi is not None else max(p["d"] for p in r["points"]), color=color, alpha=0.08, linewidth=0)
-        all_ds = [p["d"] for p in r["points"]]
+        all_ds = [xof(p) for p in r["points"]]
         ax.plot(all_ds, [0.0] * len(all_ds), "|", color=color, ms=10, mew=1.2, transform=ax.get_xaxis_transform(), clip_on=False)
     styles = [
         Line2D([], [], color="0.3", linewidth=0.8, label="full fine-tuning baseline (band: seed range)"),
@@ -108,7 +133,8 @@ def plot_curves(results: Sequence[dict[str, Any]], path: str | Path, title: str 
     ]
     ax.legend(handles=handles + styles, fontsize=7, loc="lower right", framealpha=0.9)
     ax.set_xscale("log")
-    ax.set_xlabel("subspace dimension d (trained numbers, log scale)")
+    ax.set_xlabel("trained parameters (log scale)" if x == "trainable" else
+                  ("LoRA rank r (log scale)" if all(r.get("method") == "lora" for r in results) else "subspace dimension d (trained numbers, log scale)"))
     first = results[0] if results else {"metric": "metric"}
     seeds = sorted({r.get("seeds", 1) for r in results})
     ax.set_ylabel(f"test {first['metric']} (mean ± sd over {'/'.join(map(str, seeds))} seed(s))")
@@ -139,13 +165,13 @@ def _fmt(x: Any, digits: int = 4) -> str:
 def summary_table(results: Sequence[dict[str, Any]]) -> list[str]:
     """One markdown row per run: the numbers that matter for comparing d90s."""
     lines = [
-        "| run | baseline | threshold | d90 | bracket | crossing | interval | status | sqrt(d90/n) | wall |",
-        "|---|---:|---:|---:|---|---:|---|---|---:|---:|",
+        "| run | baseline | threshold | d90 / r90 | trained params | bracket | crossing | interval | status | sqrt(d90/n) | wall |",
+        "|---|---:|---:|---:|---:|---|---:|---|---|---:|---:|",
     ]
     for r in results:
         largest = max(p["d"] for p in r["points"])
         lines.append(
-            f"| {run_label(r)} | {_fmt(r['baseline'])} | {_fmt(r['threshold'])} | {_fmt(r['d90'])} | "
+            f"| {run_label(r)} | {_fmt(r['baseline'])} | {_fmt(r['threshold'])} | {_fmt(r['d90'])} | {_fmt(r.get('trainable_params'))} | "
             f"{format_bracket(r.get('bracket'))} | {_fmt(r['crossing'])} | {format_interval(r.get('interval'), largest)} | "
             f"{r['status']} | {_fmt(r.get('bound_sqrt_d90_over_n'))} | {r['wall_s'] / 60:.1f} min |"
         )
@@ -162,15 +188,15 @@ def write_report(results: Sequence[dict[str, Any]], path: str | Path, plot_name:
         out.append(
             f"Metric `{r['metric']}` on the test split; baseline {_fmt(r['baseline'])} ({r['baseline_source']}"
             f"{': ' + ', '.join(_fmt(v) for v in r['baseline_values']) if r.get('baseline_values') else ''}); threshold "
-            f"{r['fraction']:g} x baseline = {_fmt(r['threshold'])}{chance}. Budget: {_budget_text(r)}. "
+            f"{threshold_rule(r)}{chance}. Budget: {_budget_text(r)}. "
             f"{r['compute_s'] / 60:.1f} min of trial compute, {r.get('threads') or '?'} thread(s)."
         )
-        out += ["", "| d | mean (test) | std | per seed (test) | per seed (validation) | train | passes |",
-                "|---:|---:|---:|---|---|---:|---|"]
+        out += ["", f"| {size_name(r)} | trained params | mean (test) | std | per seed (test) | per seed (validation) | train | passes |",
+                "|---:|---:|---:|---:|---|---|---:|---|"]
         for p in r["points"]:
             vals = ", ".join(_fmt(v) for v in p["values"])
             vvals = ", ".join(_fmt(v) for v in p.get("val_values", []))
-            out.append(f"| {p['d']:,} | {_fmt(p['mean'])} | {_fmt(p['std'])} | {vals} | {vvals} | {_fmt(p.get('train_mean'))} | "
+            out.append(f"| {p['d']:,} | {_fmt(p.get('trainable'))} | {_fmt(p['mean'])} | {_fmt(p['std'])} | {vals} | {vvals} | {_fmt(p.get('train_mean'))} | "
                        f"{'yes' if p['passed'] else 'no'} |")
         failed = [t for t in r["trials"] if t["status"] != "ok"]
         if failed:
@@ -183,8 +209,12 @@ def write_report(results: Sequence[dict[str, Any]], path: str | Path, plot_name:
 
 
 def report_runs(run_dirs: Sequence[str | Path], out_dir: str | Path | None = None) -> tuple[list[Path], Path]:
-    """Plots and report of the given runs into ``out_dir`` (default: the first run directory)."""
+    """Plots and report of the given runs into ``out_dir`` (default: the first run directory); when LoRA
+    runs are among them, also ``params.png`` / ``params.pdf``: every run against its trained parameters."""
     results = [load_result(d) for d in run_dirs]
     out = Path(out_dir or run_dirs[0])
     out.mkdir(parents=True, exist_ok=True)
-    return plot_curves(results, out / "curve.png"), write_report(results, out / "report.md")
+    plots = plot_curves(results, out / "curve.png")
+    if any(r.get("method") == "lora" for r in results):
+        plots += plot_curves(results, out / "params.png", title="Metric against trained parameters", x="trainable")
+    return plots, write_report(results, out / "report.md")

@@ -40,6 +40,8 @@ if TYPE_CHECKING:
     from intrinsic_dim.tracking import Tracker
 
 DEFAULT_DIMS = (10, 30, 100, 300, 1000, 3000, 10000, 30000)
+DEFAULT_RANKS = (1, 2, 4, 8, 16, 32, 64)
+"""The coarse grid of LoRA ranks (``--method lora``: the search variable d is the rank r)."""
 STEP_DOWN = 3
 MIN_SEEDS_FOR_INTERVAL = 3
 
@@ -83,6 +85,10 @@ class D90Result:
     groups: str = "tensor"
     threads: int | None = None
     notes: list[str] = field(default_factory=list)
+    method: str = "said"
+    lower_is_better: bool = False
+    base_value: float | None = None
+    trainable_params: int | None = None
 
     @property
     def bound(self) -> float | None:
@@ -110,17 +116,33 @@ def _point_stats(results: Sequence[TrialResult]) -> dict[str, Any]:
         "values": [r.metric for r in results], "val_values": [r.val_metric for r in results],
         "train_values": [r.train_metric for r in results], "mean": _mean(vals), "std": std,
         "train_mean": _mean([r.train_metric for r in ok]), "n_ok": len(ok), "all_ok": len(ok) == len(results),
+        "trainable": max((r.trainable for r in results), default=0),
     }
 
 
-def _crossing(ds: Sequence[int], means: Sequence[float], passed: Sequence[bool], tau: float) -> float:
+def threshold(fraction: float, baseline: float, start: float | None = None, lower_is_better: bool = False) -> float:
+    """tau = fraction x baseline for a higher-is-better metric; for a lower-is-better one (a loss) the same
+    fraction of full fine-tuning's improvement over the base model: start - fraction x (start - baseline)."""
+    if not lower_is_better:
+        return fraction * baseline
+    if start is None:
+        raise ValueError("a lower-is-better metric needs the base model's value to define the threshold")
+    return start - fraction * (start - baseline)
+
+
+def passes(value: float, tau: float, lower_is_better: bool = False) -> bool:
+    """True when ``value`` reaches the threshold in the metric's direction (<= tau for a loss, >= tau otherwise)."""
+    return value <= tau if lower_is_better else value >= tau
+
+
+def _crossing(ds: Sequence[int], means: Sequence[float], passed: Sequence[bool], tau: float, lower: bool = False) -> float:
     """Log-linear interpolation of where the curve first crosses tau (inf if it never does)."""
     for i, (d, m, p) in enumerate(zip(ds, means, passed)):
         if p:
             if i == 0:
                 return float(d)
             d0, m0 = ds[i - 1], means[i - 1]
-            if not math.isfinite(m0) or m <= m0:
+            if not math.isfinite(m0) or (m >= m0 if lower else m <= m0):
                 return float(d)
             t = (tau - m0) / (m - m0)
             return math.exp(math.log(d0) + min(1.0, max(0.0, t)) * (math.log(d) - math.log(d0)))
@@ -144,6 +166,7 @@ class _Search:
                  reuse: Sequence[Store] = (), tracker: Tracker | None = None):
         self.executor, self.task, self.trial, self.store, self.log = executor, task, trial, store, log
         self.reuse, self.tracker = reuse, tracker
+        self.lower = task.lower_is_better
         self.results: dict[int, list[TrialResult]] = {}
         self.all: list[tuple[str, TrialResult]] = []
 
@@ -201,7 +224,7 @@ class _Search:
         if d not in self.results:
             self.results[d] = self.run_many("search", [replace(self.trial, d=d, seed=s) for s in range(seeds)])
         stats = _point_stats(self.results[d])
-        stats["passed"] = stats["all_ok"] and stats["mean"] >= tau
+        stats["passed"] = stats["all_ok"] and passes(stats["mean"], tau, self.lower)
         return stats
 
 
@@ -216,10 +239,17 @@ def _check_args(fraction: float, seeds: int, precision: float, dims: Sequence[in
         raise ValueError(f"dims must be positive integers, got {dims}")
 
 
-def _check_baseline(baseline: float, fraction: float, chance: float | None, source: str) -> None:
-    """Refuse a baseline whose threshold a constant predictor would already pass: d90 would measure nothing."""
+def _check_baseline(baseline: float, fraction: float, chance: float | None, source: str, start: float | None = None) -> None:
+    """Refuse a baseline whose threshold a constant predictor would already pass, or (for a loss, ``start`` the
+    base model's) one that does not improve on the base model: d90 would measure nothing."""
     if not math.isfinite(baseline):
         raise BaselineError(f"the baseline ({source}) is {baseline}: it must be a finite number")
+    if start is not None and not (math.isfinite(start) and baseline < start):
+        raise BaselineError(
+            f"the baseline ({source}) is {baseline:.4f}, no lower than the base model's {start:.4f}: full fine-tuning "
+            "did not improve the loss, so no fraction of its improvement can be measured; train the baseline longer "
+            "(--full-epochs, --full-lr) or give one with --baseline"
+        )
     if chance is not None and fraction * baseline <= chance:
         raise BaselineError(
             f"the threshold {fraction:g} x baseline = {fraction * baseline:.4f} (baseline {baseline:.4f}, {source}) is no better "
@@ -277,7 +307,7 @@ def measure_d90(
         if store is not None:
             store.check_run_config(run_config or {})
         others = _reuse_stores(reuse, run_config or {})
-        trial = replace(trial or TrialConfig(), method="subspace")
+        trial = replace(trial or TrialConfig(), method="lora" if trial is not None and trial.method == "lora" else "subspace")
         executor = executor or InProcess(runner or (lambda cfg: run_trial(model_factory, task, cfg, progress=progress)))
         s = _Search(executor, task, trial, store, log, others, tracker)
         result = _measure(s, model_factory, task, dims, seeds, fraction, baseline, baseline_seeds, precision, curve,
@@ -317,7 +347,8 @@ def _measure(s: _Search, model_factory, task, dims, seeds, fraction, baseline, b
              full_trial, lr_candidates, lr_search_d, model_name, start) -> D90Result:
     chance = chance_level(task)
     trial = s.trial
-    min_d, max_d = _d_range(model_factory(0).model, trial) if model_factory is not None else (1, math.inf)
+    lower = task.lower_is_better
+    min_d, max_d = _d_range(model_factory(0).model, trial) if model_factory is not None and trial.method == "subspace" else (1, math.inf)
     wanted = sorted(set(dims or [])) + ([lr_search_d] if lr_candidates else [])
     too_big = [d for d in wanted if d > max_d]
     if too_big:
@@ -334,22 +365,33 @@ def _measure(s: _Search, model_factory, task, dims, seeds, fraction, baseline, b
         baseline, source = _mean(baseline_values), f"full fine-tuning, mean of {len(baseline_values)} seed(s)"
     else:
         source = "given"
-    _check_baseline(baseline, fraction, chance, source)
-    tau = fraction * baseline
-    s.log(f"baseline {task.metric} = {baseline:.4f} ({source}); threshold {fraction:g} x baseline = {tau:.4f}"
-          + (f"; chance {chance:.4f}" if chance is not None else ""))
+    base_value = None
+    if lower:
+        base_cfg = TrialConfig(method="base", seed=0, eval_batch_size=trial.eval_batch_size)
+        start_run = s.run_many("base", [base_cfg])[0]
+        base_value = start_run.metric if start_run.ok else float("nan")
+    _check_baseline(baseline, fraction, chance, source, base_value)
+    tau = threshold(fraction, baseline, base_value, lower)
+    rule = (f"threshold base {base_value:.4f} - {fraction:g} x (base - baseline) = {tau:.4f} (lower is better)" if lower
+            else f"threshold {fraction:g} x baseline = {tau:.4f}")
+    s.log(f"baseline {task.metric} = {baseline:.4f} ({source}); {rule}" + (f"; chance {chance:.4f}" if chance is not None else ""))
 
-    lr_policy = f"Adam {SUBSPACE_REF_LR:g} x sqrt({SUBSPACE_REF_D} / d)" if trial.lr is None else f"Adam {trial.lr:g} (fixed)"
+    if trial.method == "lora":
+        alpha = "2r" if trial.lora_alpha is None else f"{trial.lora_alpha:g}"
+        lr_policy = f"LoRA (alpha {alpha}), Adam {trial.resolved_lr(task.kind):g}" + (" (fixed)" if trial.lr is not None else "")
+    else:
+        lr_policy = f"Adam {SUBSPACE_REF_LR:g} x sqrt({SUBSPACE_REF_D} / d)" if trial.lr is None else f"Adam {trial.lr:g} (fixed)"
     if lr_candidates:
         runs = s.run_many("lr_search", [replace(trial, d=lr_search_d, seed=0, lr=lr) for lr in lr_candidates])
-        scores = {lr: r.val_metric if r.ok else -math.inf for lr, r in zip(lr_candidates, runs)}
-        best_lr = max(scores, key=lambda k: scores[k])
+        worst = math.inf if lower else -math.inf
+        scores = {lr: r.val_metric if r.ok else worst for lr, r in zip(lr_candidates, runs)}
+        best_lr = (min if lower else max)(scores, key=lambda k: scores[k])
         s.log(f"learning-rate search at d={lr_search_d} (validation): "
               + ", ".join(f"{k:g}: {v:.4f}" for k, v in scores.items()) + f" -> {best_lr:g}")
         trial = s.trial = replace(trial, lr=best_lr)
         lr_policy = f"Adam {best_lr:g} (best on validation of {', '.join(f'{k:g}' for k in scores)} at d={lr_search_d})"
 
-    grid = sorted(d for d in set(dims or DEFAULT_DIMS) if min_d <= d <= max_d)
+    grid = sorted(d for d in set(dims or (DEFAULT_RANKS if trial.method == "lora" else DEFAULT_DIMS)) if min_d <= d <= max_d)
     if not grid:
         raise ValueError(f"no dimension to evaluate: SAID needs d > {min_d - 1} (its number of groups); pass larger --dims")
     if curve:
@@ -363,24 +405,25 @@ def _measure(s: _Search, model_factory, task, dims, seeds, fraction, baseline, b
     passed = [p["passed"] for p in pts]
     d90 = next((p["d"] for p in pts if p["passed"]), None)
     monotone = all(not (passed[i] and not passed[j]) for i in range(len(pts)) for j in range(i + 1, len(pts)))
-    crossing = _crossing(ds, [p["mean"] for p in pts], passed, tau) if d90 else None
+    crossing = _crossing(ds, [p["mean"] for p in pts], passed, tau, lower) if d90 else None
     below = [d for d in ds if d90 and d < d90]
     bracket = (max(below) if below else None, d90) if d90 else (ds[-1], None)
     interval = None
     if d90 and seeds >= MIN_SEEDS_FOR_INTERVAL:
-        lo, hi = _bootstrap_interval(s.results, ds, tau, seeds)
+        lo, hi = _bootstrap_interval(s.results, ds, tau, seeds, lower=lower)
         interval = (min(lo, bracket[0] or lo), None if hi is None else max(hi, float(d90)))
     status = "found" if d90 and d90 != ds[0] else ("at_or_below_smallest" if d90 else "above_largest")
     notes = list(task.notes)
+    size = "r" if trial.method == "lora" else "d"  # the LoRA rank, or the subspace dimension
     if not any(p["n_ok"] for p in pts):
         status = "no_successful_trial"
         notes.append("every subspace trial diverged or failed (see the trials' errors): try a lower --lr")
     if not monotone:
         notes.append("the curve is not monotone in d: a failing point lies above a passing one; more seeds would help")
     if status == "above_largest":
-        notes.append(f"no evaluated d reached the threshold; d90 > {ds[-1]} (extend --dims or train longer)")
+        notes.append(f"no evaluated {size} reached the threshold; {size}90 > {ds[-1]} (extend --dims or train longer)")
     if status == "at_or_below_smallest":
-        notes.append(f"the smallest evaluated d = {ds[0]} already passes; d90 <= {ds[0]}")
+        notes.append(f"the smallest evaluated {size} = {ds[0]} already passes; {size}90 <= {ds[0]}")
     if d90 and seeds < MIN_SEEDS_FOR_INTERVAL:
         notes.append(f"{seeds} seed(s) per point: no interval is given (it needs at least {MIN_SEEDS_FOR_INTERVAL}); "
                      "the bracket shows the grid resolution only")
@@ -400,12 +443,19 @@ def _measure(s: _Search, model_factory, task, dims, seeds, fraction, baseline, b
         mode="curve" if curve else "search", seeds=seeds, baseline_values=baseline_values, chance=chance,
         budget=budget, monotone=monotone, said=trial.said, projection=trial.projection, layout=trial.layout,
         normalisation=trial.normalisation, groups=trial.groups, threads=torch.get_num_threads(), notes=notes,
+        method=method_of(trial), lower_is_better=lower, base_value=base_value,
+        trainable_params=next((p["trainable"] for p in pts if p["d"] == d90), None),
     )
 
 
 def _trial_entry(role: str, r: TrialResult) -> dict[str, Any]:
     """A trial as d90.json lists it: everything but the per-step losses (in the store and the tracker)."""
     return {"role": role, **{k: v for k, v in asdict(r).items() if k != "losses"}}
+
+
+def method_of(trial: TrialConfig) -> str:
+    """The row name of a sweep's method: 'said', 'did' or 'lora'."""
+    return "lora" if trial.method == "lora" else ("said" if trial.said else "did")
 
 
 def _d_range(model: torch.nn.Module, trial: TrialConfig) -> tuple[int, float]:
@@ -446,13 +496,14 @@ def _search(s: _Search, grid: list[int], seeds: int, tau: float, precision: floa
 
 
 def _bootstrap_interval(results: dict[int, list[TrialResult]], ds: list[int], tau: float, seeds: int,
-                        n_boot: int = 2000) -> tuple[float, float | None]:
+                        n_boot: int = 2000, lower: bool = False) -> tuple[float, float | None]:
     """95% percentile interval of the crossing, resampling seeds independently at every d. The upper
     end is None when over 2.5% of the resamples pass at no evaluated d (it lies beyond them)."""
     gen = torch.Generator().manual_seed(0)
-    vals = torch.tensor([[r.metric if r.ok else -math.inf for r in results[d]] for d in ds], dtype=torch.float64)
+    worst = math.inf if lower else -math.inf
+    vals = torch.tensor([[r.metric if r.ok else worst for r in results[d]] for d in ds], dtype=torch.float64)
     idx = torch.randint(0, seeds, (n_boot, len(ds), seeds), generator=gen)
     means = torch.gather(vals.expand(n_boot, -1, -1), 2, idx).mean(2)
-    out = sorted(_crossing(ds, m, [v >= tau for v in m], tau) for m in means.tolist())
+    out = sorted(_crossing(ds, m, [passes(v, tau, lower) for v in m], tau, lower) for m in means.tolist())
     lo, hi = out[int(0.025 * (n_boot - 1))], out[math.ceil(0.975 * (n_boot - 1))]
     return lo, (hi if math.isfinite(hi) else None)

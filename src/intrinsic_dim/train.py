@@ -1,5 +1,7 @@
-"""One trial: full or subspace fine-tuning of a fresh model at one (d, seed), selected on the
-validation split and reported on the held-out test split, with divergence recorded instead of raised.
+"""One trial: full, subspace or LoRA fine-tuning of a fresh model at one (d, seed) (for LoRA d is the
+rank), or the base model untrained, selected on the validation split and reported on the held-out test
+split, with divergence recorded instead of raised. Causal LMs on generative tasks train on the loss of
+their target tokens (:mod:`intrinsic_dim.generative`); a lower-is-better metric selects its lowest value.
 
 Defaults (docs/search.md): subspace training uses Adam at a rate far above full fine-tuning's (0.1 at
 d = 1000 for Fastfood with unit-norm columns, scaled by sqrt(1000 / d) since the step in weight space
@@ -24,6 +26,7 @@ from tqdm.auto import tqdm
 
 from intrinsic_dim import distributed
 from intrinsic_dim.config import SubspaceConfig
+from intrinsic_dim.generative import evaluate_generative, lm_loss
 from intrinsic_dim.projection import DEFAULT_MAX_DENSE_ELEMENTS
 from intrinsic_dim.results import TrialResult
 from intrinsic_dim.subspace import SubspaceModel
@@ -32,7 +35,10 @@ from intrinsic_dim.tasks import Split, Task, compute_metrics
 if TYPE_CHECKING:
     from intrinsic_dim.models import LoadedModel
 
-METHODS = ("full", "subspace")
+METHODS = ("full", "subspace", "lora", "base")
+"""Full fine-tuning, the random subspace (d numbers), LoRA through PEFT (``d`` is the rank r), and the
+base model untrained (evaluated only: the start point of a lower-is-better threshold)."""
+LORA_LR = 1e-3
 SELECT = ("best", "final")
 SUBSPACE_REF_LR = 0.1
 SUBSPACE_REF_D = 1000
@@ -40,14 +46,16 @@ EVALS_PER_EPOCH = 3
 ABSURD_LOSS_FACTOR = 1e6
 """A finite loss above this multiple of max(first loss, 1) is recorded as a divergence, not a result."""
 
-_LATER_DEFAULTS = {"normalisation": "released", "dense_max_elements": DEFAULT_MAX_DENSE_ELEMENTS}
+_LATER_DEFAULTS = {"normalisation": "released", "dense_max_elements": DEFAULT_MAX_DENSE_ELEMENTS, "lora_alpha": None, "lora_targets": None}
 
 ModelFactory = Callable[[int], "LoadedModel"]
 
 
 @dataclass
 class TrialConfig:
-    """Everything that defines one trial; its JSON form keys the results store."""
+    """Everything that defines one trial; its JSON form keys the results store. ``d`` is the subspace
+    dimension, or the rank for ``method="lora"``; ``lora_alpha`` (default 2 x rank) and ``lora_targets``
+    (comma-separated module names or ``all-linear``; default PEFT's for the model type) apply to LoRA only."""
 
     method: str = "subspace"
     d: int | None = None
@@ -67,6 +75,8 @@ class TrialConfig:
     weight_decay: float = 0.0
     eval_every: int | None = None
     select: str = "best"
+    lora_alpha: float | None = None
+    lora_targets: str | None = None
 
     def __post_init__(self) -> None:
         if self.method not in METHODS:
@@ -78,13 +88,18 @@ class TrialConfig:
         # one JSON form per value, whether it came as 30 or 30.0: the store keys a trial by that form
         self.epochs, self.warmup, self.weight_decay = float(self.epochs), float(self.warmup), float(self.weight_decay)
         self.lr = None if self.lr is None else float(self.lr)
+        self.lora_alpha = None if self.lora_alpha is None else float(self.lora_alpha)
 
     def resolved_lr(self, kind: str = "text") -> float:
         """The learning rate this trial uses (the explicit one, or the documented default)."""
         if self.lr is not None:
             return self.lr
         if self.method == "full":
-            return 3e-5 if kind == "text" else 1e-3
+            return 1e-3 if kind == "image" else 3e-5
+        if self.method == "lora":
+            return LORA_LR
+        if self.method == "base":
+            return 0.0
         return SUBSPACE_REF_LR * math.sqrt(SUBSPACE_REF_D / self.d)
 
     def total_steps(self, n_train: int) -> int:
@@ -105,6 +120,11 @@ def _logits(out: Any) -> torch.Tensor:
     return out.logits if hasattr(out, "logits") else out
 
 
+def improves(value: float, best: float, lower_is_better: bool) -> bool:
+    """True when ``value`` is strictly better than ``best`` for the metric's direction."""
+    return value < best if lower_is_better else value > best
+
+
 def _loss(logits: torch.Tensor, labels: torch.Tensor, regression: bool) -> torch.Tensor:
     if regression:
         return nn.functional.mse_loss(logits.reshape(-1), labels.float())
@@ -117,6 +137,11 @@ def evaluate(model: nn.Module, loaded: LoadedModel, task: Task, split: Split | N
     split = split if split is not None else task.eval
     was_training = model.training
     model.eval()
+    if task.kind == "generative":
+        with model.merged() if isinstance(model, SubspaceModel) else contextlib.nullcontext():
+            metrics = evaluate_generative(model, loaded, task, split, batch_size)
+        model.train(was_training)
+        return metrics
     preds = []
     with model.merged() if isinstance(model, SubspaceModel) else contextlib.nullcontext():  # weights built once
         for s in range(0, len(split), batch_size):
@@ -139,9 +164,11 @@ def _schedule(total: int, warmup: float) -> Callable[[int], float]:
 
 def build(loaded: LoadedModel, cfg: TrialConfig) -> tuple[nn.Module, list[nn.Parameter]]:
     """The model to train for ``cfg`` and the parameters to optimise."""
-    if cfg.method == "full":
-        params = [p for p in loaded.model.parameters() if p.requires_grad]
+    if cfg.method in ("full", "base"):
+        params = [p for p in loaded.model.parameters() if p.requires_grad] if cfg.method == "full" else []
         return loaded.model, params
+    if cfg.method == "lora":
+        return _lora(loaded, cfg)
     sm = SubspaceModel(
         loaded.model,
         SubspaceConfig(
@@ -152,9 +179,29 @@ def build(loaded: LoadedModel, cfg: TrialConfig) -> tuple[nn.Module, list[nn.Par
     return sm, sm.trainable_parameters()
 
 
+def _lora(loaded: LoadedModel, cfg: TrialConfig) -> tuple[nn.Module, list[nn.Parameter]]:
+    """The model with LoRA adapters of rank ``cfg.d`` (PEFT; A drawn from ``cfg.seed``, B zero, alpha 2r by
+    default); a classifier's head is trained whole, as PEFT's sequence-classification task does."""
+    try:
+        from peft import LoraConfig, get_peft_model
+    except ImportError:
+        raise ValueError("--method lora needs PEFT: pip install -e '.[lora]' (peft==0.21.2)") from None
+    targets = cfg.lora_targets
+    if targets and targets != "all-linear":
+        targets = [t.strip() for t in targets.split(",") if t.strip()]
+    config = LoraConfig(
+        r=cfg.d, lora_alpha=cfg.lora_alpha if cfg.lora_alpha is not None else 2.0 * cfg.d, lora_dropout=0.0,
+        target_modules=targets, task_type="CAUSAL_LM" if loaded.kind == "generative" else "SEQ_CLS",
+    )
+    with torch.random.fork_rng(devices=[]):
+        torch.manual_seed(cfg.seed)
+        model = get_peft_model(loaded.model, config)
+    return model, [p for p in model.parameters() if p.requires_grad]
+
+
 def train_model(loaded: LoadedModel, task: Task, cfg: TrialConfig, progress: bool = True) -> tuple[nn.Module, TrialResult]:
     """Build the model for ``cfg`` from ``loaded``, train it, and return it with its result."""
-    if cfg.method == "subspace" and (isinstance(cfg.d, bool) or not isinstance(cfg.d, int) or cfg.d < 1):
+    if cfg.method in ("subspace", "lora") and (isinstance(cfg.d, bool) or not isinstance(cfg.d, int) or cfg.d < 1):
         raise ValueError(f"d must be a positive integer, got {cfg.d!r}")
     start = time.perf_counter()
     lr = cfg.resolved_lr(task.kind)
@@ -163,7 +210,11 @@ def train_model(loaded: LoadedModel, task: Task, cfg: TrialConfig, progress: boo
     result.trainable = sum(p.numel() for p in params)
     with torch.random.fork_rng():  # dropout draws from the trial's seed, not the caller's RNG state
         torch.manual_seed(cfg.seed)
-        _train(model, params, loaded, task, cfg, lr, result, progress)
+        if cfg.method == "base":
+            result.val_metric = evaluate(model, loaded, task, batch_size=cfg.eval_batch_size)[task.metric]
+            _report(model, loaded, task, cfg, result)
+        else:
+            _train(model, params, loaded, task, cfg, lr, result, progress)
     result.wall_s = time.perf_counter() - start
     return model, result
 
@@ -207,7 +258,8 @@ def _train(model, params, loaded, task, cfg, lr, result: TrialResult, progress: 
     gen = torch.Generator().manual_seed(cfg.seed)
     model.train()
     bar = tqdm(total=total, desc=f"{cfg.method} d={cfg.d} seed={cfg.seed}", disable=not progress, leave=False)
-    best, best_state = -math.inf, None
+    lower = task.lower_is_better
+    best, best_state = (math.inf if lower else -math.inf), None
     ema = first = None
     batches = _batches(n, cfg.batch_size, gen)
     for step in range(total):
@@ -234,9 +286,9 @@ def _train(model, params, loaded, task, cfg, lr, result: TrialResult, progress: 
         if (step + 1) % eval_every == 0 or step + 1 == total:
             value = evaluate(model, loaded, task, batch_size=cfg.eval_batch_size)[task.metric]
             result.curve.append((step + 1, value))
-            if cfg.select == "best" and value > best:
+            if cfg.select == "best" and improves(value, best, lower):
                 best, best_state = value, [p.detach().clone() for p in params]
-            bar.set_postfix(loss=f"{ema:.3f}", **{task.metric: f"{value:.4f}"})
+            bar.set_postfix({"loss": f"{ema:.3f}", f"validation {task.metric}": f"{value:.4f}"})
     bar.close()
     if best_state is not None:
         with torch.no_grad():
@@ -250,7 +302,10 @@ def _batch_loss(model, params, loaded, task, idx: list[int]) -> torch.Tensor:
     """The mean loss on the examples ``idx``; a zero joined to the graph when a rank's slice is empty."""
     if not idx:
         return sum(p.sum() for p in params) * 0.0
-    return _loss(_logits(model(**loaded.encode(task.train, idx))), task.train.labels[idx], task.is_regression)
+    batch = loaded.encode(task.train, idx)
+    if task.kind == "generative":
+        return lm_loss(model, batch)
+    return _loss(_logits(model(**batch)), task.train.labels[idx], task.is_regression)
 
 
 def _batches(n: int, batch_size: int, gen: torch.Generator) -> Iterator[list[int]]:

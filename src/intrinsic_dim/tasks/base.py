@@ -16,6 +16,10 @@ _SPLIT_STREAM = 0x5B11
 _SUBSAMPLE_STREAM = 0x5AB5
 
 
+LOWER_IS_BETTER = ("loss", "perplexity")
+"""Metrics where a smaller value is better."""
+
+
 class TaskError(ValueError):
     """A task cannot be loaded as asked; the message says what to change."""
 
@@ -61,6 +65,8 @@ class Task:
 
     Trials select on ``eval`` and report on ``test``; a task built by hand without a test split
     reports on ``eval`` (see :attr:`report_split`). ``notes`` say what loading changed (subsampling).
+    Generative tasks (kind ``generative``, :mod:`intrinsic_dim.tasks.generative`) also give their
+    ``text_format`` and, when scored by label words, the ``choices`` (one completion per class).
     """
 
     name: str
@@ -72,6 +78,13 @@ class Task:
     description: str
     test: Split | None = None
     notes: list[str] = field(default_factory=list)
+    text_format: str = ""
+    choices: list[str] | None = None
+
+    @property
+    def lower_is_better(self) -> bool:
+        """True for a loss-like metric (d90 is then defined on the improvement over the base model)."""
+        return self.metric in LOWER_IS_BETTER
 
     @property
     def report_split(self) -> Split:

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import json
 from typing import Any, Sequence
 
 import torch
@@ -35,3 +36,71 @@ class ImageEncoder:
         if split.images is None:
             raise TaskError("this image model was given a split without images")
         return {"pixel_values": split.images[as_index(indices)]}
+
+
+IGNORE_INDEX = -100
+"""Label of a token that is not a target (prompt and padding): ignored by the loss."""
+
+
+class CausalEncoder:
+    """Tokenise a generative split's examples for a causal LM: ``input_ids``, ``attention_mask`` and
+    ``labels`` equal to the ids on the target tokens (the completion, or every token of a plain text)
+    and IGNORE_INDEX on the prompt and the padding, so the loss is on the completion only.
+
+    Prompt and completion are tokenised apart and joined (the completion ends with the end-of-sequence
+    token), then padded on the right. Past ``max_length`` the prompt loses its oldest tokens first.
+    """
+
+    def __init__(self, tokenizer: Any, max_length: int, text_format: str) -> None:
+        if text_format not in ("completion", "messages", "text"):
+            raise TaskError(f"a causal LM needs a generative task (text format completion, messages or text), got {text_format!r}")
+        if text_format == "messages" and not getattr(tokenizer, "chat_template", None):
+            raise TaskError("this task holds chat messages but the model's tokenizer has no chat template; use prompt/completion JSONL")
+        self.tokenizer = tokenizer
+        self.max_length = max_length
+        self.text_format = text_format
+
+    def _render(self, text: tuple[str, ...]) -> tuple[str, str]:
+        """(prompt, completion) of one example; a plain text is all completion."""
+        if self.text_format == "text":
+            return "", text[0]
+        if self.text_format == "completion":
+            return text[0], text[1]
+        messages = json.loads(text[0])
+        full = self.tokenizer.apply_chat_template(messages, tokenize=False)
+        prompt = self.tokenizer.apply_chat_template(messages[:-1], tokenize=False, add_generation_prompt=True)
+        if not full.startswith(prompt):
+            raise TaskError("the tokenizer's chat template does not render the conversation as prompt + last reply; use prompt/completion JSONL")
+        return prompt, full[len(prompt):]
+
+    def _ids(self, prompt: str, completion: str) -> tuple[list[int], list[int]]:
+        tok = self.tokenizer
+        if self.text_format == "text":
+            return [], tok(completion, add_special_tokens=True)["input_ids"][: self.max_length]
+        eos = [tok.eos_token_id] if tok.eos_token_id is not None and self.text_format == "completion" else []
+        target = (tok(completion, add_special_tokens=False)["input_ids"] + eos)[: self.max_length]
+        room = self.max_length - len(target)
+        context = tok(prompt, add_special_tokens=True)["input_ids"] if prompt else []
+        return (context[len(context) - room:] if room > 0 else []), target
+
+    def pairs(self, prompts: Sequence[str], completions: Sequence[str]) -> dict[str, torch.Tensor]:
+        """The batch of (prompt, completion) pairs, targets on the completion tokens only."""
+        rows = [self._ids(p, c) for p, c in zip(prompts, completions)]
+        width = max(len(p) + len(c) for p, c in rows)
+        pad = self.tokenizer.pad_token_id if self.tokenizer.pad_token_id is not None else 0
+        ids = torch.full((len(rows), width), pad, dtype=torch.int64)
+        mask = torch.zeros((len(rows), width), dtype=torch.int64)
+        labels = torch.full((len(rows), width), IGNORE_INDEX, dtype=torch.int64)
+        for i, (p, c) in enumerate(rows):
+            n = len(p) + len(c)
+            ids[i, :n] = torch.tensor(p + c, dtype=torch.int64)
+            mask[i, :n] = 1
+            labels[i, len(p):n] = torch.tensor(c, dtype=torch.int64)
+        return {"input_ids": ids, "attention_mask": mask, "labels": labels}
+
+    def __call__(self, split: Split, indices: Sequence[int]) -> dict[str, torch.Tensor]:
+        """The batch of the examples at ``indices`` with their targets."""
+        if split.texts is None:
+            raise TaskError("this causal LM was given a split without texts")
+        rendered = [self._render(split.texts[i]) for i in as_index(indices).tolist()]
+        return self.pairs([p for p, _ in rendered], [c for _, c in rendered])

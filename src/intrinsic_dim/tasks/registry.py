@@ -8,12 +8,14 @@ import torch
 
 from intrinsic_dim.tasks.base import Split, Task, TaskError, check_limit, stratified_split, subsample
 from intrinsic_dim.tasks.files import file_task, looks_like_files
+from intrinsic_dim.tasks.generative import generative_file_task, looks_generative, tweet_sentiment_generative
 from intrinsic_dim.tasks.glue import GLUE, glue_task
 from intrinsic_dim.tasks.images import fashion_mnist, mnist_5k, to_unit_float
 from intrinsic_dim.tasks.text import newsgroups_20, reuters_r8, tweet_sentiment
 
 PACKAGED: dict[str, Callable[[], Task]] = {
     "tweet-sentiment": tweet_sentiment,
+    "tweet-sentiment-gen": tweet_sentiment_generative,
     "reuters-r8": reuters_r8,
     "newsgroups-20": newsgroups_20,
     "mnist-5k": mnist_5k,
@@ -23,7 +25,8 @@ PACKAGED: dict[str, Callable[[], Task]] = {
 
 FILE_SYNTAX = (
     "DIR (holding train.EXT and validation.EXT), TRAIN,EVAL (two files), or FILE (split 90/10), "
-    "EXT one of csv, tsv, json, jsonl, with a 'label' column"
+    "EXT one of csv, tsv, json, jsonl, with a 'label' column; for causal LMs a JSONL with prompt/completion or "
+    "messages (FILE or TRAIN,EVAL), or a .txt file (plain language modelling)"
 )
 
 
@@ -38,6 +41,8 @@ def _load_full(name: str) -> Task:
         return PACKAGED[key]()
     if key in GLUE:
         return glue_task(key)
+    if looks_generative(name):
+        return generative_file_task(name)
     if looks_like_files(name):
         return file_task(name)
     raise TaskError(f"unknown task {name!r}. Known tasks: {', '.join(list_tasks())}; or your own data files: {FILE_SYNTAX}")

@@ -1,0 +1,80 @@
+"""Loss and metrics of causal language models on generative tasks: the mean cross-entropy of the
+target tokens (labels not equal to IGNORE_INDEX, shifted by one), and accuracy by scoring each class's
+completion (the sum of its tokens' log-probabilities given the prompt) for tasks with ``choices``."""
+
+from __future__ import annotations
+
+import math
+from typing import TYPE_CHECKING, Any
+
+import torch
+from torch import nn
+
+from intrinsic_dim.tasks import Split, Task
+from intrinsic_dim.tasks.encoders import IGNORE_INDEX
+
+if TYPE_CHECKING:
+    from intrinsic_dim.models import LoadedModel
+
+EVAL_CHUNK = 16
+"""Examples per forward pass when evaluating a causal LM (its logits span the whole vocabulary)."""
+
+
+def _logits(out: Any) -> torch.Tensor:
+    return out.logits if hasattr(out, "logits") else out
+
+
+def _nll(logits: torch.Tensor, targets: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+    """Per row: summed cross-entropy of ``logits`` (B, K, V) against ``targets`` (B, K), IGNORE_INDEX skipped, and the count."""
+    keep = targets != IGNORE_INDEX
+    rows, cols = keep.nonzero(as_tuple=True)
+    nll = nn.functional.cross_entropy(logits[rows, cols].float(), targets[rows, cols], reduction="none")
+    return torch.zeros(len(targets), dtype=nll.dtype, device=nll.device).index_add(0, rows, nll), keep.sum(1)
+
+
+def token_nll(logits: torch.Tensor, labels: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+    """Per example: the summed negative log-likelihood of its target tokens and how many there are
+    (token t is predicted from the logits at t - 1; IGNORE_INDEX positions count for nothing)."""
+    return _nll(logits[:, :-1], labels[:, 1:])
+
+
+def batch_nll(model: nn.Module, batch: dict[str, torch.Tensor]) -> tuple[torch.Tensor, torch.Tensor]:
+    """:func:`token_nll` of the model on a batch from CausalEncoder. The LM head runs only at the positions
+    that predict a target (``logits_to_keep``, which Hugging Face causal LMs take), not over the whole sequence."""
+    targets = batch["labels"][:, 1:]
+    positions = (targets != IGNORE_INDEX).any(0).nonzero().flatten()
+    out = model(input_ids=batch["input_ids"], attention_mask=batch["attention_mask"], logits_to_keep=positions)
+    return _nll(_logits(out), targets[:, positions])
+
+
+def lm_loss(model: nn.Module, batch: dict[str, torch.Tensor]) -> torch.Tensor:
+    """The training loss of a causal LM on a batch from CausalEncoder: mean cross-entropy per target token."""
+    total, count = batch_nll(model, batch)
+    return total.sum() / count.sum().clamp(min=1)
+
+
+def _choice_scores(model: nn.Module, loaded: LoadedModel, prompts: list[str], choices: list[str]) -> torch.Tensor:
+    """(len(prompts), len(choices)) total log-probability of each choice as the completion of each prompt."""
+    columns = []
+    for choice in choices:
+        batch = loaded.encode.pairs(prompts, [choice] * len(prompts))
+        columns.append(-batch_nll(model, batch)[0])
+    return torch.stack(columns, 1)
+
+
+def evaluate_generative(model: nn.Module, loaded: LoadedModel, task: Task, split: Split, batch_size: int) -> dict[str, float]:
+    """``accuracy`` by label-word scoring for a task with ``choices``; else ``loss`` (per target token) and ``perplexity``."""
+    chunk = max(1, min(batch_size, EVAL_CHUNK))
+    if task.choices:
+        preds = []
+        for s in range(0, len(split), chunk):
+            prompts = [split.texts[i][0] for i in range(s, min(s + chunk, len(split)))]
+            preds.append(_choice_scores(model, loaded, prompts, task.choices).argmax(1))
+        return {"accuracy": (torch.cat(preds) == split.labels).double().mean().item()}
+    total, count = 0.0, 0
+    for s in range(0, len(split), chunk):
+        batch = loaded.encode(split, range(s, min(s + chunk, len(split))))
+        nll, n = batch_nll(model, batch)
+        total, count = total + nll.sum().item(), count + int(n.sum())
+    loss = total / count if count else float("nan")
+    return {"loss": loss, "perplexity": math.exp(min(loss, 700.0))}
