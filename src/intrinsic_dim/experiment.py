@@ -229,7 +229,7 @@ def _save(plt, fig, path: Path) -> list[Path]:
 def plot_d90_against(rows: list[dict[str, Any]], plot: dict[str, Any], path: Path) -> list[Path]:
     """d90 (marker) with its interval or bracket (bar) against the row field ``plot['x']``, one line per
     value of ``plot['series']``, rows filtered by ``plot['where']``; a run without d90 is drawn at its bracket's
-    lower end (d90 lies above it), a run with no threshold above chance as a cross on the x axis."""
+    lower end inside an open triangle (d90 lies above it), a run with no threshold above chance as a cross on the x axis."""
     plt, fig, ax = _figure()
     x, series, where = plot["x"], plot.get("series"), plot.get("where", {})
     done = [r for r in rows if r.get("status") not in (None, "not run") and r.get(x) is not None
@@ -247,6 +247,10 @@ def plot_d90_against(rows: list[dict[str, Any]], plot: dict[str, Any], path: Pat
             lo.append(y - (span[0] if span[0] is not None else y))
             hi.append((span[1] if span[1] is not None else y) - y)
         ax.errorbar(xs, ys, yerr=[lo, hi], marker="o", capsize=3, color=f"C{i}", label=f"{series} = {key}" if series else None)
+        above = [(r[x], r["bracket"][0]) for r in pts if not r.get("d90") and r.get("bracket")]
+        if above:
+            ax.plot(*zip(*above), "^", ms=11, mfc="none", color=f"C{i}",
+                    label=(f"{series} = {key}: " if series else "") + "d90 above the largest d tried")
         unmeasurable = [r[x] for r in pts if r["status"] == "no_baseline"]
         if unmeasurable:
             ax.plot(unmeasurable, [0.03] * len(unmeasurable), "x", ms=8, color=f"C{i}", transform=ax.get_xaxis_transform(),

@@ -103,7 +103,9 @@ def plot_curves(results: Sequence[dict[str, Any]], path: str | Path, title: str 
         for p in pts:
             ax.scatter([xof(p)] * len(p["values"]), [_nan(v) for v in p["values"]], s=12, alpha=0.4, color=color, linewidths=0)
         d90 = r.get("d90")
-        label = f"{run_label(r)}: {size_name(r)}{round(100 * r['fraction'])} = {d90 if d90 else 'not found'}"
+        above = r.get("status") == "above_largest" and r["points"]
+        found = f"= {d90}" if d90 else (f"> {max(p['d'] for p in r['points']):,}" if above else "not found")
+        label = f"{run_label(r)}: {size_name(r)}{round(100 * r['fraction'])} {found}"
         if x == "trainable" and r.get("trainable_params"):
             label += f" ({r['trainable_params']:,} trained)"
             d90 = r["trainable_params"]
@@ -140,9 +142,13 @@ def plot_curves(results: Sequence[dict[str, Any]], path: str | Path, title: str 
     ax.set_ylabel(f"test {first['metric']} (mean ± sd over {'/'.join(map(str, seeds))} seed(s))")
     ax.set_title(title or (f"{first['model']} on {first['task']}" if len(results) == 1 else "Intrinsic dimension: runs compared"), fontsize=10)
     ax.grid(True, which="both", alpha=0.25)
-    caption = "\n".join(f"[{i + 1}] {_budget_text(r)}" if len(results) > 1 else _budget_text(r) for i, r in enumerate(results))
-    fig.text(0.01, 0.005, caption, fontsize=6, va="bottom", wrap=True)
-    fig.tight_layout(rect=(0, 0.03 + 0.022 * len(results), 1, 1))
+    budgets = [_budget_text(r) for r in results]
+    if len(set(budgets)) == 1:
+        budgets = [("every run: " if len(results) > 1 else "") + budgets[0]]
+    elif len(budgets) > 1:
+        budgets = [f"[{i + 1}] {b}" for i, b in enumerate(budgets)]
+    fig.text(0.01, 0.005, "\n".join(budgets), fontsize=6, va="bottom", wrap=True)
+    fig.tight_layout(rect=(0, 0.03 + 0.035 * len(budgets), 1, 1))
     out = [path.with_suffix(".png"), path.with_suffix(".pdf")]
     for p in out:
         fig.savefig(p)
