@@ -19,7 +19,8 @@ File format::
 A run's ``reuse`` may name other runs of the file: their finished, identical trials are copied in.
 A run's ``baseline: {from: RUN}`` takes the measured full fine-tuning baseline of an earlier run of the
 file (e.g. every pre-training checkpoint against the last checkpoint's baseline); that run must finish first.
-A run whose threshold is no better than chance is recorded with status ``no_baseline`` and
+A run with no usable threshold (one that chance already passes, or a baseline that does not beat the
+untrained model on a loss) is recorded with status ``no_baseline`` and
 the experiment goes on with its other runs.
 A run's ``label`` (a mapping) is copied into its summary row, so plots can use it as x or series; a
 run whose model is a checkpoint of `intrinsic-dim pretrain` also gets its step and held-out MLM loss.
@@ -119,7 +120,7 @@ def run_experiment(
         try:
             measure(run_options(spec, run, out), out / run["name"])
         except BaselineError as e:
-            log(f"run {run['name']}: no threshold above chance, recorded as no_baseline: {e}")
+            log(f"run {run['name']}: no usable threshold, recorded as no_baseline: {e}")
         provenance = {"commit": _git_commit(), "command": command, "finished": time.strftime("%Y-%m-%d %H:%M:%S")}
         (out / run["name"] / PROVENANCE).write_text(json.dumps(provenance, indent=2) + "\n")
     return summarise(spec, out, command=command)
