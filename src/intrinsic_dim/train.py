@@ -17,6 +17,7 @@ from __future__ import annotations
 import contextlib
 import math
 import time
+import warnings
 from dataclasses import asdict, dataclass
 from typing import TYPE_CHECKING, Any, Callable, Iterator
 
@@ -193,7 +194,9 @@ def _lora(loaded: LoadedModel, cfg: TrialConfig) -> tuple[nn.Module, list[nn.Par
         r=cfg.d, lora_alpha=cfg.lora_alpha if cfg.lora_alpha is not None else 2.0 * cfg.d, lora_dropout=0.0,
         target_modules=targets, task_type="CAUSAL_LM" if loaded.kind == "generative" else "SEQ_CLS",
     )
-    with torch.random.fork_rng(devices=[]):
+    with torch.random.fork_rng(devices=[]), warnings.catch_warnings():
+        # PEFT 0.21 reads transformers' deprecated is_gradient_checkpointing: a warning per trial the user can't act on
+        warnings.filterwarnings("ignore", message=".*is_gradient_checkpointing.*", category=FutureWarning)
         torch.manual_seed(cfg.seed)
         model = get_peft_model(loaded.model, config)
     return model, [p for p in model.parameters() if p.requires_grad]
