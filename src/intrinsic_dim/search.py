@@ -228,15 +228,32 @@ class _Search:
         return stats
 
 
-def _check_args(fraction: float, seeds: int, precision: float, dims: Sequence[int] | None) -> None:
-    if not (isinstance(fraction, (int, float)) and not isinstance(fraction, bool) and 0 < fraction <= 1.5):
-        raise ValueError(f"fraction must be a number in (0, 1.5], got {fraction!r}")
-    if isinstance(seeds, bool) or not isinstance(seeds, int) or seeds < 1:
-        raise ValueError(f"seeds must be a positive integer, got {seeds!r}")
-    if not (isinstance(precision, (int, float)) and math.isfinite(precision) and precision > 0):
-        raise ValueError(f"precision must be a positive number, got {precision!r}")
-    if dims is not None and (not dims or any(isinstance(d, bool) or not isinstance(d, int) or d < 1 for d in dims)):
-        raise ValueError(f"dims must be positive integers, got {dims}")
+@dataclass(frozen=True)
+class _Question:
+    """What a sweep measures, checked on construction: the grid, seeds, fraction and baseline, the search's
+    precision or a full curve, the trial templates and an optional learning-rate search."""
+
+    dims: Sequence[int] | None
+    seeds: int
+    fraction: float
+    baseline: float | None
+    baseline_seeds: int | None
+    precision: float
+    curve: bool
+    full_trial: TrialConfig | None
+    lr_candidates: Sequence[float] | None
+    lr_search_d: int
+
+    def __post_init__(self) -> None:
+        f, seeds, precision, dims = self.fraction, self.seeds, self.precision, self.dims
+        if not (isinstance(f, (int, float)) and not isinstance(f, bool) and 0 < f <= 1.5):
+            raise ValueError(f"fraction must be a number in (0, 1.5], got {f!r}")
+        if isinstance(seeds, bool) or not isinstance(seeds, int) or seeds < 1:
+            raise ValueError(f"seeds must be a positive integer, got {seeds!r}")
+        if not (isinstance(precision, (int, float)) and math.isfinite(precision) and precision > 0):
+            raise ValueError(f"precision must be a positive number, got {precision!r}")
+        if dims is not None and (not dims or any(isinstance(d, bool) or not isinstance(d, int) or d < 1 for d in dims)):
+            raise ValueError(f"dims must be positive integers, got {dims}")
 
 
 def _check_baseline(baseline: float, fraction: float, chance: float | None, source: str, start: float | None = None) -> None:
@@ -298,7 +315,7 @@ def measure_d90(
     tests); ``executor`` runs batches of independent trials elsewhere (e.g. local worker processes).
     ``tracker`` receives every trial as it is stored or read back, and the summary at the end.
     """
-    _check_args(fraction, seeds, precision, dims)
+    q = _Question(dims, seeds, fraction, baseline, baseline_seeds, precision, curve, full_trial, lr_candidates, lr_search_d)
     start = time.perf_counter()
     lock = RunLock(run_dir, wait=wait) if run_dir is not None else None
     store = Store(run_dir) if run_dir is not None else None
@@ -310,8 +327,7 @@ def measure_d90(
         trial = replace(trial or TrialConfig(), method="lora" if trial is not None and trial.method == "lora" else "subspace")
         executor = executor or InProcess(runner or (lambda cfg: run_trial(model_factory, task, cfg, progress=progress)))
         s = _Search(executor, task, trial, store, log, others, tracker)
-        result = _measure(s, model_factory, task, dims, seeds, fraction, baseline, baseline_seeds, precision, curve,
-                          full_trial, lr_candidates, lr_search_d, model_name, start)
+        result = _measure(s, model_factory, task, q, model_name, start)
         if tracker is not None:
             tracker.log_summary(result.to_dict())
         return result
@@ -343,8 +359,10 @@ def _reuse_stores(paths: Sequence[str | Path], run_config: dict[str, Any]) -> li
     return stores
 
 
-def _measure(s: _Search, model_factory, task, dims, seeds, fraction, baseline, baseline_seeds, precision, curve,
-             full_trial, lr_candidates, lr_search_d, model_name, start) -> D90Result:
+def _measure(s: _Search, model_factory: ModelFactory | None, task: Task, q: _Question, model_name: str, start: float) -> D90Result:
+    """The baseline and threshold, the optional rate search, the search or curve, and the result built from the points."""
+    dims, seeds, fraction, baseline, full_trial = q.dims, q.seeds, q.fraction, q.baseline, q.full_trial
+    lr_candidates, lr_search_d = q.lr_candidates, q.lr_search_d
     chance = chance_level(task)
     trial = s.trial
     lower = task.lower_is_better
@@ -358,7 +376,7 @@ def _measure(s: _Search, model_factory, task, dims, seeds, fraction, baseline, b
     baseline_values: list[float] = []
     if baseline is None:
         full = replace(full_trial or TrialConfig(method="full"), method="full", d=None)
-        base = s.run_many("baseline", [replace(full, seed=k) for k in range(baseline_seeds or seeds)])
+        base = s.run_many("baseline", [replace(full, seed=k) for k in range(q.baseline_seeds or seeds)])
         baseline_values = [r.metric for r in base if r.ok]
         if not baseline_values:
             raise BaselineError(f"every full fine-tuning baseline trial failed: {[r.error for r in base]}")
@@ -394,11 +412,11 @@ def _measure(s: _Search, model_factory, task, dims, seeds, fraction, baseline, b
     grid = sorted(d for d in set(dims or (DEFAULT_RANKS if trial.method == "lora" else DEFAULT_DIMS)) if min_d <= d <= max_d)
     if not grid:
         raise ValueError(f"no dimension to evaluate: SAID needs d > {min_d - 1} (its number of groups); pass larger --dims")
-    if curve:
+    if q.curve:
         for d in grid:
             s.point(d, seeds, tau)
     else:
-        _search(s, grid, seeds, tau, precision, min_d)
+        _search(s, grid, seeds, tau, q.precision, min_d)
 
     ds = sorted(s.results)
     pts = [dict(d=d, **s.point(d, seeds, tau)) for d in ds]
@@ -440,7 +458,7 @@ def _measure(s: _Search, model_factory, task, dims, seeds, fraction, baseline, b
         baseline_source=source, threshold=tau, d90=d90, crossing=crossing, bracket=bracket, interval=interval,
         status=status, points=pts, trials=[_trial_entry(role, r) for role, r in s.all], n_train=n_train,
         lr=trial.lr, wall_s=time.perf_counter() - start, compute_s=sum(r.wall_s for _, r in s.all),
-        mode="curve" if curve else "search", seeds=seeds, baseline_values=baseline_values, chance=chance,
+        mode="curve" if q.curve else "search", seeds=seeds, baseline_values=baseline_values, chance=chance,
         budget=budget, monotone=monotone, said=trial.said, projection=trial.projection, layout=trial.layout,
         normalisation=trial.normalisation, groups=trial.groups, threads=torch.get_num_threads(), notes=notes,
         method=method_of(trial), lower_is_better=lower, base_value=base_value,
