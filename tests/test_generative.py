@@ -290,3 +290,43 @@ def test_train_and_evaluate_a_subspace_adapter_on_a_generative_task(tmp_path, ca
     assert main(["evaluate", "--adapter", str(adapter), "--max-eval", "4", "--threads", "1"]) == 0
     metrics = json.loads(capsys.readouterr().out)
     assert metrics["model"] == "llama-tiny-random" and metrics["perplexity"] == pytest.approx(math.exp(metrics["loss"]))
+
+
+@pytest.mark.parametrize("max_length", [6, 12, 48])
+@pytest.mark.parametrize("choices, n_lengths", [
+    ([" negative", " neutral", " positive"], 1),  # one token each, as the packaged task's label words
+    ([" no way", " yes sure", " maybe not"], 1),  # several tokens each, sharing one cached prompt
+    ([" no", " yes, of course", " maybe not", " x"], 3),  # different lengths: prompts truncated differently
+])
+@pytest.mark.parametrize("wrap", ["plain", "subspace", "lora"])
+def test_cached_choice_scores_match_one_full_pass_per_choice(gen_task, max_length, choices, n_lengths, wrap):
+    """The prompt run once with its cache scores every choice as the plain per-choice passes do: single- and
+    multi-token choices of different lengths, prompts truncated to fit, through the subspace and LoRA wrappers."""
+    from intrinsic_dim.generative import choice_scores, choice_scores_reference
+    from intrinsic_dim.models import load_model
+    from intrinsic_dim.train import build
+
+    loaded = load_model("llama-tiny-random", gen_task, seed=0, max_length=max_length)
+    model = loaded.model
+    with torch.no_grad():  # larger layer weights, so that a score depends on the context and the positions
+        for name, p in model.named_parameters():
+            if ".layers." in name and "norm" not in name:
+                p.mul_(10.0)
+    if wrap != "plain":
+        if wrap == "lora":
+            pytest.importorskip("peft")
+        model = build(loaded, TrialConfig(method="lora" if wrap == "lora" else "subspace", d=2 if wrap == "lora" else 50, seed=1))[0]
+        with torch.no_grad():
+            for p in model.parameters():
+                if p.requires_grad:
+                    p.add_(0.05 * torch.randn(p.shape, generator=torch.Generator().manual_seed(p.numel())))
+    model.eval()
+    prompts = [gen_task.eval.texts[i][0] for i in range(3)] + ["Hi", "the cat sat on", "zebra", "one two three four five six seven"]
+    lengths = {len(loaded.encode.target_ids(c)) for c in choices}
+    assert len(lengths) == n_lengths
+    with torch.no_grad():
+        fast = choice_scores(model, loaded, prompts, choices)
+        plain = choice_scores_reference(model, loaded, prompts, choices)
+    assert fast.shape == (len(prompts), len(choices)) and torch.isfinite(fast).all()
+    assert (plain[3:] - plain[3]).abs().max() > 0.01  # the short prompts are scored differently
+    torch.testing.assert_close(fast, plain.float(), rtol=1e-4, atol=1e-4)

@@ -4,6 +4,7 @@ completion (the sum of its tokens' log-probabilities given the prompt) for tasks
 
 from __future__ import annotations
 
+import copy
 import math
 from typing import TYPE_CHECKING, Any
 
@@ -53,13 +54,64 @@ def lm_loss(model: nn.Module, batch: dict[str, torch.Tensor]) -> torch.Tensor:
     return total.sum() / count.sum().clamp(min=1)
 
 
-def _choice_scores(model: nn.Module, loaded: LoadedModel, prompts: list[str], choices: list[str]) -> torch.Tensor:
-    """(len(prompts), len(choices)) total log-probability of each choice as the completion of each prompt."""
+def choice_scores_reference(model: nn.Module, loaded: LoadedModel, prompts: list[str], choices: list[str]) -> torch.Tensor:
+    """(len(prompts), len(choices)) total log-probability of each choice's completion (its tokens and the end of
+    sequence) given each prompt: one full forward pass of prompt + completion per choice. The plain version of
+    :func:`choice_scores`."""
     columns = []
     for choice in choices:
         batch = loaded.encode.pairs(prompts, [choice] * len(prompts))
         columns.append(-batch_nll(model, batch)[0])
     return torch.stack(columns, 1)
+
+
+def choice_scores(model: nn.Module, loaded: LoadedModel, prompts: list[str], choices: list[str]) -> torch.Tensor:
+    """:func:`choice_scores_reference`, with each prompt run once instead of once per choice. The encoder keeps
+    max_length minus the completion's length of a prompt, so choices whose completions have the same number of
+    tokens share one truncated prompt: it runs once with its keys and values cached, its last position scores every
+    choice's first token, and each choice then runs only its own remaining tokens on a copy of that cache."""
+    encode = loaded.encode
+    targets = [encode.target_ids(c) for c in choices]
+    scores = torch.empty(len(prompts), len(choices), dtype=torch.float32)
+    for m in sorted({len(t) for t in targets}):
+        group = [j for j, t in enumerate(targets) if len(t) == m]
+        contexts = [encode.context_ids(p, m) for p in prompts]
+        if any(not c for c in contexts):  # no prompt token left to predict the first completion token from
+            scores[:, group] = choice_scores_reference(model, loaded, prompts, [choices[j] for j in group])
+            continue
+        first, cache, mask, lengths = _prompt_pass(model, encode, contexts)
+        if cache is None:  # a model that returns no cache: run each choice whole
+            scores[:, group] = choice_scores_reference(model, loaded, prompts, [choices[j] for j in group])
+            continue
+        for j in group:
+            t = targets[j]
+            total = first[:, t[0]].clone()
+            if m > 1:
+                rest = torch.tensor(t, dtype=torch.int64).expand(len(prompts), -1)
+                out = model(
+                    input_ids=rest[:, :-1], attention_mask=torch.cat([mask, torch.ones_like(rest[:, :-1])], 1),
+                    position_ids=lengths[:, None] + torch.arange(m - 1), cache=copy.deepcopy(cache), use_cache=True,
+                )
+                logp = torch.log_softmax(_logits(out).float(), -1)
+                total += logp.gather(2, rest[:, 1:, None]).squeeze(2).sum(1)
+            scores[:, j] = total
+    return scores
+
+
+def _prompt_pass(model: nn.Module, encode: Any, contexts: list[list[int]]) -> tuple[torch.Tensor, Any, torch.Tensor, torch.Tensor]:
+    """Run the right-padded prompts once: the log-probabilities of the next token after each prompt's last real
+    token (B, V), the key/value cache (None if the model returns none), the attention mask and the prompt lengths."""
+    lengths = torch.tensor([len(c) for c in contexts], dtype=torch.int64)
+    width = int(lengths.max())
+    ids = torch.full((len(contexts), width), encode.pad_id, dtype=torch.int64)
+    mask = torch.zeros((len(contexts), width), dtype=torch.int64)
+    for i, c in enumerate(contexts):
+        ids[i, : len(c)] = torch.tensor(c, dtype=torch.int64)
+        mask[i, : len(c)] = 1
+    keep = torch.unique(lengths - 1)
+    out = model(input_ids=ids, attention_mask=mask, use_cache=True, logits_to_keep=keep)
+    last = _logits(out)[torch.arange(len(contexts)), torch.searchsorted(keep, lengths - 1)]
+    return torch.log_softmax(last.float(), -1), getattr(out, "cache", None), mask, lengths
 
 
 def evaluate_generative(model: nn.Module, loaded: LoadedModel, task: Task, split: Split, batch_size: int) -> dict[str, float]:
@@ -69,7 +121,7 @@ def evaluate_generative(model: nn.Module, loaded: LoadedModel, task: Task, split
         preds = []
         for s in range(0, len(split), chunk):
             prompts = [split.texts[i][0] for i in range(s, min(s + chunk, len(split)))]
-            preds.append(_choice_scores(model, loaded, prompts, task.choices).argmax(1))
+            preds.append(choice_scores(model, loaded, prompts, task.choices).argmax(1))
         return {"accuracy": (torch.cat(preds) == split.labels).double().mean().item()}
     total, count = 0.0, 0
     for s in range(0, len(split), chunk):

@@ -73,22 +73,34 @@ class CausalEncoder:
             raise TaskError("the tokenizer's chat template does not render the conversation as prompt + last reply; use prompt/completion JSONL")
         return prompt, full[len(prompt):]
 
-    def _ids(self, prompt: str, completion: str) -> tuple[list[int], list[int]]:
+    @property
+    def pad_id(self) -> int:
+        """The id padding is filled with (the tokenizer's pad token, else 0; always masked out)."""
+        return self.tokenizer.pad_token_id if self.tokenizer.pad_token_id is not None else 0
+
+    def target_ids(self, completion: str) -> list[int]:
+        """The completion's target tokens: its text (plus the end-of-sequence token for prompt/completion data), at most max_length."""
         tok = self.tokenizer
         if self.text_format == "text":
-            return [], tok(completion, add_special_tokens=True)["input_ids"][: self.max_length]
+            return tok(completion, add_special_tokens=True)["input_ids"][: self.max_length]
         eos = [tok.eos_token_id] if tok.eos_token_id is not None and self.text_format == "completion" else []
-        target = (tok(completion, add_special_tokens=False)["input_ids"] + eos)[: self.max_length]
-        room = self.max_length - len(target)
-        context = tok(prompt, add_special_tokens=True)["input_ids"] if prompt else []
-        return (context[len(context) - room:] if room > 0 else []), target
+        return (tok(completion, add_special_tokens=False)["input_ids"] + eos)[: self.max_length]
+
+    def context_ids(self, prompt: str, target_length: int) -> list[int]:
+        """The prompt's tokens that fit beside a completion of ``target_length`` tokens (the newest ones)."""
+        room = self.max_length - target_length
+        context = self.tokenizer(prompt, add_special_tokens=True)["input_ids"] if prompt and self.text_format != "text" else []
+        return context[len(context) - room:] if room > 0 else []
+
+    def _ids(self, prompt: str, completion: str) -> tuple[list[int], list[int]]:
+        target = self.target_ids(completion)
+        return self.context_ids(prompt, len(target)), target
 
     def pairs(self, prompts: Sequence[str], completions: Sequence[str]) -> dict[str, torch.Tensor]:
         """The batch of (prompt, completion) pairs, targets on the completion tokens only."""
         rows = [self._ids(p, c) for p, c in zip(prompts, completions)]
         width = max(len(p) + len(c) for p, c in rows)
-        pad = self.tokenizer.pad_token_id if self.tokenizer.pad_token_id is not None else 0
-        ids = torch.full((len(rows), width), pad, dtype=torch.int64)
+        ids = torch.full((len(rows), width), self.pad_id, dtype=torch.int64)
         mask = torch.zeros((len(rows), width), dtype=torch.int64)
         labels = torch.full((len(rows), width), IGNORE_INDEX, dtype=torch.int64)
         for i, (p, c) in enumerate(rows):
