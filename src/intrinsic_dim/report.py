@@ -78,20 +78,42 @@ def _budget_text(r: dict[str, Any]) -> str:
             f"{select}; baseline: {r['baseline_source']}; {r.get('mode', 'search')} mode, {r.get('seeds', '?')} seed(s)")
 
 
+LEGEND_INSIDE_MAX_RUNS = 2
+"""Curve plots of more runs than this put their legend under the axes instead of over the data."""
+
+
 def plot_curves(results: Sequence[dict[str, Any]], path: str | Path, title: str | None = None, x: str = "d") -> list[Path]:
+    """:func:`curves_figure` written as PNG and PDF beside each other; returns both paths."""
+    import matplotlib.pyplot as plt
+
+    fig = curves_figure(results, title, x)
+    path = Path(path)
+    out = [path.with_suffix(".png"), path.with_suffix(".pdf")]
+    for p in out:
+        fig.savefig(p)
+    plt.close(fig)
+    return out
+
+
+def curves_figure(results: Sequence[dict[str, Any]], title: str | None = None, x: str = "d") -> Any:
     """Test metric vs d on a log axis for each run: every seed, the seed mean ± sd, the baseline with its
     seed spread, the threshold, the chance level, d90 with its interval and the evaluated d as ticks.
     With ``x="trainable"`` the x axis is each point's number of trained parameters instead, so subspace
-    and LoRA runs share one axis (d90 marks the trainable count at d90; the interval is left out).
-    Written as PNG and PDF beside each other; returns both paths."""
+    and LoRA runs share one axis (d90 marks the trainable count at d90; the interval is left out)."""
     import matplotlib
 
     matplotlib.use("Agg")
     import matplotlib.pyplot as plt
     from matplotlib.lines import Line2D
 
-    path = Path(path)
-    fig, ax = plt.subplots(figsize=(8, 5.6), dpi=120)
+    below = len(results) > LEGEND_INSIDE_MAX_RUNS  # a long legend goes under the plot, where it hides no curve
+    legend_in = 0.17 * (len(results) + 4) if below else 0.0
+    if below:
+        fig, (ax, legend_ax) = plt.subplots(2, 1, figsize=(8, 5.6 + legend_in), dpi=120,
+                                            gridspec_kw={"height_ratios": [5.6, legend_in]})
+        legend_ax.axis("off")
+    else:
+        fig, ax = plt.subplots(figsize=(8, 5.6), dpi=120)
     handles = []
     for i, r in enumerate(results):
         color = f"C{i}"
@@ -133,7 +155,10 @@ def plot_curves(results: Sequence[dict[str, Any]], path: str | Path, title: str 
         Line2D([], [], color="0.5", linestyle=":", label="chance (majority class)"),
         Line2D([], [], color="0.3", linestyle="-.", label="d90 (shade: interval); ticks: evaluated d"),
     ]
-    ax.legend(handles=handles + styles, fontsize=7, loc="lower right", framealpha=0.9)
+    if below:
+        legend_ax.legend(handles=handles + styles, fontsize=7, loc="upper left", frameon=False, borderaxespad=0)
+    else:
+        ax.legend(handles=handles + styles, fontsize=7, loc="lower right", framealpha=0.9)
     ax.set_xscale("log")
     ax.set_xlabel("trained parameters (log scale)" if x == "trainable" else
                   ("LoRA rank r (log scale)" if all(r.get("method") == "lora" for r in results) else "subspace dimension d (trained numbers, log scale)"))
@@ -149,11 +174,7 @@ def plot_curves(results: Sequence[dict[str, Any]], path: str | Path, title: str 
         budgets = [f"[{i + 1}] {b}" for i, b in enumerate(budgets)]
     fig.text(0.01, 0.005, "\n".join(budgets), fontsize=6, va="bottom", wrap=True)
     fig.tight_layout(rect=(0, 0.03 + 0.035 * len(budgets), 1, 1))
-    out = [path.with_suffix(".png"), path.with_suffix(".pdf")]
-    for p in out:
-        fig.savefig(p)
-    plt.close(fig)
-    return out
+    return fig
 
 
 def _nan(v: Any) -> float:
