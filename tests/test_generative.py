@@ -273,7 +273,7 @@ def test_generative_tweets_score_label_words_and_lora_trains_deterministically(g
     cfg = TrialConfig(method="lora", d=2, max_steps=2, batch_size=8)
     runs = [train_model(load_model("llama-tiny-random", gen_task, seed=0, max_length=48), gen_task, cfg, progress=False)[1]
             for _ in range(2)]
-    assert runs[0].ok and 0.0 <= runs[0].metric <= 1.0 and set(runs[0].metrics) == {"accuracy"}
+    assert runs[0].ok and 0.0 <= runs[0].metric <= 1.0 and set(runs[0].metrics) == {"accuracy", "loss", "perplexity"}
     assert runs[0].metric == runs[1].metric and runs[0].train_loss == runs[1].train_loss
     assert math.isfinite(runs[0].train_loss)
 
@@ -330,3 +330,43 @@ def test_cached_choice_scores_match_one_full_pass_per_choice(gen_task, max_lengt
     assert fast.shape == (len(prompts), len(choices)) and torch.isfinite(fast).all()
     assert (plain[3:] - plain[3]).abs().max() > 0.01  # the short prompts are scored differently
     torch.testing.assert_close(fast, plain.float(), rtol=1e-4, atol=1e-4)
+
+
+def test_a_label_word_task_reports_the_true_completions_loss(gen_task, tiny_llama):
+    """Scoring the label words also gives the loss of the true completion per target token: the same number
+    the training loss computes on that completion."""
+    from intrinsic_dim.generative import batch_nll, evaluate_generative
+
+    model = tiny_llama.model.eval()
+    split = gen_task.eval
+    metrics = evaluate_generative(model, tiny_llama, gen_task, split, batch_size=5)
+    with torch.no_grad():
+        nll, count = batch_nll(model, tiny_llama.encode(split, range(len(split))))
+    assert set(metrics) == {"accuracy", "loss", "perplexity"}
+    assert metrics["loss"] == pytest.approx(nll.sum().item() / count.sum().item(), rel=1e-5)
+    assert metrics["perplexity"] == pytest.approx(math.exp(metrics["loss"]))
+
+
+def test_measure_on_the_loss_of_a_label_word_task(tmp_path, capsys):
+    run = tmp_path / "loss"
+    argv = _measure_args(tmp_path, "--model", "llama-tiny-random", "--task", "tweet-sentiment-gen", "--metric", "loss",
+                         "--dims", "100", "--lr", "0.05", "--full-lr", "0.01", "--run-dir", str(run))
+    assert main(argv) == 0
+    r = json.loads((run / "d90.json").read_text())
+    assert r["metric"] == "loss" and r["lower_is_better"] and r["chance"] is None
+    assert r["threshold"] == pytest.approx(r["base_value"] - 0.9 * (r["base_value"] - r["baseline"]))
+    assert any("metric: loss" in n for n in r["notes"])
+    capsys.readouterr()
+    # a resume must ask for the same metric: the stored trials selected their checkpoints on the loss
+    assert main(_measure_args(tmp_path, "--model", "llama-tiny-random", "--task", "tweet-sentiment-gen", "--dims", "100",
+                              "--lr", "0.05", "--full-lr", "0.01", "--run-dir", str(run))) != 0
+    assert "{'metric': ('loss', None)}" in capsys.readouterr().err
+
+
+@pytest.mark.parametrize("task, metric", [("tweet-sentiment", "loss"), ("tweet-sentiment-gen", "f1")])
+def test_a_metric_the_task_does_not_offer_is_refused_before_any_work(tmp_path, task, metric, capsys):
+    run = tmp_path / "run"
+    assert main(["measure", "--model", "bert-tiny-random", "--task", task, "--metric", metric, "--threads", "1", "--run-dir", str(run)]) != 0
+    err = capsys.readouterr().err
+    assert f"--metric {metric}" in err and "pick one of those" in err
+    assert not run.exists()

@@ -62,6 +62,9 @@ def _data_args(p: argparse.ArgumentParser) -> None:
     g.add_argument("--max-eval", type=_limit, default=1000,
                    help="subsample each of the validation and test halves of the held-out split, or 'all' (default: %(default)s)")
     g.add_argument("--max-length", type=int, default=64, help="token truncation length for text models (default: %(default)s)")
+    g.add_argument("--metric", default=None,
+                   help="measure on another metric the task offers (default: the task's own): a generative task scored "
+                   "by label words offers 'loss', the loss of the true completion (lower is better)")
     g.add_argument("--threads", type=int, default=None,
                    help="torch CPU threads (default: torch's choice); recorded in a run directory, since conv nets give "
                    "different numbers at different thread counts, and a resume must use the same")
@@ -419,7 +422,7 @@ def _load(args: argparse.Namespace):
     from intrinsic_dim.models import load_model
     from intrinsic_dim.tasks import load_task
 
-    task = load_task(args.task, max_train=args.max_train, max_eval=args.max_eval, seed=0)
+    task = load_task(args.task, max_train=args.max_train, max_eval=args.max_eval, seed=0, metric=args.metric)
 
     def factory(seed: int):
         return load_model(args.model, task, seed=seed, max_length=args.max_length)
@@ -448,7 +451,7 @@ def _executor(args: argparse.Namespace, threads: int):
     """The executor the options name: None (in this process), local worker processes, or Ray."""
     from intrinsic_dim.executors import LocalWorkers, RayExecutor, TrialResources, TrialSpec
 
-    spec = TrialSpec(args.model, args.task, args.max_train, args.max_eval, args.max_length, threads)
+    spec = TrialSpec(args.model, args.task, args.max_train, args.max_eval, args.max_length, threads, args.metric)
     if args.executor == "ray":
         return RayExecutor(spec, TrialResources(args.trial_cpus, args.trial_gpus), args.ray_address)
     return LocalWorkers(spec, args.workers) if args.workers > 1 else None
@@ -465,14 +468,14 @@ def cmd_measure(args: argparse.Namespace) -> int:
     if args.method in ("said", "did"):
         args.said = args.method == "said"
     method = args.method or ("said" if args.said else "did")
+    task, factory = _load(args)  # a bad task or metric is refused before a run directory is made
     run_dir = check_writable(args.run_dir or f"runs/{Path(args.model).name}-{Path(args.task).name}-{method}")
-    task, factory = _load(args)
     trial = _trial_template(args)
     full = replace(trial, method="full", lr=args.full_lr, epochs=args.full_epochs or args.epochs)
     run_config = {
         "model": args.model, "task": args.task, "max_train": args.max_train, "max_eval": args.max_eval,
         "max_length": args.max_length, "threads": torch.get_num_threads(),
-    }
+    } | ({"metric": args.metric} if args.metric else {})  # absent by default, so runs made before the option still resume
     executor = _executor(args, torch.get_num_threads())
     print(f"d{round(100 * args.fraction)} of {args.model} on {task.name} ({len(task.train):,} train / {len(task.eval):,} validation / "
           f"{len(task.report_split):,} test, metric {task.metric}), "
@@ -580,7 +583,8 @@ def cmd_evaluate(args: argparse.Namespace) -> int:
     meta = (read_adapter(args.adapter)[0].get("metadata") or {}) if args.adapter else {}
     seed = args.seed if args.seed is not None else meta.get("seed", 0)
     model_name = args.model or meta.get("model") or "minilm-l6"
-    task = load_task(args.task or meta.get("task") or "tweet-sentiment", max_train=args.max_train, max_eval=args.max_eval, seed=0)
+    task = load_task(args.task or meta.get("task") or "tweet-sentiment", max_train=args.max_train, max_eval=args.max_eval, seed=0,
+                     metric=args.metric)
     loaded = load_model(model_name, task, seed=seed, max_length=args.max_length or meta.get("max_length") or 64)
     model = SubspaceModel.from_pretrained(loaded.model, args.adapter) if args.adapter else loaded.model
     metrics = evaluate(model, loaded, task, task.report_split, batch_size=args.batch_size)

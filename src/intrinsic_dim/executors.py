@@ -56,6 +56,7 @@ class TrialSpec:
     max_eval: int | None
     max_length: int
     threads: int
+    metric: str | None = None
 
 
 _TASKS: dict[TrialSpec, object] = {}
@@ -71,7 +72,7 @@ def run_spec_trial(spec: TrialSpec, cfg: TrialConfig) -> TrialResult:
 
     torch.set_num_threads(spec.threads)
     if spec not in _TASKS:
-        _TASKS[spec] = load_task(spec.task, max_train=spec.max_train, max_eval=spec.max_eval, seed=0)
+        _TASKS[spec] = load_task(spec.task, max_train=spec.max_train, max_eval=spec.max_eval, seed=0, metric=spec.metric)
     task = _TASKS[spec]
     return run_trial(lambda seed: load_model(spec.model, task, seed=seed, max_length=spec.max_length), task, cfg, progress=False)
 

@@ -65,6 +65,7 @@ def choice_scores_reference(model: nn.Module, loaded: LoadedModel, prompts: list
     return torch.stack(columns, 1)
 
 
+@torch.no_grad()
 def choice_scores(model: nn.Module, loaded: LoadedModel, prompts: list[str], choices: list[str]) -> torch.Tensor:
     """:func:`choice_scores_reference`, with each prompt run once instead of once per choice. The encoder keeps
     max_length minus the completion's length of a prompt, so choices whose completions have the same number of
@@ -115,14 +116,19 @@ def _prompt_pass(model: nn.Module, encode: Any, contexts: list[list[int]]) -> tu
 
 
 def evaluate_generative(model: nn.Module, loaded: LoadedModel, task: Task, split: Split, batch_size: int) -> dict[str, float]:
-    """``accuracy`` by label-word scoring for a task with ``choices``; else ``loss`` (per target token) and ``perplexity``."""
+    """``loss`` (per target token) and ``perplexity``; for a task with ``choices`` also ``accuracy`` by label-word
+    scoring, and the loss is that of the true label's completion."""
     chunk = max(1, min(batch_size, EVAL_CHUNK))
     if task.choices:
-        preds = []
-        for s in range(0, len(split), chunk):
-            prompts = [split.texts[i][0] for i in range(s, min(s + chunk, len(split)))]
-            preds.append(choice_scores(model, loaded, prompts, task.choices).argmax(1))
-        return {"accuracy": (torch.cat(preds) == split.labels).double().mean().item()}
+        scores = torch.cat([
+            choice_scores(model, loaded, [split.texts[i][0] for i in range(s, min(s + chunk, len(split)))], task.choices)
+            for s in range(0, len(split), chunk)
+        ])
+        # the true completions' loss per target token comes free: their scores are summed log-probabilities
+        lengths = torch.tensor([len(loaded.encode.target_ids(c)) for c in task.choices])[split.labels]
+        loss = -scores.double().gather(1, split.labels[:, None]).sum().item() / max(1, int(lengths.sum()))
+        return {"accuracy": (scores.argmax(1) == split.labels).double().mean().item(), "loss": loss,
+                "perplexity": math.exp(min(loss, 700.0))}
     total, count = 0.0, 0
     for s in range(0, len(split), chunk):
         batch = loaded.encode(split, range(s, min(s + chunk, len(split))))

@@ -150,8 +150,9 @@ def _crossing(ds: Sequence[int], means: Sequence[float], passed: Sequence[bool],
 
 
 def chance_level(task: Task) -> float | None:
-    """The metric of always predicting the training split's most frequent class, on the report split."""
-    if task.is_regression:
+    """The metric of always predicting the training split's most frequent class, on the report split (None for a
+    regression or a loss: no constant prediction sets a floor there)."""
+    if task.is_regression or task.lower_is_better:
         return None
     majority = int(torch.bincount(task.train.labels).argmax())
     labels = task.report_split.labels

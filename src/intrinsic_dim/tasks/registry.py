@@ -48,7 +48,8 @@ def _load_full(name: str) -> Task:
     raise TaskError(f"unknown task {name!r}. Known tasks: {', '.join(list_tasks())}; or your own data files: {FILE_SYNTAX}")
 
 
-def load_task(name: str, *, max_train: int | None = None, max_eval: int | None = None, seed: int = 0) -> Task:
+def load_task(name: str, *, max_train: int | None = None, max_eval: int | None = None, seed: int = 0,
+              metric: str | None = None) -> Task:
     """Load a task by name, optionally subsampled.
 
     ``name`` is a registered task (:func:`list_tasks`), or your own data files in the convention of
@@ -60,12 +61,19 @@ def load_task(name: str, *, max_train: int | None = None, max_eval: int | None =
     validation and test halves. ``max_train`` keeps that many training examples, ``max_eval`` that many
     of each half, drawn after the fixed splits by a counter-based shuffle of ``seed``, so the same
     arguments always give the same examples; ``task.notes`` says when a limit subsampled or exceeded a split.
+    ``metric`` measures the task on another of the metrics it offers (:func:`metrics_offered`) than its default.
     """
     check_limit("max_train", max_train)
     check_limit("max_eval", max_eval)
     if isinstance(seed, bool) or not isinstance(seed, int) or seed < 0:
         raise TaskError(f"seed must be a non-negative integer, got {seed!r}")
     task = _load_full(name)
+    if metric is not None and metric != task.metric:
+        offered = metrics_offered(task)
+        if metric not in offered:
+            raise TaskError(f"--metric {metric}: task {task.name!r} is measured on {' or '.join(offered)}; pick one of those")
+        task.metric = metric
+        task.notes.append(f"metric: {metric} (the task's default is {offered[0]})")
     for part, split in (("train", task.train), ("held-out", task.eval)):
         if len(split) == 0:
             raise TaskError(f"task {name!r} has an empty {part} split; check its data")
@@ -80,6 +88,14 @@ def load_task(name: str, *, max_train: int | None = None, max_eval: int | None =
     task.eval = to_unit_float(_limited(task, "validation", task.eval, max_eval, seed, 1, "max_eval"))
     task.test = to_unit_float(_limited(task, "test", task.test, max_eval, seed, 2, "max_eval"))
     return task
+
+
+def metrics_offered(task: Task) -> tuple[str, ...]:
+    """The metrics a task can be measured on, its default first: a generative task scored by label words also
+    offers the loss of the true completion's tokens (lower is better); every other task its one metric."""
+    if task.kind == "generative" and task.choices and task.metric == "accuracy":
+        return ("accuracy", "loss")
+    return (task.metric,)
 
 
 def validation_test_halves(held: Split, regression: bool) -> tuple[Split, Split]:
