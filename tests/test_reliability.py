@@ -84,6 +84,8 @@ def test_unusable_paths_are_refused_before_any_work(tmp_path, capsys):
     argv = ["--model", "bert-tiny-random", "--task", "no-such-task-loaded-later", "--quiet"]
     assert main(["measure", *argv, "--run-dir", str(a_file)]) == 2
     assert "is a file, not a directory" in capsys.readouterr().err
+    assert main(["measure", *argv, "--run-dir", str(a_file / "run")]) == 2  # nothing made, the task never loaded
+    assert "not a writable directory" in capsys.readouterr().err and a_file.read_text() == "x"
     assert main(["train", *argv, "--out", str(a_file)]) == 2
     assert "--out" in capsys.readouterr().err and a_file.read_text() == "x"
 

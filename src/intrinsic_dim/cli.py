@@ -468,8 +468,9 @@ def cmd_measure(args: argparse.Namespace) -> int:
     if args.method in ("said", "did"):
         args.said = args.method == "said"
     method = args.method or ("said" if args.said else "did")
-    task, factory = _load(args)  # a bad task or metric is refused before a run directory is made
-    run_dir = check_writable(args.run_dir or f"runs/{Path(args.model).name}-{Path(args.task).name}-{method}")
+    run_dir = check_writable(args.run_dir or f"runs/{Path(args.model).name}-{Path(args.task).name}-{method}", create=False)
+    task, factory = _load(args)  # a bad task or metric is refused before the run directory is made
+    check_writable(run_dir)
     trial = _trial_template(args)
     full = replace(trial, method="full", lr=args.full_lr, epochs=args.full_epochs or args.epochs)
     run_config = {

@@ -61,11 +61,17 @@ class RunDirError(ValueError):
     """The run directory cannot be used: not writable, not a directory, or another process holds it."""
 
 
-def check_writable(run_dir: str | Path) -> Path:
-    """``run_dir`` created if needed, or a RunDirError saying why it cannot hold a run (before any work)."""
+def check_writable(run_dir: str | Path, create: bool = True) -> Path:
+    """``run_dir`` created if needed, or a RunDirError saying why it cannot hold a run (before any work). With
+    ``create=False`` nothing is made: a missing directory passes when its nearest existing parent is writable."""
     run_dir = Path(run_dir)
     if run_dir.exists() and not run_dir.is_dir():
         raise RunDirError(f"run directory {run_dir} is a file, not a directory: pass another --run-dir")
+    if not create and not run_dir.exists():
+        parent = next(p for p in run_dir.absolute().parents if p.exists())
+        if not (parent.is_dir() and os.access(parent, os.W_OK | os.X_OK)):
+            raise RunDirError(f"cannot create run directory {run_dir} ({parent} is not a writable directory): pass a writable --run-dir")
+        return run_dir
     try:
         run_dir.mkdir(parents=True, exist_ok=True)
     except OSError as e:
