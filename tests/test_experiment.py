@@ -77,7 +77,7 @@ def test_a_run_without_a_baseline_above_chance_is_recorded_and_the_experiment_go
     from intrinsic_dim.search import BaselineError
 
     spec = tmp_path / "e.yaml"
-    spec.write_text("name: e\nruns: [{name: step0, model: m0, label: {step: 0}}, {name: step50, model: m50}]\n")
+    spec.write_text("name: e\nruns: [{name: step0, model: m0, label: {step: 0}}, {name: step50, model: m50, said: false}]\n")
     called = []
 
     def measure(options, run_dir):
@@ -90,6 +90,7 @@ def test_a_run_without_a_baseline_above_chance_is_recorded_and_the_experiment_go
     assert called == ["m0", "m50"]
     assert [(r["run"], r["status"], r.get("step")) for r in rows] == [("step0", "no_baseline", 0), ("step50", "no_baseline", None)]
     assert "majority" in rows[0]["reason"] and rows[0]["model"] == "m0"
+    assert [r["method"] for r in rows] == ["said", "did"]
     from intrinsic_dim.experiment import plot_d90_against
 
     assert all(p.stat().st_size > 0 for p in plot_d90_against(rows, {"name": "p", "x": "step", "logx": False}, tmp_path / "p"))

@@ -149,7 +149,8 @@ def summary_row(name: str, r: dict[str, Any], label: dict[str, Any] | None = Non
     """One row of ``summary.json`` for a finished run (its d90.json as a dict)."""
     b = r.get("budget") or {}
     return {
-        "run": name, "model": r["model"], "task": r["task"], "method": r.get("method") or ("said" if r.get("said") else "did"),
+        "run": name, "model": r["model"], "task": r["task"], "metric": r.get("metric"),
+        "method": r.get("method") or ("said" if r.get("said") else "did"),
         "trainable_params": r.get("trainable_params"), "lower_is_better": r.get("lower_is_better", False),
         "base_value": r.get("base_value"),
         "projection": r.get("projection"), "layout": r.get("layout"), "normalisation": r.get("normalisation"),
@@ -184,7 +185,8 @@ def summarise(spec: dict[str, Any], out: Path, command: str = "") -> Path:
         outcome = json.loads((run_dir / RESULT_NAME).read_text()) if (run_dir / RESULT_NAME).is_file() else {}
         if outcome.get("status") == "no_baseline":
             options = {**spec.get("defaults", {}), **run}
-            rows.append({"run": run["name"], "model": options.get("model"), "task": options.get("task"), "status": "no_baseline",
+            method = options.get("method") or ("said" if options.get("said", True) else "did")
+            rows.append({"run": run["name"], "model": options.get("model"), "task": options.get("task"), "method": method, "status": "no_baseline",
                          "reason": outcome.get("reason"), **_checkpoint_fields(str(options.get("model"))),
                          **(run.get("label") or {})})
         elif outcome:
