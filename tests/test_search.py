@@ -303,3 +303,17 @@ def test_a_plot_of_many_runs_puts_its_legend_under_the_curves(runs):
     assert sum(f"m{k} " in t.get_text() for t in legend.get_texts() for k in range(runs)) == runs
     if runs > LEGEND_INSIDE_MAX_RUNS:
         assert not ax.get_position().overlaps(fig.axes[0].get_position())
+
+
+def test_a_loss_plot_keeps_its_legend_off_the_falling_curves():
+    """On a lower-is-better metric the curves fall to the lower right: the legend goes to the upper right, names
+    the loss threshold rule, and lists no chance level (a loss has none)."""
+    from intrinsic_dim.report import curves_figure
+
+    r = measure_d90(None, _task(), dims=[100, 1000], curve=True, seeds=1, baseline=1.0, runner=Synthetic(),
+                    trial=TrialConfig(said=False), log=lambda s: None).to_dict()
+    loss = r | {"lower_is_better": True, "chance": None}
+    texts = {name: [t.get_text() for t in curves_figure([x]).axes[0].get_legend().get_texts()] for name, x in (("acc", r), ("loss", loss))}
+    assert curves_figure([loss]).axes[0].get_legend()._loc == 1 and curves_figure([r]).axes[0].get_legend()._loc == 4
+    assert any("base - fraction" in t for t in texts["loss"]) and not any("chance" in t for t in texts["loss"])
+    assert any("chance" in t for t in texts["acc"])

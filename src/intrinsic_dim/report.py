@@ -149,16 +149,19 @@ def curves_figure(results: Sequence[dict[str, Any]], title: str | None = None, x
                 ax.axvspan(lo, hi if hi is not None else max(p["d"] for p in r["points"]), color=color, alpha=0.08, linewidth=0)
         all_ds = [xof(p) for p in r["points"]]
         ax.plot(all_ds, [0.0] * len(all_ds), "|", color=color, ms=10, mew=1.2, transform=ax.get_xaxis_transform(), clip_on=False)
+    lower = bool(results) and all(r.get("lower_is_better") for r in results)  # curves fall to the lower right
     styles = [
         Line2D([], [], color="0.3", linewidth=0.8, label="full fine-tuning baseline (band: seed range)"),
-        Line2D([], [], color="0.3", linestyle="--", label="threshold = fraction x baseline"),
-        Line2D([], [], color="0.5", linestyle=":", label="chance (majority class)"),
+        Line2D([], [], color="0.3", linestyle="--", label="threshold = base - fraction x (base - baseline)" if lower
+               else "threshold = fraction x baseline"),
+        *([Line2D([], [], color="0.5", linestyle=":", label="chance (majority class)")]
+          if any(r.get("chance") is not None for r in results) else []),
         Line2D([], [], color="0.3", linestyle="-.", label="d90 (shade: interval); ticks: evaluated d"),
     ]
     if below:
         legend_ax.legend(handles=handles + styles, fontsize=7, loc="upper left", frameon=False, borderaxespad=0)
     else:
-        ax.legend(handles=handles + styles, fontsize=7, loc="lower right", framealpha=0.9)
+        ax.legend(handles=handles + styles, fontsize=7, loc="upper right" if lower else "lower right", framealpha=0.9)
     ax.set_xscale("log")
     ax.set_xlabel("trained parameters (log scale)" if x == "trainable" else
                   ("LoRA rank r (log scale)" if all(r.get("method") == "lora" for r in results) else "subspace dimension d (trained numbers, log scale)"))
