@@ -77,13 +77,12 @@ def choice_scores(model: nn.Module, loaded: LoadedModel, prompts: list[str], cho
     for m in sorted({len(t) for t in targets}):
         group = [j for j, t in enumerate(targets) if len(t) == m]
         contexts = [encode.context_ids(p, m) for p in prompts]
-        if any(not c for c in contexts):  # no prompt token left to predict the first completion token from
+        # run each choice whole where no prompt token is left to predict its first token, or the model returns no cache
+        prompt = _prompt_pass(model, encode, contexts) if all(contexts) else None
+        if prompt is None or prompt[1] is None:
             scores[:, group] = choice_scores_reference(model, loaded, prompts, [choices[j] for j in group])
             continue
-        first, cache, mask, lengths = _prompt_pass(model, encode, contexts)
-        if cache is None:  # a model that returns no cache: run each choice whole
-            scores[:, group] = choice_scores_reference(model, loaded, prompts, [choices[j] for j in group])
-            continue
+        first, cache, mask, lengths = prompt
         for j in group:
             t = targets[j]
             total = first[:, t[0]].clone()
