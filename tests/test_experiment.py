@@ -30,6 +30,7 @@ def test_experiment_runs_in_parts_resumes_and_summarises(tmp_path, capsys):
     assert main(["experiment", str(spec), "--out", str(out), "--threads", "1", "--only", "a"]) == 0
     rows = json.loads((out / "summary.json").read_text())
     assert [r["run"] for r in rows] == ["a", "b"] and rows[1]["status"] == "not run"
+    assert (rows[1]["method"], rows[1]["model"], rows[1]["n"]) == ("did", "fc-784-200-200-10", 150)
     assert ROW_KEYS <= set(rows[0]) and rows[0]["n"] == 300 and rows[0]["method"] == "did" and rows[0]["threads"] == 1
     assert json.loads((out / "a" / "provenance.json").read_text())["command"].startswith("intrinsic-dim experiment")
     assert main(["experiment", str(spec), "--out", str(out), "--threads", "1"]) == 0

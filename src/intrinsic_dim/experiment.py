@@ -175,6 +175,14 @@ def _checkpoint_fields(model: str) -> dict[str, Any]:
     return {"step": info["step"], "mlm_loss": info["eval_loss"], "params": info["params"], "non_embedding_params": info["non_embedding_params"]}
 
 
+def _planned_row(spec: dict[str, Any], run: dict[str, Any], status: str) -> dict[str, Any]:
+    """The summary row of a run without a d90: what it was asked to measure, so a reader can filter it like the others."""
+    options = {**spec.get("defaults", {}), **run}
+    method = options.get("method") or ("said" if options.get("said", True) else "did")
+    return {"run": run["name"], "model": options.get("model"), "task": options.get("task"), "method": method, "status": status,
+            **_checkpoint_fields(str(options.get("model"))), **(run.get("label") or {})}
+
+
 def summarise(spec: dict[str, Any], out: Path, command: str = "") -> Path:
     """Write ``summary.json`` (one row per run; unfinished runs as status 'not run'), ``report.md`` and the plots."""
     out.mkdir(parents=True, exist_ok=True)
@@ -184,18 +192,14 @@ def summarise(spec: dict[str, Any], out: Path, command: str = "") -> Path:
         run_dir = out / run["name"]
         outcome = json.loads((run_dir / RESULT_NAME).read_text()) if (run_dir / RESULT_NAME).is_file() else {}
         if outcome.get("status") == "no_baseline":
-            options = {**spec.get("defaults", {}), **run}
-            method = options.get("method") or ("said" if options.get("said", True) else "did")
-            rows.append({"run": run["name"], "model": options.get("model"), "task": options.get("task"), "method": method, "status": "no_baseline",
-                         "reason": outcome.get("reason"), **_checkpoint_fields(str(options.get("model"))),
-                         **(run.get("label") or {})})
+            rows.append(_planned_row(spec, run, "no_baseline") | {"reason": outcome.get("reason")})
         elif outcome:
             results[run["name"]] = r = load_result(run_dir) | {"name": run["name"]}
             made = json.loads((run_dir / PROVENANCE).read_text()) if (run_dir / PROVENANCE).is_file() else {}
             rows.append(summary_row(run["name"], r, run.get("label")) | {"command": made.get("command", command),
                                                                           "commit": made.get("commit", commit)})
         else:
-            rows.append({"run": run["name"], "status": "not run", **(run.get("label") or {})})
+            rows.append(_planned_row(spec, run, "not run"))
     (out / SUMMARY).write_text(json.dumps(rows, indent=2, default=float) + "\n")
     for plot in spec.get("plots") or [{"name": "curves", "runs": [r["name"] for r in spec["runs"]]}]:
         if "x" in plot:
