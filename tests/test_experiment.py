@@ -56,7 +56,8 @@ def test_bad_experiment_files_are_refused(tmp_path, capsys):
     assert "--only names runs that are not in" in capsys.readouterr().err
 
 
-def test_pretraining_checkpoints_bring_their_step_and_mlm_loss(tmp_path):
+def test_pretraining_checkpoints_bring_their_step_and_mlm_loss(tmp_path, monkeypatch):
+    from intrinsic_dim import experiment
     from intrinsic_dim.experiment import plot_d90_against, summary_row
 
     rows = []
@@ -67,10 +68,15 @@ def test_pretraining_checkpoints_bring_their_step_and_mlm_loss(tmp_path):
         result = {"model": str(ckpt), "task": "t", "said": True, "n_train": 100, "baseline": 0.7, "baseline_source": "given",
                   "threshold": 0.63, "d90": d90, "crossing": d90 * 0.9, "bracket": [d90 // 2, d90], "interval": None,
                   "status": "found", "points": [], "trials": [], "compute_s": 1.0}
-        rows.append(summary_row(f"r{step}", result, {"task_short": "t"}))
+        rows.append(summary_row(f"r{step}", result, {"task_short": "t", "size": f"s{step}"}))
     assert [(r["step"], r["mlm_loss"]) for r in rows] == [(0, 9.5), (400, 6.1), (2000, 4.2)]
-    paths = plot_d90_against(rows, {"name": "p", "x": "step", "series": "task_short", "logx": False, "y2": "mlm_loss"}, tmp_path / "p")
+    saved = experiment._save
+    drawn = []
+    monkeypatch.setattr(experiment, "_save", lambda plt, fig, path: drawn.append([t.get_text() for t in fig.axes[0].texts]) or saved(plt, fig, path))
+    paths = plot_d90_against(rows, {"name": "p", "x": "step", "series": "task_short", "logx": False, "y2": "mlm_loss", "annotate": "size"},
+                             tmp_path / "p")
     assert all(p.stat().st_size > 0 for p in paths)
+    assert drawn == [["s0", "s400", "s2000"]]
 
 
 def test_a_run_without_a_baseline_above_chance_is_recorded_and_the_experiment_goes_on(tmp_path):

@@ -14,7 +14,8 @@ File format::
       - {name: params, runs: [said, lora], axis: trainable}    # x: trained parameters (d90 beside LoRA's r90)
       - {name: d90_vs_n, x: n_train, series: net, where: {rule: own}}   # d90 (with interval) against a
                                        # row field, one line per `series` value, rows filtered by `where`;
-                                       # `y2: mlm_loss` adds a field on a second axis
+                                       # `y2: mlm_loss` adds a field on a second axis; `annotate: size`
+                                       # writes a field beside each point
 
 A run's ``reuse`` may name other runs of the file: their finished, identical trials are copied in.
 A run's ``baseline: {from: RUN}`` takes the measured full fine-tuning baseline of an earlier run of the
@@ -235,7 +236,7 @@ def _save(plt, fig, path: Path) -> list[Path]:
 
 def plot_d90_against(rows: list[dict[str, Any]], plot: dict[str, Any], path: Path) -> list[Path]:
     """d90 (marker) with its interval or bracket (bar) against the row field ``plot['x']``, one line per
-    value of ``plot['series']``, rows filtered by ``plot['where']``; a run without d90 is drawn at its bracket's
+    value of ``plot['series']``, rows filtered by ``plot['where']``, each point labelled with ``plot['annotate']``; a run without d90 is drawn at its bracket's
     lower end inside an open triangle (d90 lies above it), a run with no threshold above chance as a cross on the x axis."""
     plt, fig, ax = _figure()
     x, series, where = plot["x"], plot.get("series"), plot.get("where", {})
@@ -243,7 +244,7 @@ def plot_d90_against(rows: list[dict[str, Any]], plot: dict[str, Any], path: Pat
             and all(r.get(k) == v for k, v in where.items())]
     for i, key in enumerate(sorted({str(r.get(series)) for r in done}) if series else [None]):
         pts = sorted((r for r in done if series is None or str(r.get(series)) == key), key=lambda r: r[x])
-        xs, ys, lo, hi = [], [], [], []
+        xs, ys, lo, hi, notes = [], [], [], [], []
         for r in pts:
             span = r.get("interval") or r.get("bracket") or (None, None)
             y = r.get("d90") or (r.get("bracket") or [None])[0]
@@ -253,6 +254,10 @@ def plot_d90_against(rows: list[dict[str, Any]], plot: dict[str, Any], path: Pat
             ys.append(y)
             lo.append(y - (span[0] if span[0] is not None else y))
             hi.append((span[1] if span[1] is not None else y) - y)
+            notes.append(r.get(plot["annotate"]) if plot.get("annotate") else None)
+        for xy, note in zip(zip(xs, ys), notes):
+            if note is not None:
+                ax.annotate(str(note), xy, xytext=(5, 4), textcoords="offset points", fontsize=7, color=f"C{i}")
         ax.errorbar(xs, ys, yerr=[lo, hi], marker="o", capsize=3, color=f"C{i}", label=f"{series} = {key}" if series else None)
         above = [(r[x], r["bracket"][0]) for r in pts if not r.get("d90") and r.get("bracket")]
         if above:
