@@ -236,15 +236,15 @@ def _save(plt, fig, path: Path) -> list[Path]:
 
 def plot_d90_against(rows: list[dict[str, Any]], plot: dict[str, Any], path: Path) -> list[Path]:
     """d90 (marker) with its interval or bracket (bar) against the row field ``plot['x']``, one line per
-    value of ``plot['series']``, rows filtered by ``plot['where']``, each point labelled with ``plot['annotate']``; a run without d90 is drawn at its bracket's
-    lower end inside an open triangle (d90 lies above it), a run with no threshold above chance as a cross on the x axis."""
+    value of ``plot['series']``, rows filtered by ``plot['where']``, each point labelled with its ``plot['annotate']`` field;
+    a run without d90 is drawn at its bracket's lower end inside an open triangle (d90 lies above it), a run with no threshold above chance as a cross on the x axis."""
     plt, fig, ax = _figure()
     x, series, where = plot["x"], plot.get("series"), plot.get("where", {})
     done = [r for r in rows if r.get("status") not in (None, "not run") and r.get(x) is not None
             and all(r.get(k) == v for k, v in where.items())]
     for i, key in enumerate(sorted({str(r.get(series)) for r in done}) if series else [None]):
         pts = sorted((r for r in done if series is None or str(r.get(series)) == key), key=lambda r: r[x])
-        xs, ys, lo, hi, notes = [], [], [], [], []
+        xs, ys, lo, hi = [], [], [], []
         for r in pts:
             span = r.get("interval") or r.get("bracket") or (None, None)
             y = r.get("d90") or (r.get("bracket") or [None])[0]
@@ -254,10 +254,8 @@ def plot_d90_against(rows: list[dict[str, Any]], plot: dict[str, Any], path: Pat
             ys.append(y)
             lo.append(y - (span[0] if span[0] is not None else y))
             hi.append((span[1] if span[1] is not None else y) - y)
-            notes.append(r.get(plot["annotate"]) if plot.get("annotate") else None)
-        for xy, note in zip(zip(xs, ys), notes):
-            if note is not None:
-                ax.annotate(str(note), xy, xytext=(5, 4), textcoords="offset points", fontsize=7, color=f"C{i}")
+            if r.get(plot.get("annotate", "")) is not None:
+                ax.annotate(str(r[plot["annotate"]]), (r[x], y), xytext=(5, 4), textcoords="offset points", fontsize=7, color=f"C{i}")
         ax.errorbar(xs, ys, yerr=[lo, hi], marker="o", capsize=3, color=f"C{i}", label=f"{series} = {key}" if series else None)
         above = [(r[x], r["bracket"][0]) for r in pts if not r.get("d90") and r.get("bracket")]
         if above:
