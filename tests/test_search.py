@@ -7,6 +7,7 @@ import subprocess
 import sys
 import textwrap
 import time
+from dataclasses import replace
 
 import pytest
 import torch
@@ -272,6 +273,26 @@ def test_reuse_copies_identical_trials_from_another_run_dir(tmp_path):
     with pytest.raises(ValueError, match="no finished trials"):
         measure_d90(None, _task(), baseline=1.0, runner=Synthetic(), run_dir=tmp_path / "y", run_config={"model": "m"},
                     reuse=[tmp_path / "nothing"], **kw)
+
+
+def test_reuse_shares_full_fine_tuning_between_said_and_did_runs_of_one_budget(tmp_path):
+    kw = dict(seeds=2, precision=0.05, log=lambda s: None, run_config={"model": "m"})
+    def templates(**settings):  # the subspace trial and its full fine-tuning trial, as the command line makes them
+        trial = TrialConfig(**settings)
+        return dict(trial=trial, full_trial=replace(trial, method="full"))
+
+    said = measure_d90(None, _task(), runner=Synthetic(), run_dir=tmp_path / "said", **templates(said=True), **kw)
+    run = Synthetic()
+    did = measure_d90(None, _task(), runner=run, run_dir=tmp_path / "did", **templates(said=False, layout="per_tensor"),
+                      reuse=[tmp_path / "said"], **kw)
+    assert not any(m == "full" for m, _, _ in run.calls) and any(m == "subspace" for m, _, _ in run.calls)
+    assert did.baseline == said.baseline
+    stored = [r["config"] for r in Store(tmp_path / "did").rows("baseline")]
+    assert stored and all(c["said"] is False and c["layout"] == "per_tensor" for c in stored)  # kept under this run's key
+    longer = Synthetic()
+    measure_d90(None, _task(), runner=longer, run_dir=tmp_path / "x2", **templates(said=False, epochs=2),
+                reuse=[tmp_path / "said"], **kw)
+    assert sum(m == "full" for m, _, _ in longer.calls) == 2  # another budget is another baseline
 
 
 def test_d_beyond_the_model_is_refused_before_any_trial():

@@ -34,7 +34,7 @@ from intrinsic_dim.groups import num_groups
 from intrinsic_dim.results import TrialResult
 from intrinsic_dim.store import DB_NAME, RunConfigMismatch, RunLock, Store
 from intrinsic_dim.tasks import Task, compute_metrics
-from intrinsic_dim.train import SUBSPACE_REF_D, SUBSPACE_REF_LR, ModelFactory, TrialConfig, run_trial
+from intrinsic_dim.train import NOT_FULL, SUBSPACE_REF_D, SUBSPACE_REF_LR, ModelFactory, TrialConfig, run_trial
 
 if TYPE_CHECKING:
     from intrinsic_dim.tracking import Tracker
@@ -179,8 +179,10 @@ class _Search:
             return TrialResult.from_row(row), "resumed"
         for other in self.reuse:
             row = other.get(key)
+            if row is None and cfg.method == "full":
+                row = other.get_ignoring(key, NOT_FULL)
             if row is not None:
-                res = TrialResult.from_row(row)
+                res = replace(TrialResult.from_row(row), config=key)
                 if self.store:
                     self.store.put(role, res)
                 return res, f"reused from {other.run_dir.name}"
@@ -311,7 +313,8 @@ def measure_d90(
     resumes; one process at a time holds a run directory (another is refused, or queues with ``wait``).
     ``reuse`` names other run directories of the same run configuration whose finished trials of an
     identical configuration are copied in instead of rerun (e.g. one run against its own baseline and
-    one against an absolute baseline share every subspace trial).
+    one against an absolute baseline share every subspace trial; a SAID and a DID run of one budget share
+    their full fine-tuning trials, which read no subspace setting).
     ``runner`` runs one trial in this process (default :func:`run_trial`; a synthetic objective in
     tests); ``executor`` runs batches of independent trials elsewhere (e.g. local worker processes).
     ``tracker`` receives every trial as it is stored or read back, and the summary at the end.

@@ -16,7 +16,7 @@ import socket
 import sqlite3
 import time
 from pathlib import Path
-from typing import Any, Iterator
+from typing import Any, Iterator, Sequence
 
 from intrinsic_dim.results import TrialResult
 
@@ -176,6 +176,14 @@ class Store:
         cur = self.db.execute("SELECT * FROM trials WHERE config_key = ?", (config_key(config),))
         row = cur.fetchone()
         return self._row(cur, row) if row else None
+
+    def get_ignoring(self, config: dict[str, Any], ignore: Sequence[str]) -> dict[str, Any] | None:
+        """The first stored row whose configuration equals ``config`` once the ``ignore`` settings are left out of both."""
+        want = {k: v for k, v in config.items() if k not in ignore}
+        for row in self.rows():
+            if {k: v for k, v in row["config"].items() if k not in ignore} == want:
+                return row
+        return None
 
     def put(self, role: str, result: TrialResult) -> None:
         """Write a finished trial at once (one transaction)."""
