@@ -131,7 +131,8 @@ def _build_parser() -> argparse.ArgumentParser:
     g.add_argument("--run-dir", default=None, help="results directory (default: runs/<model>-<task>-<method>)")
     g.add_argument("--reuse", nargs="+", default=None, metavar="RUN_DIR",
                    help="copy finished trials of identical configuration from these run directories (same model, task "
-                   "and data) instead of rerunning them, e.g. a run against its own baseline for one against --baseline 1.0")
+                   "and data) instead of rerunning them, e.g. a run against its own baseline for one against --baseline 1.0; full "
+                   "fine-tuning trials are shared across --method, --projection, --layout and --groups, which they do not read")
     g.add_argument("--wait", action="store_true", help="if another process holds the run directory, wait for it instead of refusing")
     g.add_argument("--workers", type=int, default=1,
                    help="run independent trials (the seeds of a point, baseline seeds, rate candidates) on N local "
