@@ -267,6 +267,8 @@ def plot_d90_against(rows: list[dict[str, Any]], plot: dict[str, Any], path: Pat
                     label=f"{series} = {key}: no threshold above chance" if series else "no threshold above chance")
     ax.set_xscale("log" if plot.get("logx", True) else "linear")
     ax.set_yscale("log")
+    if plot.get("annotate"):
+        ax.margins(x=0.12)  # room for the label right of the last point
     ax.set_xlabel(plot.get("xlabel", x))
     ax.set_ylabel("d90 (bar: interval, or bracket with < 3 seeds)")
     y2 = plot.get("y2")
