@@ -178,9 +178,7 @@ class _Search:
         if row is not None:
             return TrialResult.from_row(row), "resumed"
         for other in self.reuse:
-            row = other.get(key)
-            if row is None and cfg.method == "full":
-                row = other.get_ignoring(key, NOT_FULL)
+            row = other.get_ignoring(key, NOT_FULL) if cfg.method == "full" else other.get(key)
             if row is not None:
                 res = replace(TrialResult.from_row(row), config=key)
                 if self.store:

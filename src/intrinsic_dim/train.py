@@ -50,7 +50,8 @@ ABSURD_LOSS_FACTOR = 1e6
 _LATER_DEFAULTS = {"normalisation": "released", "dense_max_elements": DEFAULT_MAX_DENSE_ELEMENTS, "lora_alpha": None, "lora_targets": None}
 
 # settings of the subspace or of LoRA: a full fine-tuning trial does not read them, so two full trials that differ
-# only here are the same trial (a SAID run and a DID run of one budget can share their baseline)
+# only here are the same trial (a SAID run and a DID run of one budget can share their baseline); stored keys keep
+# them, so the stores written before still resume, and reuse matches full trials without them
 NOT_FULL = ("said", "projection", "layout", "groups", "normalisation", "dense_max_elements", "lora_alpha", "lora_targets")
 
 ModelFactory = Callable[[int], "LoadedModel"]
