@@ -130,8 +130,14 @@ def test_stores_without_losses_still_open(tmp_path):
                      "'{}', 3, 1.0, 10, '[]', '{\"method\": \"subspace\", \"d\": 10, \"seed\": 0}', 0)")
     store.db.commit()
     store.close()
-    (row,) = Store(run).rows()
+    before = (run / "trials.sqlite").read_bytes()
+    reader = Store(run, read_only=True)  # as --reuse opens another run: read back, the file left as it was
+    (row,) = reader.rows()
+    reader.close()
     assert row["losses"] == [] and TrialResult.from_row(row).losses == []
+    assert (run / "trials.sqlite").read_bytes() == before
+    (row,) = Store(run).rows()  # opened to write, it gains the column
+    assert row["losses"] == [] and "losses" not in before.decode("latin-1").split("CREATE TABLE trials")[1]
 
 
 def test_experiment_passes_report_to_every_run(tmp_path, threads, capsys):

@@ -500,7 +500,7 @@ def cmd_measure(args: argparse.Namespace) -> int:
         if executor is not None:
             executor.close()
         if (run_dir / "trials.sqlite").is_file():
-            store = Store(run_dir)
+            store = Store(run_dir, read_only=True)
             store.export_csv(run_dir / "trials.csv")
             store.close()
     result.save(run_dir / "d90.json")

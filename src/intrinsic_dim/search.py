@@ -348,7 +348,7 @@ def _reuse_stores(paths: Sequence[str | Path], run_config: dict[str, Any]) -> li
     for path in paths:
         if not (Path(path) / DB_NAME).is_file():
             raise ValueError(f"--reuse {path}: no finished trials there (no {DB_NAME})")
-        other = Store(path)
+        other = Store(path, read_only=True)
         stores.append(other)
         theirs = other.run_config()
         if theirs != run_config:

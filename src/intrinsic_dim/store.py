@@ -127,15 +127,21 @@ def config_key(config: dict[str, Any]) -> str:
 
 
 class Store:
-    """One run directory's SQLite store."""
+    """One run directory's SQLite store; ``read_only`` opens another run's store without changing it (no schema
+    made, no migration), as ``--reuse`` and exports do."""
 
-    def __init__(self, run_dir: str | Path) -> None:
+    def __init__(self, run_dir: str | Path, read_only: bool = False) -> None:
         self.run_dir = Path(run_dir)
-        self.run_dir.mkdir(parents=True, exist_ok=True)
         self.path = self.run_dir / DB_NAME
-        self.db = sqlite3.connect(self.path, timeout=60)
-        self.db.execute("PRAGMA journal_mode=WAL")
-        self.db.executescript(_SCHEMA)
+        if read_only:
+            if not self.path.is_file():
+                raise FileNotFoundError(f"no {DB_NAME} in {self.run_dir}")
+            self.db = sqlite3.connect(f"{self.path.absolute().as_uri()}?mode=ro", uri=True, timeout=60)
+        else:
+            self.run_dir.mkdir(parents=True, exist_ok=True)
+            self.db = sqlite3.connect(self.path, timeout=60)
+            self.db.execute("PRAGMA journal_mode=WAL")
+            self.db.executescript(_SCHEMA)
         columns = {r[1] for r in self.db.execute("PRAGMA table_info(trials)")}
         if "val_metric" not in columns:
             self.db.close()
@@ -143,7 +149,7 @@ class Store:
                 f"run directory {self.run_dir} was made by an earlier version of intrinsic-dim (before trials were "
                 "selected on validation and reported on test); its trials cannot be mixed with new ones: use another --run-dir"
             )
-        if "losses" not in columns:  # stores before per-step losses were kept: their trials read back without them
+        if "losses" not in columns and not read_only:  # stores before per-step losses were kept read back without them
             with self.db:
                 self.db.execute("ALTER TABLE trials ADD COLUMN losses TEXT")
 
@@ -203,7 +209,7 @@ class Store:
     def _row(cur: sqlite3.Cursor, row: tuple) -> dict[str, Any]:
         out = dict(zip([c[0] for c in cur.description], row))
         for k in ("metrics", "curve", "config", "losses"):
-            out[k] = json.loads(out[k] or "[]")
+            out[k] = json.loads(out.get(k) or "[]")
         return out
 
     def export_csv(self, path: str | Path) -> Path:
