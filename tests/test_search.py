@@ -40,7 +40,7 @@ class Synthetic:
     def __call__(self, cfg: TrialConfig) -> TrialResult:
         self.calls.append((cfg.method, cfg.d, cfg.seed))
         if cfg.method == "full":
-            return TrialResult(config=cfg.to_dict(), status="ok", metric=1.0, val_metric=1.0, train_metric=1.0, lr=1e-3)
+            return TrialResult(config=cfg.to_dict(), status="ok", metric=1.0, val_metric=1.0, train_metric=1.0, train_sample="synthetic", lr=1e-3)
         if cfg.d == self.diverge_at and cfg.seed == 1:
             return TrialResult(config=cfg.to_dict(), status="diverged", metric=float("nan"), error="loss became nan")
         g = torch.Generator().manual_seed((self.replicate * 1_000_003 + cfg.d) * 100 + cfg.seed)
@@ -48,7 +48,8 @@ class Synthetic:
         value = min(1.0, math.log10(cfg.d) / 4 + noise)
         if self.stop_at is not None and value >= self.stop_at:
             value = self.stop_at + 0.001
-        return TrialResult(config=cfg.to_dict(), status="ok", metric=value, val_metric=value, train_metric=value + 0.02, lr=0.1)
+        return TrialResult(config=cfg.to_dict(), status="ok", metric=value, val_metric=value, train_metric=value + 0.02,
+                           train_sample="synthetic", lr=0.1)
 
 
 def test_search_finds_known_d90():
@@ -143,6 +144,28 @@ def test_store_rows_and_csv(tmp_path):
     text = store.export_csv(tmp_path / "trials.csv").read_text().splitlines()
     assert text[0].startswith("id,role,method,d,seed") and "diverged" in text[1]
     assert sqlite3.connect(tmp_path / "trials.sqlite").execute("PRAGMA journal_mode").fetchone()[0] == "wal"
+
+
+def test_a_training_metric_of_unknown_sample_is_not_reported(tmp_path):
+    """Trials stored before the training sample was drawn at random measured the file's first examples
+    (one or two classes of a label-sorted file): read back, and in an old d90.json, their train metric is dropped."""
+    from intrinsic_dim.report import load_result
+
+    kw = dict(seeds=2, precision=0.05, trial=TrialConfig(said=False), log=lambda s: None, run_dir=tmp_path)
+    fresh = measure_d90(None, _task(), runner=Synthetic(), **kw)
+    assert fresh.train_sample == "synthetic" and all(math.isfinite(p["train_mean"]) for p in fresh.points)
+    with sqlite3.connect(tmp_path / "trials.sqlite") as db:
+        db.execute("UPDATE trials SET train_sample = NULL WHERE d = ?", (fresh.d90,))
+    resumed = measure_d90(None, _task(), runner=Synthetic(), **kw)
+    assert resumed.d90 == fresh.d90 and len(resumed.trials) == len(fresh.trials)
+    gaps = {p["d"]: p["train_mean"] for p in resumed.points}
+    assert math.isnan(gaps.pop(fresh.d90)) and all(math.isfinite(v) for v in gaps.values())
+    resumed.save(tmp_path / "d90.json")
+    assert any(p["train_mean"] is not None for p in load_result(tmp_path)["points"])
+    old = json.loads((tmp_path / "d90.json").read_text())
+    del old["train_sample"]
+    (tmp_path / "d90.json").write_text(json.dumps(old))
+    assert all(p["train_mean"] is None for p in load_result(tmp_path)["points"])
 
 
 _KILL_SCRIPT = textwrap.dedent(

@@ -5,7 +5,7 @@ import math
 import torch
 
 from intrinsic_dim.models import load_model
-from intrinsic_dim.tasks.base import Split, Task
+from intrinsic_dim.tasks.base import Split, Task, train_sample
 from intrinsic_dim.train import TrialConfig, evaluate, run_trial, train_model
 
 
@@ -62,7 +62,19 @@ def test_trial_trains_its_whole_budget_and_reports_the_selected_checkpoint_on_te
         assert not torch.equal(seen[1][0], seen[3][0])
         assert all(torch.equal(p, q) for p, q in zip(model.trainable_parameters(), seen[pick]))
         assert evaluate(model, loaded, task, task.test)["accuracy"] == res.metric == res.metrics["accuracy"]
-        assert 0.0 <= res.train_metric <= 1.0
+        assert res.train_sample == "random 2 of 32"
+        assert res.train_metric == evaluate(model, loaded, task, train_sample(task.train, 2))["accuracy"]
+
+
+def test_the_training_sample_is_drawn_from_the_whole_split_not_its_head():
+    """mnist-5k's and tweet-sentiment's files are sorted by label: their first 500 examples are one or two
+    classes, so the sample behind the train - test gap must be drawn across the split (and the same every time)."""
+    split = Split(labels=torch.arange(10).repeat_interleave(400), images=torch.zeros(4000, 1))
+    sample = train_sample(split, 500)
+    counts = torch.bincount(sample.labels, minlength=10)
+    assert len(sample) == 500 and counts.min() >= 30 and counts.max() <= 70
+    assert torch.equal(train_sample(split, 500).labels, sample.labels)
+    assert len(train_sample(split, 5000)) == 4000
 
 
 def test_every_example_is_seen_once_per_epoch():

@@ -18,6 +18,9 @@ def load_result(run_dir: str | Path) -> dict[str, Any]:
     result = json.loads(path.read_text())
     if "points" not in result:
         raise ValueError(f"run {run_dir} ended without a curve ({result.get('status')}): {result.get('reason')}")
+    if "train_sample" not in result:  # written when the training sample was the split's first examples: not a sample
+        for p in result["points"]:
+            p["train_mean"], p["train_values"] = None, [None] * len(p.get("train_values", []))
     return result
 
 

@@ -14,7 +14,7 @@ class TrialResult:
 
     ``metric`` is the reported value: the selected checkpoint on the test split. ``val_metric`` is
     what selected it (validation), ``train_metric`` the same checkpoint on a training sample (for
-    the generalisation gap); ``curve`` holds (step, validation metric) pairs and ``losses`` (step,
+    the generalisation gap) that ``train_sample`` describes; ``curve`` holds (step, validation metric) pairs and ``losses`` (step,
     training loss) pairs, one per optimizer step (what a tracker logs as the training curve).
     """
 
@@ -23,6 +23,7 @@ class TrialResult:
     metric: float
     val_metric: float = float("nan")
     train_metric: float = float("nan")
+    train_sample: str = ""
     metrics: dict[str, float] = field(default_factory=dict)
     lr: float = 0.0
     steps: int = 0
@@ -43,7 +44,7 @@ class TrialResult:
         return {
             "method": cfg["method"], "d": cfg.get("d"), "seed": cfg["seed"], "lr": self.lr, "status": self.status,
             "metric": _nan_to_none(self.metric), "val_metric": _nan_to_none(self.val_metric),
-            "train_metric": _nan_to_none(self.train_metric), "metrics": json.dumps(self.metrics), "steps": self.steps,
+            "train_metric": _nan_to_none(self.train_metric), "train_sample": self.train_sample or None, "metrics": json.dumps(self.metrics), "steps": self.steps,
             "train_loss": _nan_to_none(self.train_loss), "wall_s": self.wall_s, "trainable": self.trainable,
             "curve": json.dumps(self.curve), "losses": json.dumps(self.losses), "error": self.error, "config": json.dumps(cfg),
         }
@@ -54,9 +55,11 @@ class TrialResult:
         def decode(v: Any) -> Any:
             return json.loads(v) if isinstance(v, str) else v
 
+        sample = row.get("train_sample") or ""  # none: a trial stored before the sample was drawn at random
         return cls(
             config=decode(row["config"]), status=row["status"], metric=_none_to_nan(row["metric"]),
-            val_metric=_none_to_nan(row["val_metric"]), train_metric=_none_to_nan(row["train_metric"]),
+            val_metric=_none_to_nan(row["val_metric"]), train_metric=_none_to_nan(row["train_metric"]) if sample else float("nan"),
+            train_sample=sample,
             metrics=decode(row["metrics"]), lr=row["lr"], steps=row["steps"], train_loss=_none_to_nan(row["train_loss"]),
             wall_s=row["wall_s"], curve=[tuple(c) for c in decode(row["curve"])],
             losses=[tuple(c) for c in decode(row.get("losses") or "[]")], trainable=row["trainable"],

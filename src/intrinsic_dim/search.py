@@ -89,6 +89,7 @@ class D90Result:
     lower_is_better: bool = False
     base_value: float | None = None
     trainable_params: int | None = None
+    train_sample: str = ""
 
     @property
     def bound(self) -> float | None:
@@ -465,6 +466,7 @@ def _measure(s: _Search, model_factory: ModelFactory | None, task: Task, q: _Que
         normalisation=trial.normalisation, groups=trial.groups, threads=torch.get_num_threads(), notes=notes,
         method=method_of(trial), lower_is_better=lower, base_value=base_value,
         trainable_params=next((p["trainable"] for p in pts if p["d"] == d90), None),
+        train_sample=next((r.train_sample for _, r in s.all if r.train_sample), ""),
     )
 
 

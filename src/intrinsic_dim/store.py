@@ -37,6 +37,7 @@ CREATE TABLE IF NOT EXISTS trials (
     metric REAL,
     val_metric REAL,
     train_metric REAL,
+    train_sample TEXT,
     metrics TEXT NOT NULL,
     steps INTEGER NOT NULL,
     train_loss REAL,
@@ -50,7 +51,7 @@ CREATE TABLE IF NOT EXISTS trials (
 );
 """
 
-CSV_FIELDS = ["id", "role", "method", "d", "seed", "lr", "status", "metric", "val_metric", "train_metric", "steps", "train_loss", "wall_s", "trainable", "error"]
+CSV_FIELDS = ["id", "role", "method", "d", "seed", "lr", "status", "metric", "val_metric", "train_metric", "train_sample", "steps", "train_loss", "wall_s", "trainable", "error"]
 
 
 class RunConfigMismatch(ValueError):
@@ -149,9 +150,10 @@ class Store:
                 f"run directory {self.run_dir} was made by an earlier version of intrinsic-dim (before trials were "
                 "selected on validation and reported on test); its trials cannot be mixed with new ones: use another --run-dir"
             )
-        if "losses" not in columns and not read_only:  # stores before per-step losses were kept read back without them
-            with self.db:
-                self.db.execute("ALTER TABLE trials ADD COLUMN losses TEXT")
+        for missing in ("losses", "train_sample"):  # columns added since: older stores' trials read back without them
+            if missing not in columns and not read_only:
+                with self.db:
+                    self.db.execute(f"ALTER TABLE trials ADD COLUMN {missing} TEXT")
 
     def close(self) -> None:
         self.db.close()
@@ -219,7 +221,7 @@ class Store:
             w = csv.writer(f)
             w.writerow(CSV_FIELDS + ["config"])
             for r in self.rows():
-                w.writerow([r[k] for k in CSV_FIELDS] + [json.dumps(r["config"], sort_keys=True)])
+                w.writerow([r.get(k) for k in CSV_FIELDS] + [json.dumps(r["config"], sort_keys=True)])
         return path
 
     def __iter__(self) -> Iterator[dict[str, Any]]:

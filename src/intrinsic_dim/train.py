@@ -32,6 +32,7 @@ from intrinsic_dim.projection import DEFAULT_MAX_DENSE_ELEMENTS
 from intrinsic_dim.results import TrialResult
 from intrinsic_dim.subspace import SubspaceModel
 from intrinsic_dim.tasks import Split, Task, compute_metrics
+from intrinsic_dim.tasks.base import train_sample
 
 if TYPE_CHECKING:
     from intrinsic_dim.models import LoadedModel
@@ -328,7 +329,8 @@ def _report(model, loaded, task, cfg, result: TrialResult) -> None:
     """The selected checkpoint's metrics on the test split (the reported number) and on a training sample."""
     result.metrics = evaluate(model, loaded, task, task.report_split, batch_size=cfg.eval_batch_size)
     result.metric = result.metrics[task.metric]
-    sample = task.train.subset(range(min(len(task.train), len(task.report_split))))
+    sample = train_sample(task.train, min(len(task.train), len(task.report_split)))
     result.train_metric = evaluate(model, loaded, task, sample, batch_size=cfg.eval_batch_size)[task.metric]
+    result.train_sample = f"random {len(sample)} of {len(task.train)}"
     if not all(math.isfinite(v) for v in (result.metric, result.val_metric)):
         result.status, result.error = "diverged", "evaluation metric is not finite"

@@ -141,6 +141,18 @@ def subsample(split: Split, limit: int | None, seed: int, stream: int) -> Split:
     return split.subset(torch.sort(chosen).values)
 
 
+TRAIN_SAMPLE_STREAM = 3  # after the train / validation / test subsample streams 0, 1, 2
+
+
+def train_sample(split: Split, size: int) -> Split:
+    """``size`` training examples drawn at random (fixed seed, kept in file order), the same for every trial.
+
+    A prefix would not do: packaged files such as mnist-5k and tweet-sentiment are sorted by label, so their
+    first examples are one or two classes and a metric on them says nothing about the training set.
+    """
+    return subsample(split, size, 0, TRAIN_SAMPLE_STREAM)
+
+
 def check_limit(name: str, value: int | None) -> None:
     """Reject a max_train/max_eval that is not None or a positive integer."""
     if value is None:
