@@ -115,3 +115,19 @@ def test_a_run_takes_its_baseline_from_an_earlier_run(tmp_path):
     assert run_options(spec, spec["runs"][1], out)["baseline"] == 0.6875
     with pytest.raises(ExperimentError, match="naming another run"):
         run_options(spec, {"name": "x", "baseline": {"from": "nope"}}, out)
+
+
+def test_the_gap_plot_leaves_out_runs_without_training_values(tmp_path, monkeypatch):
+    """A run stored before the training sample was drawn at random has no training values: no line, no legend entry."""
+    from intrinsic_dim import experiment
+    from intrinsic_dim.experiment import plot_gap
+
+    def run(name, train):
+        points = [{"d": d, "n_ok": 3, "mean": 0.8, "train_mean": train} for d in (100, 1000)]
+        return {"model": name, "task": "t", "said": False, "metric": "accuracy", "d90": 100, "points": points}
+
+    saved, legends = experiment._save, []
+    monkeypatch.setattr(experiment, "_save", lambda plt, fig, path: legends.append(
+        [t.get_text() for t in fig.axes[0].get_legend().get_texts()]) or saved(plt, fig, path))
+    plot_gap([run("measured", 0.85), run("before", None)], tmp_path / "gap")
+    assert len(legends) == 1 and len(legends[0]) == 1 and "measured" in legends[0][0]

@@ -289,6 +289,8 @@ def plot_gap(results: list[dict[str, Any]], path: Path) -> list[Path]:
     plt, fig, ax = _figure()
     for i, r in enumerate(results):
         pts = [p for p in r["points"] if p["n_ok"] and p.get("train_mean") is not None and math.isfinite(p["train_mean"])]
+        if not pts:  # no training values (a run stored before the sample was drawn at random): left out
+            continue
         ax.plot([p["d"] for p in pts], [p["train_mean"] - p["mean"] for p in pts], marker="o", ms=3, color=f"C{i}", label=run_label(r))
         if r.get("d90"):
             ax.axvline(r["d90"], color=f"C{i}", linestyle="-.", linewidth=0.8)
@@ -297,7 +299,8 @@ def plot_gap(results: list[dict[str, Any]], path: Path) -> list[Path]:
     ax.set_ylabel(f"train - test {results[0]['metric']} (seed mean)")
     ax.set_title("Generalisation gap against d", fontsize=10)
     ax.grid(True, which="both", alpha=0.25)
-    ax.legend(fontsize=6)
+    if ax.get_legend_handles_labels()[0]:
+        ax.legend(fontsize=6)
     return _save(plt, fig, path)
 
 
@@ -310,6 +313,7 @@ def plot_gap_against_bound(rows: list[dict[str, Any]], path: Path) -> list[Path]
     for r in pts:
         ax.annotate(f"{r['run']} (d90 {r['d90']:,})", (r["bound_sqrt_d90_over_n"], r["gap_at_d90"]), fontsize=6,
                     xytext=(3, 3), textcoords="offset points")
+    ax.margins(x=0.2)  # room for the label right of the last point
     ax.set_xlabel("sqrt(d90 / n_train)")
     ax.set_ylabel("train - test metric at d90 (seed mean)")
     ax.set_title("Generalisation gap at d90 against the compression-bound term", fontsize=10)
