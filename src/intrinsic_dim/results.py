@@ -14,8 +14,9 @@ class TrialResult:
 
     ``metric`` is the reported value: the selected checkpoint on the test split. ``val_metric`` is
     what selected it (validation), ``train_metric`` the same checkpoint on a training sample (for
-    the generalisation gap) that ``train_sample`` describes; ``curve`` holds (step, validation metric) pairs and ``losses`` (step,
-    training loss) pairs, one per optimizer step (what a tracker logs as the training curve).
+    the generalisation gap) that ``train_sample`` describes; ``curve`` holds (step, validation
+    metric) pairs and ``losses`` (step, training loss) pairs, one per optimizer step (what a tracker
+    logs as the training curve).
     """
 
     config: dict[str, Any]
