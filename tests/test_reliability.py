@@ -90,6 +90,15 @@ def test_unusable_paths_are_refused_before_any_work(tmp_path, capsys):
     assert "--out" in capsys.readouterr().err and a_file.read_text() == "x"
 
 
+@pytest.mark.parametrize("clash", [["--full-lr", "1e-4"], ["--baseline", "0.9"]])
+def test_a_full_rate_search_beside_a_fixed_rate_or_given_baseline_is_refused_before_any_work(tmp_path, capsys, clash):
+    argv = ["measure", "--model", "bert-tiny-random", "--task", "no-such-task-loaded-later", "--quiet",
+            "--full-lr-search", "1e-5,1e-4", *clash, "--run-dir", str(tmp_path / "run")]
+    assert main(argv) == 2
+    assert f"--full-lr-search chooses the full fine-tuning rate of a measured baseline: drop {clash[0]}" in capsys.readouterr().err
+    assert not (tmp_path / "run").exists()
+
+
 def test_sigterm_and_ctrl_c_end_with_one_line_saying_how_to_resume(tmp_path):
     for sig in (signal.SIGTERM, signal.SIGINT):
         run_dir = tmp_path / f"run{int(sig)}"

@@ -269,6 +269,43 @@ def test_learning_rate_is_chosen_on_validation_not_test():
     assert r.lr == 0.3 and "0.3" in r.budget["lr_policy"]
 
 
+class RatedFullTuning(Synthetic):
+    """Synthetic subspace trials; full fine-tuning whose (validation, test) metric depends on its rate, where
+    the rate best on test is not the one best on validation."""
+
+    SCORES = {1e-5: (0.80, 0.99), 1e-4: (0.96, 0.95), 1e-3: (0.40, 0.40)}
+
+    def __call__(self, cfg: TrialConfig) -> TrialResult:
+        if cfg.method != "full":
+            return replace(super().__call__(cfg), wall_s=1.0)
+        self.calls.append((cfg.method, cfg.lr, cfg.seed))
+        val, test = self.SCORES[cfg.lr]
+        return TrialResult(config=cfg.to_dict(), status="ok", metric=test - 0.01 * cfg.seed, val_metric=val, lr=cfg.lr, wall_s=1.0)
+
+
+def test_full_fine_tuning_rate_is_chosen_on_validation_and_used_for_every_baseline_seed(tmp_path):
+    kw = dict(seeds=3, precision=0.05, trial=TrialConfig(said=False), full_lr_candidates=[1e-5, 1e-4, 1e-3], log=lambda s: None)
+    run = RatedFullTuning()
+    r = measure_d90(None, _task(), runner=run, **kw)
+    full = [c for c in run.calls if c[0] == "full"]
+    assert full == [("full", 1e-5, 0), ("full", 1e-4, 0), ("full", 1e-3, 0), ("full", 1e-4, 1), ("full", 1e-4, 2)]  # seed 0 not rerun
+    assert r.baseline_values == pytest.approx([0.95, 0.94, 0.93]) and r.threshold == pytest.approx(0.9 * 0.94)
+    assert r.budget["full_lr"] == 1e-4 and r.budget["full_lr_policy"] == "AdamW 0.0001 (best on validation of 1e-05, 0.0001, 0.001, seed 0)"
+    assert r.compute_s == len({json.dumps(t["config"], sort_keys=True) for t in r.trials})  # the shared trial counts once
+    stored = dict(run_dir=tmp_path / "run", run_config={"model": "m"})
+    assert measure_d90(None, _task(), runner=RatedFullTuning(), **kw, **stored).d90 == r.d90
+    again = RatedFullTuning()
+    assert measure_d90(None, _task(), runner=again, **kw, **stored).d90 == r.d90 and again.calls == []  # resumed whole
+
+
+def test_full_rate_search_with_a_given_baseline_is_refused_before_any_trial():
+    run = RatedFullTuning()
+    with pytest.raises(ValueError, match="--full-lr-search"):
+        measure_d90(None, _task(), seeds=1, baseline=1.0, full_lr_candidates=[1e-5], runner=run, trial=TrialConfig(said=False),
+                    log=lambda s: None)
+    assert run.calls == []
+
+
 @pytest.mark.parametrize("baseline", [float("nan"), float("inf"), 0.3, 0.66])
 def test_baseline_that_cannot_define_a_threshold_stops_the_sweep(baseline):
     # 0.66 beats chance (0.6), but its threshold 0.9 x 0.66 = 0.594 does not: the majority class would pass it

@@ -128,6 +128,9 @@ def _build_parser() -> argparse.ArgumentParser:
     g.add_argument("--full-epochs", type=float, default=None, help="full fine-tuning epochs (default: --epochs)")
     g.add_argument("--lr-search", type=_floats, default=None, help="candidate subspace rates, tried at --lr-search-d before the search")
     g.add_argument("--lr-search-d", type=int, default=1000, help="(default: %(default)s)")
+    g.add_argument("--full-lr-search", type=_floats, default=None,
+                   help="candidate full fine-tuning rates, e.g. 1e-5,3e-5,1e-4,3e-4: each trained once (seed 0), the best on "
+                   "validation used for every baseline seed (instead of --full-lr)")
     g.add_argument("--run-dir", default=None, help="results directory (default: runs/<model>-<task>-<method>)")
     g.add_argument("--reuse", nargs="+", default=None, metavar="RUN_DIR",
                    help="copy finished trials of identical configuration from these run directories (same model, task "
@@ -335,6 +338,7 @@ RANGES: dict[str, tuple[Callable[[Any], bool], str]] = {
     "lr": (_positive, "a positive finite number"),
     "full_lr": (_positive, "a positive finite number"),
     "lr_search": (lambda v: bool(v) and all(_positive(x) for x in v), "positive finite numbers"),
+    "full_lr_search": (lambda v: bool(v) and all(_positive(x) for x in v), "positive finite numbers"),
     "dims": (lambda v: bool(v) and all(x >= 1 for x in v), "positive integers"),
     "threads": (lambda v: 1 <= v <= 1024, "an integer from 1 to 1024"),
     "workers": (lambda v: 1 <= v <= 256, "an integer from 1 to 256"),
@@ -469,6 +473,10 @@ def cmd_measure(args: argparse.Namespace) -> int:
     if args.method in ("said", "did"):
         args.said = args.method == "said"
     method = args.method or ("said" if args.said else "did")
+    if args.full_lr_search:
+        clash = [f for f, v in (("--full-lr", args.full_lr), ("--baseline", args.baseline)) if v is not None]
+        if clash:
+            raise ValueError(f"--full-lr-search chooses the full fine-tuning rate of a measured baseline: drop {' and '.join(clash)}")
     run_dir = check_writable(args.run_dir or f"runs/{Path(args.model).name}-{Path(args.task).name}-{method}", create=False)
     task, factory = _load(args)  # a bad task or metric is refused before the run directory is made
     check_writable(run_dir)
@@ -489,7 +497,7 @@ def cmd_measure(args: argparse.Namespace) -> int:
         result = measure_d90(
             factory, task, dims=args.dims, seeds=args.seeds, fraction=args.fraction, baseline=args.baseline,
             baseline_seeds=args.baseline_seeds, precision=args.precision, curve=args.curve, trial=trial, full_trial=full,
-            lr_candidates=args.lr_search, lr_search_d=args.lr_search_d, run_dir=run_dir, run_config=run_config,
+            lr_candidates=args.lr_search, lr_search_d=args.lr_search_d, full_lr_candidates=args.full_lr_search, run_dir=run_dir, run_config=run_config,
             model_name=args.model, progress=not args.quiet, log=lambda s: print(s, flush=True), wait=args.wait,
             executor=executor, reuse=args.reuse or (), tracker=make_tracker(args.report_to, run_dir, task.metric),
         )

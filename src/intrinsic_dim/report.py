@@ -76,9 +76,10 @@ def format_bracket(bracket: Sequence[int | None] | None) -> str:
 def _budget_text(r: dict[str, Any]) -> str:
     b = r.get("budget") or {}
     select = {"best": "checkpoint selected on validation", "final": "final checkpoint"}.get(b.get("select"), "")
+    full_lr = f"full fine-tuning lr {b['full_lr_policy']}; " if b.get("full_lr_policy") else ""
     return (f"n_train {r['n_train']:,}, validation {b.get('n_val', '?'):,}, test {b.get('n_test', '?'):,}; "
             f"{b.get('steps_per_trial', '?')} steps per trial, batch {b.get('batch_size', '?')}; lr {b.get('lr_policy', '?')}; "
-            f"{select}; baseline: {r['baseline_source']}; {r.get('mode', 'search')} mode, {r.get('seeds', '?')} seed(s)")
+            f"{full_lr}{select}; baseline: {r['baseline_source']}; {r.get('mode', 'search')} mode, {r.get('seeds', '?')} seed(s)")
 
 
 LEGEND_INSIDE_MAX_RUNS = 2

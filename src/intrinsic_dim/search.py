@@ -171,10 +171,14 @@ class _Search:
         self.lower = task.lower_is_better
         self.results: dict[int, list[TrialResult]] = {}
         self.all: list[tuple[str, TrialResult]] = []
+        self.done: dict[str, TrialResult] = {}
 
     def _cached(self, role: str, cfg: TrialConfig) -> tuple[TrialResult, str] | None:
-        """A finished trial of this configuration: from this run's store, or copied in from a reused one."""
+        """A finished trial of this configuration: run earlier in this sweep under another role (a rate candidate
+        that is also a baseline seed), from this run's store, or copied in from a reused one."""
         key = cfg.to_dict()
+        if _key(key) in self.done:
+            return self.done[_key(key)], "run above"
         row = self.store.get(key) if self.store else None
         if row is not None:
             return TrialResult.from_row(row), "resumed"
@@ -212,6 +216,7 @@ class _Search:
         if todo:
             self.executor.run_many([cfgs[i] for i in todo], done)
         self.all += [(role, r) for r in out]
+        self.done |= {_key(r.config): r for r in out}
         return out  # type: ignore[return-value]
 
     def _track(self, role: str, res: TrialResult) -> None:
@@ -233,7 +238,7 @@ class _Search:
 @dataclass(frozen=True)
 class _Question:
     """What a sweep measures, checked on construction: the grid, seeds, fraction and baseline, the search's
-    precision or a full curve, the trial templates and an optional learning-rate search."""
+    precision or a full curve, the trial templates and optional learning-rate searches (subspace, full fine-tuning)."""
 
     dims: Sequence[int] | None
     seeds: int
@@ -245,9 +250,13 @@ class _Question:
     full_trial: TrialConfig | None
     lr_candidates: Sequence[float] | None
     lr_search_d: int
+    full_lr_candidates: Sequence[float] | None = None
 
     def __post_init__(self) -> None:
         f, seeds, precision, dims = self.fraction, self.seeds, self.precision, self.dims
+        if self.full_lr_candidates and self.baseline is not None:
+            raise ValueError("a full fine-tuning rate search needs a measured baseline: drop the given baseline "
+                             "(--baseline) or the search of the full fine-tuning rate (--full-lr-search)")
         if not (isinstance(f, (int, float)) and not isinstance(f, bool) and 0 < f <= 1.5):
             raise ValueError(f"fraction must be a number in (0, 1.5], got {f!r}")
         if isinstance(seeds, bool) or not isinstance(seeds, int) or seeds < 1:
@@ -292,6 +301,7 @@ def measure_d90(
     full_trial: TrialConfig | None = None,
     lr_candidates: Sequence[float] | None = None,
     lr_search_d: int = 1000,
+    full_lr_candidates: Sequence[float] | None = None,
     run_dir: str | Path | None = None,
     run_config: dict[str, Any] | None = None,
     model_name: str = "model",
@@ -308,8 +318,9 @@ def measure_d90(
     ``trial``/``full_trial`` are templates for the subspace and baseline trials (method, d and seed
     are filled in). ``curve`` evaluates every point of ``dims`` instead of searching. ``lr_candidates``
     runs a rate search at ``lr_search_d`` first (chosen on validation) and uses the best rate for every
-    subspace trial. With ``run_dir`` every trial goes to its SQLite store as it finishes and a rerun
-    resumes; one process at a time holds a run directory (another is refused, or queues with ``wait``).
+    subspace trial; ``full_lr_candidates`` does the same for full fine-tuning (seed 0, chosen on validation)
+    before the baseline's seeds run at the chosen rate. With ``run_dir`` every trial goes to its SQLite store
+    as it finishes and a rerun resumes; one process at a time holds a run directory (another is refused, or queues with ``wait``).
     ``reuse`` names other run directories of the same run configuration whose finished trials of an
     identical configuration are copied in instead of rerun (e.g. one run against its own baseline and
     one against an absolute baseline share every subspace trial; a SAID and a DID run of one budget share
@@ -318,7 +329,8 @@ def measure_d90(
     tests); ``executor`` runs batches of independent trials elsewhere (e.g. local worker processes).
     ``tracker`` receives every trial as it is stored or read back, and the summary at the end.
     """
-    q = _Question(dims, seeds, fraction, baseline, baseline_seeds, precision, curve, full_trial, lr_candidates, lr_search_d)
+    q = _Question(dims, seeds, fraction, baseline, baseline_seeds, precision, curve, full_trial, lr_candidates, lr_search_d,
+                  full_lr_candidates)
     start = time.perf_counter()
     lock = RunLock(run_dir, wait=wait) if run_dir is not None else None
     store = Store(run_dir) if run_dir is not None else None
@@ -377,8 +389,14 @@ def _measure(s: _Search, model_factory: ModelFactory | None, task: Task, q: _Que
                          f"(D = {max_d - (min_d - 1):,} projected weights{' plus the SAID scales' if trial.said else ''}); "
                          "pass smaller --dims / --lr-search-d")
     baseline_values: list[float] = []
+    full = replace(full_trial or TrialConfig(method="full"), method="full", d=None)
+    full_lr_policy = f"AdamW {full.resolved_lr(task.kind):g}" + (" (fixed)" if full.lr is not None else "")
+    if q.full_lr_candidates:
+        best = _rate_search(s, "full_lr_search", [replace(full, seed=0, lr=lr) for lr in q.full_lr_candidates], lower,
+                            "full fine-tuning")
+        full = replace(full, lr=best)
+        full_lr_policy = f"AdamW {best:g} (best on validation of {', '.join(f'{k:g}' for k in q.full_lr_candidates)}, seed 0)"
     if baseline is None:
-        full = replace(full_trial or TrialConfig(method="full"), method="full", d=None)
         base = s.run_many("baseline", [replace(full, seed=k) for k in range(q.baseline_seeds or seeds)])
         baseline_values = [r.metric for r in base if r.ok]
         if not baseline_values:
@@ -403,14 +421,10 @@ def _measure(s: _Search, model_factory: ModelFactory | None, task: Task, q: _Que
     else:
         lr_policy = f"Adam {SUBSPACE_REF_LR:g} x sqrt({SUBSPACE_REF_D} / d)" if trial.lr is None else f"Adam {trial.lr:g} (fixed)"
     if lr_candidates:
-        runs = s.run_many("lr_search", [replace(trial, d=lr_search_d, seed=0, lr=lr) for lr in lr_candidates])
-        worst = math.inf if lower else -math.inf
-        scores = {lr: r.val_metric if r.ok else worst for lr, r in zip(lr_candidates, runs)}
-        best_lr = (min if lower else max)(scores, key=lambda k: scores[k])
-        s.log(f"learning-rate search at d={lr_search_d} (validation): "
-              + ", ".join(f"{k:g}: {v:.4f}" for k, v in scores.items()) + f" -> {best_lr:g}")
+        best_lr = _rate_search(s, "lr_search", [replace(trial, d=lr_search_d, seed=0, lr=lr) for lr in lr_candidates], lower,
+                               f"d={lr_search_d}")
         trial = s.trial = replace(trial, lr=best_lr)
-        lr_policy = f"Adam {best_lr:g} (best on validation of {', '.join(f'{k:g}' for k in scores)} at d={lr_search_d})"
+        lr_policy = f"Adam {best_lr:g} (best on validation of {', '.join(f'{k:g}' for k in lr_candidates)} at d={lr_search_d})"
 
     grid = sorted(d for d in set(dims or (DEFAULT_RANKS if trial.method == "lora" else DEFAULT_DIMS)) if min_d <= d <= max_d)
     if not grid:
@@ -453,14 +467,14 @@ def _measure(s: _Search, model_factory: ModelFactory | None, task: Task, q: _Que
         "n_train": n_train, "n_val": len(task.eval), "n_test": len(task.report_split),
         "steps_per_trial": trial.total_steps(n_train), "epochs": trial.epochs, "max_steps": trial.max_steps,
         "batch_size": trial.batch_size, "select": trial.select, "lr_policy": lr_policy,
-        "full_lr": full_trial.lr if full_trial else None,
+        "full_lr": full.lr, "full_lr_policy": full_lr_policy if baseline_values else None,
         "full_steps": full_trial.total_steps(n_train) if full_trial else None,
     }
     return D90Result(
         task=task.name, model=model_name, metric=task.metric, fraction=fraction, baseline=baseline,
         baseline_source=source, threshold=tau, d90=d90, crossing=crossing, bracket=bracket, interval=interval,
         status=status, points=pts, trials=[_trial_entry(role, r) for role, r in s.all], n_train=n_train,
-        lr=trial.lr, wall_s=time.perf_counter() - start, compute_s=sum(r.wall_s for _, r in s.all),
+        lr=trial.lr, wall_s=time.perf_counter() - start, compute_s=sum(r.wall_s for r in s.done.values()),
         mode="curve" if q.curve else "search", seeds=seeds, baseline_values=baseline_values, chance=chance,
         budget=budget, monotone=monotone, said=trial.said, projection=trial.projection, layout=trial.layout,
         normalisation=trial.normalisation, groups=trial.groups, threads=torch.get_num_threads(), notes=notes,
@@ -468,6 +482,22 @@ def _measure(s: _Search, model_factory: ModelFactory | None, task: Task, q: _Que
         trainable_params=next((p["trainable"] for p in pts if p["d"] == d90), None),
         train_sample=next((r.train_sample for _, r in s.all if r.train_sample), ""),
     )
+
+
+def _rate_search(s: _Search, role: str, cfgs: list[TrialConfig], lower: bool, where: str) -> float:
+    """The rate of the candidate trials ``cfgs`` (one per rate) with the best validation metric; a failed or
+    diverged candidate scores worst."""
+    runs = s.run_many(role, cfgs)
+    worst = math.inf if lower else -math.inf
+    scores = {cfg.lr: r.val_metric if r.ok else worst for cfg, r in zip(cfgs, runs)}
+    best = (min if lower else max)(scores, key=lambda k: scores[k])
+    s.log(f"learning-rate search, {where} (validation): " + ", ".join(f"{k:g}: {v:.4f}" for k, v in scores.items()) + f" -> {best:g}")
+    return best
+
+
+def _key(config: dict[str, Any]) -> str:
+    """A trial's identity: one trial listed under two roles (a rate candidate that is also a baseline seed) counts once."""
+    return json.dumps(config, sort_keys=True)
 
 
 def _trial_entry(role: str, r: TrialResult) -> dict[str, Any]:
