@@ -8,6 +8,7 @@ import torch
 from torch import nn
 
 import intrinsic_dim as idim
+from intrinsic_dim.adapter import load_config
 from intrinsic_dim.config import SubspaceConfig
 from intrinsic_dim.train import TrialConfig
 
@@ -48,7 +49,7 @@ def test_config_and_keyword_forms_agree_and_config_is_the_adapter_body(tmp_path)
     with pytest.raises(TypeError, match="not both"):
         idim.SubspaceModel(_mlp(), idim.SubspaceConfig(d=12), seed=1)
     a.save_pretrained(tmp_path)
-    assert SubspaceConfig.from_pretrained(tmp_path) == a.subspace_config
+    assert load_config(tmp_path) == a.subspace_config
     body = json.loads((tmp_path / "adapter_config.json").read_text())
     assert {k: body[k] for k in a.subspace_config.to_dict()} == a.subspace_config.to_dict()
     assert torch.equal(idim.SubspaceModel.from_pretrained(_mlp(), tmp_path)(x), a(x))
@@ -56,7 +57,7 @@ def test_config_and_keyword_forms_agree_and_config_is_the_adapter_body(tmp_path)
 
 def test_old_adapter_config_reads_as_a_subspace_config():
     with pytest.warns(UserWarning, match="format version 1"):  # no config checksum in 0.1.0
-        cfg = SubspaceConfig.from_pretrained("tests/data/adapter_v0_1_0")
+        cfg = load_config("tests/data/adapter_v0_1_0")
     assert (cfg.d, cfg.said, cfg.seed, cfg.projection, cfg.layout) == (12, True, 4, "fastfood", "stacked")
     assert cfg.train_directly == ["^2\\.bias"] and isinstance(cfg.groups, dict)
 

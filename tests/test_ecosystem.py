@@ -11,7 +11,7 @@ import torch
 import yaml
 
 import intrinsic_dim as idim
-from intrinsic_dim.modelcard import model_card
+from intrinsic_dim.adapter.card import model_card
 
 
 def _front_matter(card: str) -> dict:

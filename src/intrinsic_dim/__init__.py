@@ -1,19 +1,23 @@
 """intrinsic-dim: fine-tune any PyTorch model in a random subspace and measure intrinsic dimension."""
 
-__version__ = "0.1.0"
+from intrinsic_dim.version import __version__
+from intrinsic_dim.adapter import AdapterError
+from intrinsic_dim.projection import Projection, make_projection
+from intrinsic_dim.config import SubspaceConfig
+from intrinsic_dim.subspace import SubspaceModel
 
-from intrinsic_dim.adapter import AdapterError  # noqa: E402
-from intrinsic_dim.projection import Projection, make_projection  # noqa: E402
-from intrinsic_dim.config import SubspaceConfig  # noqa: E402
-from intrinsic_dim.subspace import SubspaceModel  # noqa: E402
-
-__all__ = ["AdapterError", "D90Result", "Projection", "SubspaceConfig", "SubspaceModel", "make_projection", "measure_d90"]
+__all__ = ["AdapterError", "D90Result", "MeasureSpec", "Projection", "SubspaceConfig", "SubspaceModel", "__version__",
+           "make_projection", "measure_d90"]
 
 
 def __getattr__(name: str) -> object:
-    """``measure_d90`` and ``D90Result`` load the search (and its trainer) only when first used."""
+    """``measure_d90``, ``D90Result`` and ``MeasureSpec`` load the search (and its trainer) only when first used."""
     if name in ("measure_d90", "D90Result"):
         from intrinsic_dim import search
 
         return getattr(search, name)
+    if name == "MeasureSpec":
+        from intrinsic_dim.spec import MeasureSpec
+
+        return MeasureSpec
     raise AttributeError(f"module 'intrinsic_dim' has no attribute {name!r}")

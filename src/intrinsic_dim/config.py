@@ -12,7 +12,6 @@ import dataclasses
 import re
 import warnings
 from dataclasses import dataclass, field
-from pathlib import Path
 from typing import Any, Callable
 
 from intrinsic_dim.groups import GROUPINGS
@@ -121,15 +120,6 @@ class SubspaceConfig:
         if unknown:
             warnings.warn(f"SubspaceConfig: ignoring unknown keys {sorted(unknown)}", UserWarning, stacklevel=2)
         return cls(**{k: v for k, v in data.items() if k in names}, extra=unknown)
-
-    @classmethod
-    def from_pretrained(cls, path: str | Path) -> "SubspaceConfig":
-        """The config of the adapter saved in directory ``path`` (or of that JSON file), verified as
-        :func:`~intrinsic_dim.adapter.read_config` does."""
-        from intrinsic_dim.adapter import read_config
-
-        p = Path(path)
-        return cls.from_dict(read_config(p / CONFIG_NAME if p.is_dir() else p))
 
 
 def _upgrade(data: dict[str, Any]) -> dict[str, Any]:

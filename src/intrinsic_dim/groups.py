@@ -1,4 +1,7 @@
-"""SAID groupings: which projected tensors share one learned scale lambda."""
+"""Which parameters a subspace projects, and SAID groupings: which projected tensors share one learned scale lambda.
+
+The one place that decides what is projected (:func:`select_parameters`); the engine, the search's range of d
+and the adapter checks all count through it."""
 
 from __future__ import annotations
 
@@ -38,7 +41,38 @@ def assign_groups(names: Sequence[str], grouping: Grouping) -> tuple[list[int], 
     return index, list(keys)
 
 
+def _matches(name: str, patterns: Sequence[str] | None) -> bool:
+    return bool(patterns) and any(re.search(p, name) for p in patterns)
+
+
+def select_parameters(
+    model: nn.Module, include: Sequence[str] | None = None, exclude: Sequence[str] | None = None,
+    train_directly: Sequence[str] | None = None,
+) -> tuple[dict[str, nn.Parameter], list[str], list[str]]:
+    """The model's parameters by name (tied ones once), the names projected and the names trained directly.
+
+    Every floating-point parameter with ``requires_grad`` is projected, unless ``train_directly`` matches it
+    (then it is trained as it is) or ``include`` / ``exclude`` (regular expressions, ``re.search``) leave it out."""
+    params = dict(model.named_parameters())
+    projected, direct = [], []
+    for name, p in params.items():
+        if not (p.requires_grad and p.is_floating_point()):
+            continue
+        if _matches(name, train_directly):
+            direct.append(name)
+        elif (include is None or _matches(name, include)) and not _matches(name, exclude):
+            projected.append(name)
+    return params, projected, direct
+
+
+def subspace_extent(model: nn.Module, said: bool, grouping: Grouping = "tensor", include: Sequence[str] | None = None,
+                    exclude: Sequence[str] | None = None, train_directly: Sequence[str] | None = None) -> tuple[int, int]:
+    """(m, D): the SAID groups (0 for DID) and the projected weights of ``model``, so d ranges over (m, D + m]."""
+    params, names, _ = select_parameters(model, include, exclude, train_directly)
+    m = len(assign_groups(names, grouping)[1]) if said else 0
+    return m, sum(params[n].numel() for n in names)
+
+
 def num_groups(model: nn.Module, grouping: Grouping) -> int:
-    """How many SAID groups the trainable floating-point parameters of ``model`` form."""
-    names = [n for n, p in model.named_parameters() if p.requires_grad and p.is_floating_point()]
-    return len(assign_groups(names, grouping)[1])
+    """How many SAID groups the projected parameters of ``model`` form (every trainable floating-point one)."""
+    return subspace_extent(model, True, grouping)[0]

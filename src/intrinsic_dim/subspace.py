@@ -19,13 +19,11 @@ from __future__ import annotations
 
 import contextlib
 import inspect
-import re
-import tempfile
 import weakref
 from collections import OrderedDict
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any, Iterator, Sequence
+from typing import Any, Iterator
 
 import torch
 from torch import nn
@@ -33,17 +31,12 @@ from torch.autograd.function import once_differentiable
 from torch.nn.modules.module import _IncompatibleKeys
 from torch.nn.utils import parametrize
 
-from intrinsic_dim import __version__
-from intrinsic_dim.adapter import AdapterError, fingerprint, read_adapter, write_adapter
+from intrinsic_dim.adapter import io as adapter_io
+from intrinsic_dim.adapter.format import AdapterError, fingerprint
 from intrinsic_dim.config import SubspaceConfig
-from intrinsic_dim.groups import assign_groups
-from intrinsic_dim.hub import CARD_NAME, resolve_adapter, upload_folder
-from intrinsic_dim.modelcard import model_card
+from intrinsic_dim.groups import assign_groups, select_parameters
 from intrinsic_dim.projection import Projection, make_projection
-
-
-def _matches(name: str, patterns: Sequence[str] | None) -> bool:
-    return bool(patterns) and any(re.search(p, name) for p in patterns)
+from intrinsic_dim.version import __version__
 
 
 class _Update(torch.autograd.Function):
@@ -158,18 +151,8 @@ class SubspaceModel(nn.Module):
         self.d, self.said = config.d, config.said
         self.include, self.exclude, self.train_directly = config.include, config.exclude, config.train_directly
 
-        self._names: list[str] = []
-        self._direct: list[str] = []
-        self._requires_grad: dict[str, bool] = {}
-        params = dict(model.named_parameters())  # de-duplicates tied parameters
-        for name, p in params.items():
-            self._requires_grad[name] = p.requires_grad
-            if not (p.requires_grad and p.is_floating_point()):
-                continue
-            if _matches(name, self.train_directly):
-                self._direct.append(name)
-            elif (self.include is None or _matches(name, self.include)) and not _matches(name, self.exclude):
-                self._names.append(name)
+        params, self._names, self._direct = select_parameters(model, self.include, self.exclude, self.train_directly)
+        self._requires_grad = {name: p.requires_grad for name, p in params.items()}
         if not self._names:
             raise ValueError(
                 "no parameter to project: the model has no trainable floating-point parameter left after "
@@ -355,20 +338,16 @@ class SubspaceModel(nn.Module):
         """Write the adapter (config JSON + safetensors with z, lambda, direct tensors) and its README.md
         model card to ``path``; ``metadata`` (JSON-serialisable: e.g. model name, task, seed, metric,
         d90 run; ``base_model``: the base model's Hub id) is stored in the config and shown in the card."""
-        config = self.adapter_config() | {"metadata": metadata or {}}
-        out = write_adapter(path, config, self._adapter_tensors())
-        (out / CARD_NAME).write_text(model_card(config))
-        return out
+        return adapter_io.save(self, path, metadata)
 
     def push_to_hub(self, repo_id: str, metadata: dict[str, Any] | None = None, private: bool | None = None,
                     token: str | None = None, commit_message: str = "Upload intrinsic-dim adapter") -> str:
         """Save the adapter with its model card and upload it to the Hub repository ``repo_id``
         (created if missing); returns the commit URL. Needs network access and a Hub token."""
-        with tempfile.TemporaryDirectory(prefix="intrinsic-dim-push-") as tmp:
-            self.save_pretrained(tmp, metadata)
-            return upload_folder(tmp, repo_id, private=private, token=token, commit_message=commit_message)
+        return adapter_io.push(self, repo_id, metadata, private=private, token=token, commit_message=commit_message)
 
-    def _adapter_tensors(self) -> dict[str, torch.Tensor]:
+    def adapter_tensors(self) -> dict[str, torch.Tensor]:
+        """The trained numbers an adapter file holds: z, lambda (SAID) and the directly trained tensors."""
         params = dict(self.base.named_parameters())
         tensors = {"z": self.z} | ({"lambda": self.lam} if self.said else {})
         return tensors | {f"direct.{n}": params[n] for n in self._direct}
@@ -377,21 +356,10 @@ class SubspaceModel(nn.Module):
     def from_pretrained(cls, model: nn.Module, path: str | Path, revision: str | None = None) -> "SubspaceModel":
         """Rebuild the adapter saved in the folder or Hub repo id ``path`` on ``model`` (``revision``: the
         Hub branch, tag or commit); refuses a different base model."""
-        path = resolve_adapter(path, revision)
-        raw, tensors = read_adapter(path)
-        try:
-            sm = cls(model, SubspaceConfig.from_dict(raw))
-        except (KeyError, ValueError, TypeError) as e:
-            raise AdapterError(f"adapter at {path} does not fit this model: {e}") from e
-        try:
-            sm._check_base(raw, path)
-            sm._load_tensors(tensors, path)
-        except AdapterError:
-            sm._unwrap()
-            raise
-        return sm
+        return adapter_io.load(cls, model, path, revision)
 
-    def _check_base(self, raw: dict[str, Any], path: str | Path) -> None:
+    def check_base(self, raw: dict[str, Any], path: str | Path) -> None:
+        """Refuse an adapter config made for other parameter names, shapes or base weights than the wrapped model's."""
         saved = [[n, list(s)] for n, s in raw["projected"]]
         if saved != [[n, list(s)] for n, s in zip(self._names, self._shapes)]:
             raise AdapterError(
@@ -404,8 +372,9 @@ class SubspaceModel(nn.Module):
                 f"base model {raw['base_model_name']!r} it was made for, with the same head initialisation"
             )
 
-    def _load_tensors(self, tensors: dict[str, torch.Tensor], path: str | Path) -> None:
-        expected = self._adapter_tensors()
+    def load_tensors(self, tensors: dict[str, torch.Tensor], path: str | Path) -> None:
+        """Copy an adapter file's tensors into z, lambda and the directly trained tensors, checking names and shapes."""
+        expected = self.adapter_tensors()
         if set(tensors) != set(expected):
             raise AdapterError(f"adapter at {path} holds tensors {sorted(tensors)}, expected {sorted(expected)}")
         with torch.no_grad():
@@ -416,7 +385,7 @@ class SubspaceModel(nn.Module):
                     raise AdapterError(f"adapter tensor {k} at {path} is {tensors[k].dtype}, but the model's is {target.dtype}")
                 target.copy_(tensors[k])
 
-    def _unwrap(self) -> None:
+    def unwrap(self) -> None:
         """Remove the parametrizations and give the parameters their requires_grad flags back."""
         for owners in self._owners:
             for module, pname in owners:
@@ -431,5 +400,5 @@ class SubspaceModel(nn.Module):
         with torch.no_grad():
             for i, theta0 in enumerate(self._theta0):  # tensor by tensor: O(largest tensor) extra memory
                 theta0.copy_(self._effective(i, theta0, self.z, self.lam))
-        self._unwrap()
+        self.unwrap()
         return self.base

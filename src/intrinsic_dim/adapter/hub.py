@@ -9,7 +9,7 @@ from __future__ import annotations
 
 from pathlib import Path
 
-from intrinsic_dim.adapter import CONFIG_NAME, WEIGHTS_NAME, AdapterError
+from intrinsic_dim.adapter.format import CONFIG_NAME, WEIGHTS_NAME, AdapterError
 
 CARD_NAME = "README.md"
 
