@@ -1,40 +1,43 @@
-"""Run configuration at the edge: every option's type, range and choices checked before any work,
-for flags and config files alike; property-based over random configurations."""
+"""Run configuration at the edge: every option's type, range and choices checked once, by MeasureSpec, before
+any work, for flags, config files and experiment files alike; property-based over random configurations."""
 
 import math
+from dataclasses import fields
 
 import pytest
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
-from intrinsic_dim.cli import RANGES, _parse
+import intrinsic_dim as idim
+from intrinsic_dim.cli import _parse, main
+from intrinsic_dim.spec import PARTS, MeasureSpec, SpecError, spec_fields
 
 
-def _err(argv, capsys, extra=None):
-    with pytest.raises(SystemExit) as e:
-        _parse(argv, extra=extra)
-    assert e.value.code == 2
+def _err(argv, capsys):
+    """The one-line error of a command refused before any work (exit 2)."""
+    assert main(argv) == 2
     return capsys.readouterr().err
 
 
 @pytest.mark.parametrize(
     "flags, message",
     [
-        (["--fraction", "nan"], "--fraction must be a number in (0, 1.5]"),
-        (["--epochs", "nan"], "--epochs must be"),
-        (["--epochs", "inf"], "--epochs must be"),
-        (["--threads", "-1"], "--threads must be"),
-        (["--threads", "0"], "--threads must be"),
-        (["--baseline-seeds", "-2"], "--baseline-seeds must be"),
-        (["--baseline-seeds", "0"], "--baseline-seeds must be"),
-        (["--eval-every", "0"], "--eval-every must be"),
-        (["--precision", "nan"], "--precision must be"),
-        (["--baseline", "nan"], "--baseline must be"),
-        (["--baseline", "-1"], "--baseline must be"),
-        (["--baseline", "inf"], "--baseline must be"),
-        (["--seeds", "0"], "--seeds must be"),
-        (["--lr-search", "0.1,nan"], "--lr-search must be"),
-        (["--dims", "0,10"], "--dims must be"),
+        (["--fraction", "nan"], "fraction must be a number in (0, 1.5]"),
+        (["--epochs", "nan"], "epochs must be"),
+        (["--epochs", "inf"], "epochs must be"),
+        (["--threads", "-1"], "threads must be"),
+        (["--threads", "0"], "threads must be"),
+        (["--baseline-seeds", "0"], "baseline_seeds must be"),
+        (["--eval-every", "0"], "eval_every must be"),
+        (["--precision", "nan"], "precision must be"),
+        (["--baseline", "nan"], "baseline must be"),
+        (["--baseline", "-1"], "baseline must be"),
+        (["--seeds", "0"], "seeds must be"),
+        (["--seeds", "3x"], "seeds: expected an integer"),
+        (["--lr-search", "0.1,nan"], "lr_search must be"),
+        (["--dims", "0,10"], "dims must be"),
+        (["--full-lr-search", "1e-4", "--full-lr", "1e-4"], "drop full_lr"),
+        (["--trial-gpus", "1"], "only apply to executor ray"),
     ],
 )
 def test_bad_flags_say_what_to_change(flags, message, capsys):
@@ -49,49 +52,90 @@ def test_seed_and_d_ranges_for_train(capsys):
 @pytest.mark.parametrize(
     "config, message",
     [
-        ({"fraction": True}, "config option fraction: expected a number"),
-        ({"dims": [10.7, 300.2]}, "config option dims: expected an integer"),
-        ({"said": "no"}, "config option said: expected true or false"),
-        ({"model": {"a": [1, 2]}}, "config option model: expected text"),
-        ({"projection": "gaussian"}, "config option projection: expected one of"),
-        ({"seeds": "3x"}, "config option seeds"),
-        ({"max_train": 0}, "config option max_train"),
-        ({"modle": "x"}, "unknown option(s)"),
-        ({"epochs": None}, "config option epochs: expected a value"),
+        ({"fraction": True}, "fraction: expected a number"),
+        ({"dims": [10.7, 300.2]}, "dims: expected an integer"),
+        ({"said": "no"}, "said: expected true or false"),
+        ({"model": {"a": [1, 2]}}, "model: expected text"),
+        ({"projection": "gaussian"}, "projection: expected one of"),
+        ({"seeds": "3x"}, "seeds: expected an integer"),
+        ({"max_train": 0}, "max_train"),
+        ({"modle": "x"}, "unknown option 'modle'"),
+        ({"epochs": None}, "epochs: expected a value"),
+        ({"said": True, "method": "did"}, "contradicts"),
     ],
 )
-def test_bad_config_values_say_what_to_change(config, message, capsys):
-    assert message in _err(["measure"], capsys, extra=config)
+def test_bad_config_values_say_what_to_change(config, message):
+    with pytest.raises(SpecError) as e:
+        MeasureSpec.from_dict(config, source="run.yaml")
+    assert message in str(e.value) and "run.yaml" in str(e.value)
 
 
-def test_good_config_values_are_converted(capsys):
-    args = _parse(["measure"], extra={"dims": [100, 300], "max_train": "all", "seeds": "3", "said": False, "lr_search": 0.1})
-    assert args.dims == [100, 300] and args.max_train is None and args.seeds == 3 and not args.said and args.lr_search == [0.1]
+def test_good_config_values_are_converted():
+    spec = MeasureSpec.from_dict({"dims": [100, 300], "max_train": "all", "seeds": "3", "said": False, "lr_search": 0.1})
+    assert spec.search.dims == (100, 300) and spec.data.max_train is None and spec.search.seeds == 3
+    assert spec.trial.method == "did" and not spec.said and spec.search.lr_search == (0.1,)
+
+
+def test_the_spec_round_trips_through_its_dict_and_yaml(tmp_path):
+    spec = MeasureSpec.from_dict({"dims": [100, 300], "seeds": 3, "method": "did", "full_lr": 1e-4, "threads": 1, "reuse": ["a"]})
+    assert MeasureSpec.from_dict(spec.to_dict()) == spec
+    import yaml
+
+    path = tmp_path / "run.yaml"
+    path.write_text(yaml.safe_dump(spec.to_dict()))
+    assert idim.MeasureSpec.from_yaml(path) == spec
+    assert spec.replace(seeds=5).search.seeds == 5 and spec.replace(seeds=5).trial == spec.trial
+
+
+def test_every_spec_field_is_a_flag_with_its_default_in_the_help():
+    """A field added to the spec appears on the command line: the flags are generated from it."""
+    parser = __import__("intrinsic_dim.cli", fromlist=["_build_parser"])._build_parser()
+    measure = parser._subparsers._group_actions[0].choices["measure"]
+    dests = {a.dest for a in measure._actions}
+    assert {f.name for _, f in spec_fields()} <= dests
+    assert set(PARTS) == {"data", "search", "trial", "full", "run"}
+    help_text = measure.format_help()
+    for _, f in spec_fields():
+        assert "--" + f.name.replace("_", "-") in help_text
+
+
+def test_flags_override_the_config_file_which_overrides_the_defaults(tmp_path):
+    path = tmp_path / "run.yaml"
+    path.write_text("seeds: 3\nepochs: 2\nrun_dir: out\n")
+    args = _parse(["measure", "--config", str(path), "--seeds", "4"])
+    assert args.spec.search.seeds == 4 and args.spec.trial.epochs == 2.0 and args.run_dir == "out"
+    assert args.spec.trial.batch_size == MeasureSpec().trial.batch_size
 
 
 _values = st.one_of(
     st.none(), st.booleans(), st.integers(-2**70, 2**70), st.floats(allow_nan=True, allow_infinity=True), st.text(max_size=8),
     st.lists(st.one_of(st.integers(-5, 10**5), st.floats(allow_nan=True)), max_size=4), st.dictionaries(st.text(max_size=3), st.integers(), max_size=2),
 )
-_keys = st.sampled_from(sorted(RANGES) + ["model", "task", "said", "projection", "layout", "groups", "max_train", "max_eval", "curve",
-                                          "select", "run_dir", "quiet", "unknown_key"])
+_keys = st.sampled_from(sorted({f.name for _, f in spec_fields()}) + ["said", "unknown_key"])
 
 
 @settings(max_examples=300, deadline=None, suppress_health_check=[HealthCheck.function_scoped_fixture])
 @given(config=st.dictionaries(_keys, _values, max_size=4))
-def test_any_config_parses_in_range_or_is_refused_with_a_usage_error(config, capsys):
+def test_any_config_is_in_range_or_refused_with_a_spec_error(config):
     try:
-        args = _parse(["measure"], extra=config)
-    except SystemExit as e:
-        assert e.code == 2
+        spec = MeasureSpec.from_dict(config)
+    except SpecError:
         return
-    for dest, (ok, _) in RANGES.items():
-        value = getattr(args, dest, None)
-        assert value is None or ok(value)
-    assert isinstance(args.said, bool) and args.projection in ("fastfood", "sparse", "dense")
-    assert args.max_train is None or (isinstance(args.max_train, int) and args.max_train >= 1)
-    for v in (args.fraction, args.epochs, args.precision):
+    for part, f in spec_fields():
+        value, check = getattr(getattr(spec, part), f.name), f.metadata["check"]
+        assert value is None or check is None or check[0](value)
+    assert spec.trial.projection in ("fastfood", "sparse", "dense") and spec.trial.method in ("said", "did", "lora")
+    assert spec.data.max_train is None or (isinstance(spec.data.max_train, int) and spec.data.max_train >= 1)
+    for v in (spec.search.fraction, spec.trial.epochs, spec.search.precision):
         assert math.isfinite(v)
+
+
+def test_subspace_defaults_are_defined_once():
+    """The spec's projection settings default to SubspaceConfig's own."""
+    sub = {f.name: f.default for f in fields(idim.SubspaceConfig)}
+    trial = MeasureSpec().trial
+    for name in ("projection", "layout", "normalisation", "groups", "dense_max_elements"):
+        assert getattr(trial, name) == sub[name]
 
 
 def test_a_yaml_alias_bomb_is_refused_in_a_short_message(tmp_path, capsys):
@@ -103,4 +147,39 @@ def test_a_yaml_alias_bomb_is_refused_in_a_short_message(tmp_path, capsys):
     config = tmp_path / "bomb.yaml"
     config.write_text("model:\n" + "".join(f"  - {line}\n" for line in levels))
     err = _err(["measure", "--config", str(config)], capsys)
-    assert "config option model: expected text" in err and len(err) < 1000
+    assert "expands to over" in err and len(err) < 1000
+    experiment = tmp_path / "exp.yaml"
+    experiment.write_text("name: x\nruns:\n  - name: a\n    model:\n" + "".join(f"      - {line}\n" for line in levels))
+    assert main(["experiment", str(experiment)]) == 2
+    assert "expands to over" in capsys.readouterr().err
+
+
+@pytest.mark.parametrize(
+    "text, message",
+    [
+        ("name: x\nruns: [{name: a}\n", "cannot parse"),
+        ("name: x\nruns: [{name: a}]\nplots: [3]\n", "every plot must be a mapping"),
+        ("name: x\nruns: [{name: a, reuse: [[a]]}]\n", "reuse: expected a list of text"),
+        ("name: x\nruns: [{name: a, label: [1]}]\n", "'label' must be a mapping"),
+        ("name: ../../x\nruns: [{name: a}]\n", "'name' must be a name"),
+        ("name: x\nruns: [{name: ..}]\n", "must be a name"),
+        ("name: x\nruns: [{name: a, seeds: 0}]\n", "run 'a': seeds must be"),
+        ("name: x\nruns: [{name: a, baseline: {from: b}}]\n", "must name another run"),
+        ("name: x\nruns: [{name: a}, {name: a}]\n", "unique"),
+        ("name: x\nrunz: []\n", "unknown key"),
+        ("[1, 2]\n", "must hold a mapping"),
+    ],
+)
+def test_bad_experiment_files_get_one_line_naming_the_key(tmp_path, capsys, text, message):
+    path = tmp_path / "exp.yaml"
+    path.write_text(text)
+    assert main(["experiment", str(path), "--out", str(tmp_path / "out")]) == 2
+    err = capsys.readouterr().err
+    assert message in err and "Traceback" not in err and len(err.strip().splitlines()) == 1
+    assert not (tmp_path / "out").exists()
+
+
+def test_non_utf8_config_is_one_line(tmp_path, capsys):
+    path = tmp_path / "run.yaml"
+    path.write_bytes(b"seeds: \xff\xfe\n")
+    assert "not UTF-8" in _err(["measure", "--config", str(path)], capsys)

@@ -45,7 +45,7 @@ def test_experiment_runs_in_parts_resumes_and_summarises(tmp_path, capsys):
 
 def test_bad_experiment_files_are_refused(tmp_path, capsys):
     bad = tmp_path / "bad.yaml"
-    for text, message in (("runs: []", "non-empty list 'runs'"), ("name: x\nruns: [{name: a}, {name: a}]", "unique 'name'"),
+    for text, message in (("name: x\nruns: []", "non-empty list of runs"), ("name: x\nruns: [{name: a}, {name: a}]", "must be unique"),
                           ("name: x\nruns: [{name: a}]\nplots: [{name: p, runs: [z]}]", "do not exist")):
         bad.write_text(text)
         with pytest.raises(ExperimentError, match=message):
@@ -53,12 +53,13 @@ def test_bad_experiment_files_are_refused(tmp_path, capsys):
     good = tmp_path / "good.yaml"
     good.write_text(SPEC)
     assert main(["experiment", str(good), "--only", "nope"]) == 2
-    assert "--only names runs that are not in" in capsys.readouterr().err
+    assert "--only names runs that are not in the experiment" in capsys.readouterr().err
 
 
 def test_pretraining_checkpoints_bring_their_step_and_mlm_loss(tmp_path, monkeypatch):
-    from intrinsic_dim import experiment
-    from intrinsic_dim.experiment import plot_d90_against, summary_row
+    from intrinsic_dim import report
+    from intrinsic_dim.experiment import summary_row
+    from intrinsic_dim.report import plot_d90_against
 
     rows = []
     for step, loss, d90 in ((0, 9.5, 3000), (400, 6.1, 900), (2000, 4.2, 400)):
@@ -70,9 +71,9 @@ def test_pretraining_checkpoints_bring_their_step_and_mlm_loss(tmp_path, monkeyp
                   "status": "found", "points": [], "trials": [], "compute_s": 1.0}
         rows.append(summary_row(f"r{step}", result, {"task_short": "t", "size": f"s{step}"}))
     assert [(r["step"], r["mlm_loss"]) for r in rows] == [(0, 9.5), (400, 6.1), (2000, 4.2)]
-    saved = experiment._save
+    saved = report._save
     drawn = []
-    monkeypatch.setattr(experiment, "_save", lambda plt, fig, path: drawn.append([t.get_text() for t in fig.axes[0].texts]) or saved(plt, fig, path))
+    monkeypatch.setattr(report, "_save", lambda plt, fig, path: drawn.append([t.get_text() for t in fig.axes[0].texts]) or saved(plt, fig, path))
     paths = plot_d90_against(rows, {"name": "p", "x": "step", "series": "task_short", "logx": False, "y2": "mlm_loss", "annotate": "size"},
                              tmp_path / "p")
     assert all(p.stat().st_size > 0 for p in paths)
@@ -80,54 +81,58 @@ def test_pretraining_checkpoints_bring_their_step_and_mlm_loss(tmp_path, monkeyp
 
 
 def test_a_run_without_a_baseline_above_chance_is_recorded_and_the_experiment_goes_on(tmp_path):
-    from intrinsic_dim.experiment import run_experiment
+    from intrinsic_dim.experiment import load_experiment, run_runs
     from intrinsic_dim.search import BaselineError
 
     spec = tmp_path / "e.yaml"
     spec.write_text("name: e\nruns: [{name: step0, model: m0, label: {step: 0}}, {name: step50, model: m50, said: false}]\n")
     called = []
 
-    def measure(options, run_dir):
-        called.append(options["model"])
+    def measure(run, spec, run_dir):
+        called.append(spec.data.model)
         run_dir.mkdir(parents=True, exist_ok=True)
         (run_dir / "d90.json").write_text(json.dumps({"status": "no_baseline", "reason": "no better than the majority class"}))
         raise BaselineError("no better than the majority class")
 
-    rows = json.loads(run_experiment(spec, measure, out=tmp_path / "out", log=lambda s: None).read_text())
+    rows = json.loads(run_runs(load_experiment(spec), measure, tmp_path / "out", log=lambda s: None).read_text())
     assert called == ["m0", "m50"]
     assert [(r["run"], r["status"], r.get("step")) for r in rows] == [("step0", "no_baseline", 0), ("step50", "no_baseline", None)]
     assert "majority" in rows[0]["reason"] and rows[0]["model"] == "m0"
     assert [r["method"] for r in rows] == ["said", "did"]
-    from intrinsic_dim.experiment import plot_d90_against
+    from intrinsic_dim.report import plot_d90_against
 
     assert all(p.stat().st_size > 0 for p in plot_d90_against(rows, {"name": "p", "x": "step", "logx": False}, tmp_path / "p"))
 
 
 def test_a_run_takes_its_baseline_from_an_earlier_run(tmp_path):
-    from intrinsic_dim.experiment import run_options
+    from intrinsic_dim.experiment import resolve
 
-    spec = {"name": "e", "runs": [{"name": "last", "model": "m"}, {"name": "early", "model": "m0", "baseline": {"from": "last"}}]}
+    path = tmp_path / "e.yaml"
+    path.write_text("name: e\nruns: [{name: last, model: m}, {name: early, model: m0, baseline: {from: last}, reuse: [last]}]\n")
+    exp = load_experiment(path)
     out = tmp_path / "out"
     with pytest.raises(ExperimentError, match="run it first"):
-        run_options(spec, spec["runs"][1], out)
+        resolve(exp, exp.runs[1], out)
     (out / "last").mkdir(parents=True)
     (out / "last" / "d90.json").write_text(json.dumps({"baseline": 0.6875, "points": []}))
-    assert run_options(spec, spec["runs"][1], out)["baseline"] == 0.6875
-    with pytest.raises(ExperimentError, match="naming another run"):
-        run_options(spec, {"name": "x", "baseline": {"from": "nope"}}, out)
+    spec = resolve(exp, exp.runs[1], out)
+    assert spec.search.baseline == 0.6875 and spec.run.reuse == (str(out / "last"),)
+    path.write_text("name: e\nruns: [{name: x, baseline: {from: nope}}]\n")
+    with pytest.raises(ExperimentError, match="must name another run"):
+        load_experiment(path)
 
 
 def test_the_gap_plot_leaves_out_runs_without_training_values(tmp_path, monkeypatch):
     """A run stored before the training sample was drawn at random has no training values: no line, no legend entry."""
-    from intrinsic_dim import experiment
-    from intrinsic_dim.experiment import plot_gap
+    from intrinsic_dim import report
+    from intrinsic_dim.report import plot_gap
 
     def run(name, train):
         points = [{"d": d, "n_ok": 3, "mean": 0.8, "train_mean": train} for d in (100, 1000)]
         return {"model": name, "task": "t", "said": False, "metric": "accuracy", "d90": 100, "points": points}
 
-    saved, legends = experiment._save, []
-    monkeypatch.setattr(experiment, "_save", lambda plt, fig, path: legends.append(
+    saved, legends = report._save, []
+    monkeypatch.setattr(report, "_save", lambda plt, fig, path: legends.append(
         [t.get_text() for t in fig.axes[0].get_legend().get_texts()]) or saved(plt, fig, path))
     plot_gap([run("measured", 0.85), run("before", None)], tmp_path / "gap")
     assert len(legends) == 1 and len(legends[0]) == 1 and "measured" in legends[0][0]

@@ -171,10 +171,10 @@ def test_a_cache_another_process_finished_first_is_kept_not_replaced(tmp_path, m
     pytest.importorskip("gguf")
     import transformers
 
-    from intrinsic_dim import models
+    from intrinsic_dim.models import packaged
 
     dest = tmp_path / "smollm2-tokenizer"
-    monkeypatch.setattr(models, "smollm2_gguf", lambda: tmp_path / "pkg" / "model.gguf")
+    monkeypatch.setattr(packaged, "smollm2_gguf", lambda: tmp_path / "pkg" / "model.gguf")
 
     class _Tokenizer:
         def save_pretrained(self, folder):
@@ -184,6 +184,6 @@ def test_a_cache_another_process_finished_first_is_kept_not_replaced(tmp_path, m
             (dest / ".complete").write_text("")
 
     monkeypatch.setattr(transformers.AutoTokenizer, "from_pretrained", lambda *a, **k: _Tokenizer())
-    assert models._from_gguf(dest, with_model=False) == dest
+    assert packaged._from_gguf(dest, with_model=False) == dest
     assert sorted(p.name for p in dest.iterdir()) == [".complete", "theirs"]
     assert [p.name for p in tmp_path.iterdir() if p.name.startswith(dest.name)] == [dest.name]

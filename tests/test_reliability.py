@@ -95,7 +95,8 @@ def test_a_full_rate_search_beside_a_fixed_rate_or_given_baseline_is_refused_bef
     argv = ["measure", "--model", "bert-tiny-random", "--task", "no-such-task-loaded-later", "--quiet",
             "--full-lr-search", "1e-5,1e-4", *clash, "--run-dir", str(tmp_path / "run")]
     assert main(argv) == 2
-    assert f"--full-lr-search chooses the full fine-tuning rate of a measured baseline: drop {clash[0]}" in capsys.readouterr().err
+    dropped = clash[0].removeprefix("--").replace("-", "_")
+    assert f"full_lr_search chooses the full fine-tuning rate of a measured baseline: drop {dropped}" in capsys.readouterr().err
     assert not (tmp_path / "run").exists()
 
 

@@ -14,6 +14,7 @@ import torch
 
 from intrinsic_dim.report import format_bracket, format_interval
 from intrinsic_dim.search import BaselineError, measure_d90
+from intrinsic_dim.spec import SpecError
 from intrinsic_dim.store import RunConfigMismatch, Store
 from intrinsic_dim.tasks.base import Split, Task
 from intrinsic_dim.results import TrialResult
@@ -313,7 +314,8 @@ def test_baseline_that_cannot_define_a_threshold_stops_the_sweep(baseline):
     task.train = Split(labels=torch.tensor([1] * 7 + [0] * 3), texts=[("x",)] * 10)  # majority class 1
     task.eval = task.test = Split(labels=torch.tensor([0, 0, 1, 1, 1]), texts=[("x",)] * 5)  # chance accuracy 0.6
     run = Synthetic()
-    with pytest.raises(BaselineError):
+    # a value that is no baseline at all (NaN, inf) is refused with the spec, one that chance passes by the sweep
+    with pytest.raises(SpecError if not math.isfinite(baseline) else BaselineError):
         measure_d90(None, task, seeds=1, baseline=baseline, runner=run, trial=TrialConfig(said=False), log=lambda s: None)
     assert run.calls == []
 

@@ -2,7 +2,7 @@
 
 The sweep's process stays the only writer of its store: workers only compute and send each
 TrialResult back, which is written the moment it arrives. A worker rebuilds the task and model from
-a picklable :class:`TrialSpec`, so any trial can run anywhere and a sweep interrupted under one
+a picklable :class:`LoadOptions`, so any trial can run anywhere and a sweep interrupted under one
 executor resumes under another to the same answer.
 """
 
@@ -47,7 +47,7 @@ class InProcess:
 
 
 @dataclass(frozen=True)
-class TrialSpec:
+class LoadOptions:
     """What a worker needs to rebuild a sweep's task and models: the loading options (picklable)."""
 
     model: str
@@ -59,10 +59,10 @@ class TrialSpec:
     metric: str | None = None
 
 
-_TASKS: dict[TrialSpec, object] = {}
+_TASKS: dict[LoadOptions, object] = {}
 
 
-def run_spec_trial(spec: TrialSpec, cfg: TrialConfig) -> TrialResult:
+def run_spec_trial(spec: LoadOptions, cfg: TrialConfig) -> TrialResult:
     """One trial in a worker process: the task loaded once per process, a fresh model per trial."""
     import torch
 
@@ -80,7 +80,7 @@ def run_spec_trial(spec: TrialSpec, cfg: TrialConfig) -> TrialResult:
 class LocalWorkers:
     """``workers`` spawned processes on this machine, each with ``spec.threads`` torch threads."""
 
-    def __init__(self, spec: TrialSpec, workers: int) -> None:
+    def __init__(self, spec: LoadOptions, workers: int) -> None:
         if workers < 1:
             raise ValueError(f"workers must be at least 1, got {workers}")
         self.spec, self.workers = spec, workers
@@ -126,7 +126,7 @@ class RayExecutor:
     started here, or the one this process already joined). Results come back to the sweep's process,
     which stays the only writer of the store."""
 
-    def __init__(self, spec: TrialSpec, resources: TrialResources, address: str | None = None) -> None:
+    def __init__(self, spec: LoadOptions, resources: TrialResources, address: str | None = None) -> None:
         ray = import_ray()
         self.ray, self.spec, self.resources = ray, spec, resources
         self.started = not ray.is_initialized()

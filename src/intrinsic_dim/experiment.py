@@ -31,100 +31,168 @@ from __future__ import annotations
 
 import json
 import math
+import re
 import subprocess
 import time
+from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, Callable, Sequence
 
-from intrinsic_dim.report import RESULT_NAME, load_result, plot_curves, run_label, write_report
+from intrinsic_dim.configfile import ConfigFileError, load_mapping, show
+from intrinsic_dim.report import RESULT_NAME, load_result, plot_curves, plot_d90_against, plot_gap, plot_gap_against_bound, write_report
 from intrinsic_dim.search import BaselineError
+from intrinsic_dim.spec import MeasureSpec
 
 SUMMARY = "summary.json"
 PROVENANCE = "provenance.json"
 """Written into a run's directory when the experiment finishes it: the commit and command that ran it."""
-RUN_KEYS = {"name", "label"}
+RUN_KEYS = {"name", "label", "quiet"}
+"""Keys of a run (or the defaults) that are not measure options: its name, its summary label, and quiet (no progress bars)."""
+TOP_KEYS = {"name", "description", "defaults", "runs", "plots"}
+PLOT_KEYS = {"name", "runs", "title", "axis", "x", "series", "where", "logx", "y2", "y2label", "xlabel", "annotate"}
+_SAFE_NAME = re.compile(r"^[A-Za-z0-9_][A-Za-z0-9_.-]*$")
 
 
-class ExperimentError(ValueError):
+class ExperimentError(ConfigFileError):
     """An experiment file that cannot be run; the message says what to change."""
 
 
-def load_experiment(path: str | Path) -> dict[str, Any]:
-    """The experiment file, checked: a name, a list of uniquely named runs, optional defaults and plots."""
-    import yaml
+@dataclass(frozen=True)
+class ExperimentRun:
+    """One run of an experiment: its name, its spec (reuse naming runs of the file, resolved when it runs), the
+    run its baseline comes from (if any) and the label copied into its summary row."""
 
-    path = Path(path)
-    if not path.is_file():
-        raise ExperimentError(f"experiment file {path} not found")
-    spec = yaml.safe_load(path.read_text())
-    if not isinstance(spec, dict) or not isinstance(spec.get("name"), str) or not isinstance(spec.get("runs"), list) or not spec["runs"]:
-        raise ExperimentError(f"{path} must be a mapping with a string 'name' and a non-empty list 'runs'")
-    names = [r.get("name") if isinstance(r, dict) else None for r in spec["runs"]]
-    if not all(isinstance(n, str) and n and "/" not in n for n in names) or len(set(names)) != len(names):
-        raise ExperimentError(f"{path}: every run needs a unique 'name' without '/', got {names}")
-    if not isinstance(spec.get("defaults", {}), dict):
-        raise ExperimentError(f"{path}: 'defaults' must be a mapping of measure options")
-    for p in spec.get("plots", []):
-        unknown = set(p.get("runs", [])) - set(names)
-        if unknown:
-            raise ExperimentError(f"{path}: plot {p.get('name')!r} names runs that do not exist: {sorted(unknown)}")
-    return spec
+    name: str
+    spec: MeasureSpec
+    label: dict[str, Any] = field(default_factory=dict)
+    baseline_from: str | None = None
+    quiet: bool = False
 
 
-def run_options(spec: dict[str, Any], run: dict[str, Any], out: Path) -> dict[str, Any]:
-    """The measure options of one run: the experiment's defaults overridden by the run's own; a name of
-    another run in ``reuse`` becomes that run's directory."""
-    options = {**spec.get("defaults", {}), **{k: v for k, v in run.items() if k not in RUN_KEYS}}
-    names = {r["name"] for r in spec["runs"]}
-    if "reuse" in options:
-        reuse = options["reuse"] if isinstance(options["reuse"], list) else [options["reuse"]]
-        options["reuse"] = [str(out / r) if r in names else r for r in reuse]
+@dataclass(frozen=True)
+class Experiment:
+    """An experiment file, checked: its name, runs and plots."""
+
+    name: str
+    runs: list[ExperimentRun]
+    plots: list[dict[str, Any]]
+    description: str = ""
+
+
+def _name(value: Any, what: str, where: str) -> str:
+    """A name that is safe as a folder name under the results directory."""
+    if not (isinstance(value, str) and _SAFE_NAME.match(value) and value not in (".", "..")):
+        raise ExperimentError(f"{where}: {what} must be a name of letters, digits, '_', '.' and '-' (a folder name), got {show(value)}")
+    return value
+
+
+def load_experiment(path: str | Path) -> Experiment:
+    """The experiment file read through the bounded loader and checked whole before anything runs: every run's
+    options become a MeasureSpec, so a bad key or value anywhere is one error naming the run and the key."""
+    where = str(path)
+    data = load_mapping(path, what="experiment file")
+    unknown = sorted(set(map(str, data)) - TOP_KEYS)
+    if unknown:
+        raise ExperimentError(f"{where}: unknown key(s) {unknown}; an experiment file has {sorted(TOP_KEYS)}")
+    name = _name(data.get("name"), "'name'", where)
+    defaults, runs = data.get("defaults", {}), data.get("runs")
+    if not isinstance(defaults, dict):
+        raise ExperimentError(f"{where}: 'defaults' must be a mapping of measure options, got {show(defaults)}")
+    if not isinstance(runs, list) or not runs:
+        raise ExperimentError(f"{where}: 'runs' must be a non-empty list of runs, each a mapping with a 'name'")
+    parsed: list[ExperimentRun] = []
+    for i, run in enumerate(runs):
+        if not isinstance(run, dict):
+            raise ExperimentError(f"{where}: run {i + 1} must be a mapping with a 'name', got {show(run)}")
+        parsed.append(_run(run, defaults, where, i))
+    names = [r.name for r in parsed]
+    if len(set(names)) != len(names):
+        raise ExperimentError(f"{where}: run names must be unique, got {sorted(n for n in set(names) if names.count(n) > 1)} twice")
+    for r in parsed:
+        if r.baseline_from is not None and (r.baseline_from not in names or r.baseline_from == r.name):
+            raise ExperimentError(f"{where}: run {r.name!r}: baseline {{from: {r.baseline_from}}} must name another run of the file")
+    description = data.get("description", "")
+    return Experiment(name, parsed, _plots(data.get("plots"), set(names), where), description if isinstance(description, str) else "")
+
+
+def _run(run: dict[str, Any], defaults: dict[str, Any], where: str, i: int) -> ExperimentRun:
+    """One run of the file: name, label, ``baseline: {from: RUN}`` and the rest as a MeasureSpec over the defaults."""
+    name = _name(run.get("name"), f"run {i + 1}'s 'name'", where)
+    label = run.get("label", {})
+    if not isinstance(label, dict) or not all(isinstance(k, str) for k in label):
+        raise ExperimentError(f"{where}: run {name!r}: 'label' must be a mapping of names to values, got {show(label)}")
+    options = {k: v for k, v in {**defaults, **run}.items() if k not in RUN_KEYS}
+    baseline_from = None
     if isinstance(options.get("baseline"), dict):
-        options["baseline"] = _baseline_of(options["baseline"], names, out, run["name"])
-    return options
+        ref = options.pop("baseline")
+        if set(ref) != {"from"} or not isinstance(ref["from"], str):
+            raise ExperimentError(f"{where}: run {name!r}: baseline must be a number or {{from: RUN}}, got {show(ref)}")
+        baseline_from = ref["from"]
+    quiet = run.get("quiet", defaults.get("quiet", False))
+    if not isinstance(quiet, bool):
+        raise ExperimentError(f"{where}: run {name!r}: quiet: expected true or false, got {show(quiet)}")
+    return ExperimentRun(name, MeasureSpec.from_dict(options, source=f"{where}, run {name!r}"), label, baseline_from, quiet)
 
 
-def _baseline_of(ref: dict[str, Any], names: set[str], out: Path, name: str) -> float:
-    """The measured baseline of the run that ``{from: RUN}`` names, which must have finished."""
-    source = ref.get("from")
-    if set(ref) != {"from"} or source not in names or source == name:
-        raise ExperimentError(f"run {name!r}: baseline must be a number or {{from: RUN}} naming another run of the file, got {ref}")
-    path = out / source / RESULT_NAME
-    result = json.loads(path.read_text()) if path.is_file() else {}
-    if not isinstance(result.get("baseline"), (int, float)):
-        raise ExperimentError(f"run {name!r} takes its baseline from run {source!r}, which has not finished with a baseline "
-                              f"({path}): run it first (--only {source})")
-    return float(result["baseline"])
+def _plots(plots: Any, names: set[str], where: str) -> list[dict[str, Any]]:
+    """The file's plots, each a mapping with a safe name, known keys and (if given) runs of the file."""
+    if plots is None:
+        return []
+    if not isinstance(plots, list):
+        raise ExperimentError(f"{where}: 'plots' must be a list of mappings, got {show(plots)}")
+    for p in plots:
+        if not isinstance(p, dict):
+            raise ExperimentError(f"{where}: every plot must be a mapping with a 'name', got {show(p)}")
+        pname = _name(p.get("name"), "a plot's 'name'", where)
+        unknown = sorted(set(map(str, p)) - PLOT_KEYS)
+        if unknown:
+            raise ExperimentError(f"{where}: plot {pname!r}: unknown key(s) {unknown}; a plot has {sorted(PLOT_KEYS)}")
+        runs = p.get("runs", [])
+        if not isinstance(runs, list) or not all(isinstance(r, str) for r in runs):
+            raise ExperimentError(f"{where}: plot {pname!r}: 'runs' must be a list of run names, got {show(runs)}")
+        if set(runs) - names:
+            raise ExperimentError(f"{where}: plot {pname!r} names runs that do not exist: {sorted(set(runs) - names)}")
+        for key in ("where", "label"):
+            if key in p and not isinstance(p[key], dict):
+                raise ExperimentError(f"{where}: plot {pname!r}: '{key}' must be a mapping, got {show(p[key])}")
+    return plots
 
 
-def run_experiment(
-    path: str | Path,
-    measure: Callable[[dict[str, Any], Path], None],
-    *,
-    out: str | Path | None = None,
-    only: Sequence[str] | None = None,
-    command: str = "",
-    log: Callable[[str], None] = print,
-) -> Path:
-    """Run the experiment's runs (``only`` some of them: a part), each by ``measure(options, run_dir)``
-    which resumes a finished or interrupted run, then write the summary and plots of every finished run."""
-    spec = load_experiment(path)
-    out = Path(out or Path("experiments/results") / spec["name"])
-    names = [r["name"] for r in spec["runs"]]
+def resolve(exp: Experiment, run: ExperimentRun, out: Path) -> MeasureSpec:
+    """The run's spec as it runs: names of other runs in ``reuse`` become their directories, and a baseline
+    taken from another run becomes that run's measured value (which must have finished)."""
+    names = {r.name for r in exp.runs}
+    reuse = tuple(str(out / r) if r in names else r for r in run.spec.run.reuse)
+    changes: dict[str, Any] = {"reuse": reuse} if reuse != run.spec.run.reuse else {}
+    if run.baseline_from is not None:
+        path = out / run.baseline_from / RESULT_NAME
+        result = json.loads(path.read_text()) if path.is_file() else {}
+        if not isinstance(result.get("baseline"), (int, float)):
+            raise ExperimentError(f"run {run.name!r} takes its baseline from run {run.baseline_from!r}, which has not finished with a "
+                                  f"baseline ({path}): run it first (--only {run.baseline_from})")
+        changes["baseline"] = float(result["baseline"])
+    return run.spec.replace(**changes) if changes else run.spec
+
+
+def run_runs(exp: Experiment, measure: Callable[[ExperimentRun, MeasureSpec, Path], None], out: Path, *,
+             only: Sequence[str] | None = None, command: str = "", log: Callable[[str], None] = print) -> Path:
+    """Run the experiment's runs (``only`` some of them: a part), each by ``measure(run, spec, run_dir)``, which resumes a
+    finished or interrupted run, then write the summary and plots of every finished run."""
+    names = [r.name for r in exp.runs]
     unknown = sorted(set(only or []) - set(names))
     if unknown:
-        raise ExperimentError(f"--only names runs that are not in {path}: {unknown}; its runs: {names}")
-    for run in spec["runs"]:
-        if only and run["name"] not in only:
+        raise ExperimentError(f"--only names runs that are not in the experiment {exp.name!r}: {unknown}; its runs: {names}")
+    for run in exp.runs:
+        if only and run.name not in only:
             continue
-        log(f"== {spec['name']} / {run['name']}")
+        log(f"== {exp.name} / {run.name}")
         try:
-            measure(run_options(spec, run, out), out / run["name"])
+            measure(run, resolve(exp, run, out), out / run.name)
         except BaselineError as e:
-            log(f"run {run['name']}: no usable threshold, recorded as no_baseline: {e}")
+            log(f"run {run.name}: no usable threshold, recorded as no_baseline: {e}")
         provenance = {"commit": _git_commit(), "command": command, "finished": time.strftime("%Y-%m-%d %H:%M:%S")}
-        (out / run["name"] / PROVENANCE).write_text(json.dumps(provenance, indent=2) + "\n")
-    return summarise(spec, out, command=command)
+        (out / run.name / PROVENANCE).write_text(json.dumps(provenance, indent=2) + "\n")
+    return summarise(exp, out, command=command)
 
 
 def _git_commit() -> str | None:
@@ -177,33 +245,32 @@ def _checkpoint_fields(model: str) -> dict[str, Any]:
     return {"step": info["step"], "mlm_loss": info["eval_loss"], "params": info["params"], "non_embedding_params": info["non_embedding_params"]}
 
 
-def _planned_row(spec: dict[str, Any], run: dict[str, Any], status: str) -> dict[str, Any]:
+def _planned_row(run: ExperimentRun, status: str) -> dict[str, Any]:
     """The summary row of a run without a d90: what it was asked to measure, so a reader can filter it like the others."""
-    options = {**spec.get("defaults", {}), **run}
-    method = options.get("method") or ("said" if options.get("said", True) else "did")
-    return {"run": run["name"], "model": options.get("model"), "task": options.get("task"), "method": method, "status": status,
-            **_checkpoint_fields(str(options.get("model"))), **(run.get("label") or {})}
+    d = run.spec.data
+    return {"run": run.name, "model": d.model, "task": d.task, "method": run.spec.trial.method, "status": status,
+            **_checkpoint_fields(d.model), **run.label}
 
 
-def summarise(spec: dict[str, Any], out: Path, command: str = "") -> Path:
+def summarise(exp: Experiment, out: Path, command: str = "") -> Path:
     """Write ``summary.json`` (one row per run; unfinished runs as status 'not run'), ``report.md`` and the plots."""
     out.mkdir(parents=True, exist_ok=True)
     rows, results = [], {}
     commit = _git_commit()
-    for run in spec["runs"]:
-        run_dir = out / run["name"]
+    for run in exp.runs:
+        run_dir = out / run.name
         outcome = json.loads((run_dir / RESULT_NAME).read_text()) if (run_dir / RESULT_NAME).is_file() else {}
         if outcome.get("status") == "no_baseline":
-            rows.append(_planned_row(spec, run, "no_baseline") | {"reason": outcome.get("reason")})
+            rows.append(_planned_row(run, "no_baseline") | {"reason": outcome.get("reason")})
         elif outcome:
-            results[run["name"]] = r = load_result(run_dir) | {"name": run["name"]}
+            results[run.name] = r = load_result(run_dir) | {"name": run.name}
             made = json.loads((run_dir / PROVENANCE).read_text()) if (run_dir / PROVENANCE).is_file() else {}
-            rows.append(summary_row(run["name"], r, run.get("label")) | {"command": made.get("command", command),
+            rows.append(summary_row(run.name, r, run.label) | {"command": made.get("command", command),
                                                                           "commit": made.get("commit", commit)})
         else:
-            rows.append(_planned_row(spec, run, "not run"))
+            rows.append(_planned_row(run, "not run"))
     (out / SUMMARY).write_text(json.dumps(rows, indent=2, default=float) + "\n")
-    for plot in spec.get("plots") or [{"name": "curves", "runs": [r["name"] for r in spec["runs"]]}]:
+    for plot in exp.plots or [{"name": "curves", "runs": [r.name for r in exp.runs]}]:
         if "x" in plot:
             plot_d90_against(rows, plot, out / plot["name"])
             continue
@@ -213,110 +280,5 @@ def summarise(spec: dict[str, Any], out: Path, command: str = "") -> Path:
     if results:
         plot_gap(list(results.values()), out / "generalisation.png")
         plot_gap_against_bound(rows, out / "generalisation_vs_d90.png")
-        write_report(list(results.values()), out / "report.md", plot_name=f"{(spec.get('plots') or [{'name': 'curves'}])[0]['name']}.png")
+        write_report(list(results.values()), out / "report.md", plot_name=f"{(exp.plots or [{'name': 'curves'}])[0]['name']}.png")
     return out / SUMMARY
-
-
-def _figure():
-    import matplotlib
-
-    matplotlib.use("Agg")
-    import matplotlib.pyplot as plt
-
-    return plt, *plt.subplots(figsize=(7, 4.6), dpi=120)
-
-
-def _save(plt, fig, path: Path) -> list[Path]:
-    fig.tight_layout()
-    paths = [path.with_suffix(".png"), path.with_suffix(".pdf")]
-    for p in paths:
-        fig.savefig(p)
-    plt.close(fig)
-    return paths
-
-
-def plot_d90_against(rows: list[dict[str, Any]], plot: dict[str, Any], path: Path) -> list[Path]:
-    """d90 (marker) with its interval or bracket (bar) against the row field ``plot['x']``, one line per
-    value of ``plot['series']``, rows filtered by ``plot['where']``, each point labelled with its ``plot['annotate']`` field;
-    a run without d90 is drawn at its bracket's lower end inside an open triangle (d90 lies above it), a run with no threshold above chance as a cross on the x axis."""
-    plt, fig, ax = _figure()
-    x, series, where = plot["x"], plot.get("series"), plot.get("where", {})
-    done = [r for r in rows if r.get("status") not in (None, "not run") and r.get(x) is not None
-            and all(r.get(k) == v for k, v in where.items())]
-    for i, key in enumerate(sorted({str(r.get(series)) for r in done}) if series else [None]):
-        pts = sorted((r for r in done if series is None or str(r.get(series)) == key), key=lambda r: r[x])
-        xs, ys, lo, hi = [], [], [], []
-        for r in pts:
-            span = r.get("interval") or r.get("bracket") or (None, None)
-            y = r.get("d90") or (r.get("bracket") or [None])[0]
-            if y is None:
-                continue
-            xs.append(r[x])
-            ys.append(y)
-            lo.append(y - (span[0] if span[0] is not None else y))
-            hi.append((span[1] if span[1] is not None else y) - y)
-            if r.get(plot.get("annotate", "")) is not None:
-                ax.annotate(str(r[plot["annotate"]]), (r[x], y), xytext=(5, 4), textcoords="offset points", fontsize=7, color=f"C{i}")
-        ax.errorbar(xs, ys, yerr=[lo, hi], marker="o", capsize=3, color=f"C{i}", label=f"{series} = {key}" if series else None)
-        above = [(r[x], r["bracket"][0]) for r in pts if not r.get("d90") and r.get("bracket")]
-        if above:
-            ax.plot(*zip(*above), "^", ms=11, mfc="none", color=f"C{i}",
-                    label=(f"{series} = {key}: " if series else "") + "d90 above the largest d tried")
-        unmeasurable = [r[x] for r in pts if r["status"] == "no_baseline"]
-        if unmeasurable:
-            ax.plot(unmeasurable, [0.03] * len(unmeasurable), "x", ms=8, color=f"C{i}", transform=ax.get_xaxis_transform(),
-                    label=f"{series} = {key}: no threshold above chance" if series else "no threshold above chance")
-    ax.set_xscale("log" if plot.get("logx", True) else "linear")
-    ax.set_yscale("log")
-    if plot.get("annotate"):
-        ax.margins(x=0.12)  # room for the label right of the last point
-    ax.set_xlabel(plot.get("xlabel", x))
-    ax.set_ylabel("d90 (bar: interval, or bracket with < 3 seeds)")
-    y2 = plot.get("y2")
-    if y2:
-        twin = ax.twinx()
-        pts = sorted({(r[x], r[y2]) for r in done if r.get(y2) is not None})
-        twin.plot([p[0] for p in pts], [p[1] for p in pts], color="0.4", linestyle="--", marker="s", ms=3, label=y2)
-        twin.set_ylabel(plot.get("y2label", y2) + " (dashed)")
-    ax.set_title(plot.get("title", f"d90 against {x}"), fontsize=10)
-    ax.grid(True, which="both", alpha=0.25)
-    if ax.get_legend_handles_labels()[0]:
-        ax.legend(fontsize=7)
-    return _save(plt, fig, path)
-
-
-def plot_gap(results: list[dict[str, Any]], path: Path) -> list[Path]:
-    """Generalisation gap (training-sample metric minus test metric, seed means) against d, one line per run."""
-    plt, fig, ax = _figure()
-    for i, r in enumerate(results):
-        pts = [p for p in r["points"] if p["n_ok"] and p.get("train_mean") is not None and math.isfinite(p["train_mean"])]
-        if not pts:  # no training values (a run stored before the sample was drawn at random): left out
-            continue
-        ax.plot([p["d"] for p in pts], [p["train_mean"] - p["mean"] for p in pts], marker="o", ms=3, color=f"C{i}", label=run_label(r))
-        if r.get("d90"):
-            ax.axvline(r["d90"], color=f"C{i}", linestyle="-.", linewidth=0.8)
-    ax.set_xscale("log")
-    ax.set_xlabel("subspace dimension d (log scale); dash-dot: d90")
-    ax.set_ylabel(f"train - test {results[0]['metric']} (seed mean)")
-    ax.set_title("Generalisation gap against d", fontsize=10)
-    ax.grid(True, which="both", alpha=0.25)
-    if ax.get_legend_handles_labels()[0]:
-        ax.legend(fontsize=6)
-    return _save(plt, fig, path)
-
-
-def plot_gap_against_bound(rows: list[dict[str, Any]], path: Path) -> list[Path]:
-    """Each run's generalisation gap at d90 against sqrt(d90 / n_train), the term of Aghajanyan et al.'s
-    compression bound: the bound predicts the gap grows with it."""
-    plt, fig, ax = _figure()
-    pts = [r for r in rows if r.get("gap_at_d90") is not None and r.get("bound_sqrt_d90_over_n")]
-    ax.scatter([r["bound_sqrt_d90_over_n"] for r in pts], [r["gap_at_d90"] for r in pts], color="C0")
-    for r in pts:
-        ax.annotate(f"{r['run']} (d90 {r['d90']:,})", (r["bound_sqrt_d90_over_n"], r["gap_at_d90"]), fontsize=6,
-                    xytext=(3, 3), textcoords="offset points")
-    ax.margins(x=0.2)  # room for the label right of the last point
-    ax.set_xlabel("sqrt(d90 / n_train)")
-    ax.set_ylabel("train - test metric at d90 (seed mean)")
-    ax.set_title("Generalisation gap at d90 against the compression-bound term", fontsize=10)
-    ax.grid(True, alpha=0.25)
-    return _save(plt, fig, path)

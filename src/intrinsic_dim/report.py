@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import csv
 import json
 import math
 from pathlib import Path
@@ -90,13 +91,7 @@ def plot_curves(results: Sequence[dict[str, Any]], path: str | Path, title: str 
     """:func:`curves_figure` written as PNG and PDF beside each other; returns both paths."""
     import matplotlib.pyplot as plt
 
-    fig = curves_figure(results, title, x)
-    path = Path(path)
-    out = [path.with_suffix(".png"), path.with_suffix(".pdf")]
-    for p in out:
-        fig.savefig(p)
-    plt.close(fig)
-    return out
+    return _save(plt, curves_figure(results, title, x), Path(path))
 
 
 def curves_figure(results: Sequence[dict[str, Any]], title: str | None = None, x: str = "d") -> Any:
@@ -252,3 +247,150 @@ def report_runs(run_dirs: Sequence[str | Path], out_dir: str | Path | None = Non
     if any(r.get("method") == "lora" for r in results):
         plots += plot_curves(results, out / "params.png", title="Metric against trained parameters", x="trainable")
     return plots, write_report(results, out / "report.md")
+
+
+def _figure():
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    return plt, *plt.subplots(figsize=(7, 4.6), dpi=120)
+
+
+def _save(plt, fig, path: Path) -> list[Path]:
+    fig.tight_layout()
+    paths = [path.with_suffix(".png"), path.with_suffix(".pdf")]
+    for p in paths:
+        fig.savefig(p)
+    plt.close(fig)
+    return paths
+
+
+def plot_d90_against(rows: list[dict[str, Any]], plot: dict[str, Any], path: Path) -> list[Path]:
+    """d90 (marker) with its interval or bracket (bar) against the row field ``plot['x']``, one line per
+    value of ``plot['series']``, rows filtered by ``plot['where']``, each point labelled with its ``plot['annotate']`` field;
+    a run without d90 is drawn at its bracket's lower end inside an open triangle (d90 lies above it), a run with no threshold above chance as a cross on the x axis."""
+    plt, fig, ax = _figure()
+    x, series, where = plot["x"], plot.get("series"), plot.get("where", {})
+    done = [r for r in rows if r.get("status") not in (None, "not run") and r.get(x) is not None
+            and all(r.get(k) == v for k, v in where.items())]
+    for i, key in enumerate(sorted({str(r.get(series)) for r in done}) if series else [None]):
+        pts = sorted((r for r in done if series is None or str(r.get(series)) == key), key=lambda r: r[x])
+        xs, ys, lo, hi = [], [], [], []
+        for r in pts:
+            span = r.get("interval") or r.get("bracket") or (None, None)
+            y = r.get("d90") or (r.get("bracket") or [None])[0]
+            if y is None:
+                continue
+            xs.append(r[x])
+            ys.append(y)
+            lo.append(y - (span[0] if span[0] is not None else y))
+            hi.append((span[1] if span[1] is not None else y) - y)
+            if r.get(plot.get("annotate", "")) is not None:
+                ax.annotate(str(r[plot["annotate"]]), (r[x], y), xytext=(5, 4), textcoords="offset points", fontsize=7, color=f"C{i}")
+        ax.errorbar(xs, ys, yerr=[lo, hi], marker="o", capsize=3, color=f"C{i}", label=f"{series} = {key}" if series else None)
+        above = [(r[x], r["bracket"][0]) for r in pts if not r.get("d90") and r.get("bracket")]
+        if above:
+            ax.plot(*zip(*above), "^", ms=11, mfc="none", color=f"C{i}",
+                    label=(f"{series} = {key}: " if series else "") + "d90 above the largest d tried")
+        unmeasurable = [r[x] for r in pts if r["status"] == "no_baseline"]
+        if unmeasurable:
+            ax.plot(unmeasurable, [0.03] * len(unmeasurable), "x", ms=8, color=f"C{i}", transform=ax.get_xaxis_transform(),
+                    label=f"{series} = {key}: no threshold above chance" if series else "no threshold above chance")
+    ax.set_xscale("log" if plot.get("logx", True) else "linear")
+    ax.set_yscale("log")
+    if plot.get("annotate"):
+        ax.margins(x=0.12)  # room for the label right of the last point
+    ax.set_xlabel(plot.get("xlabel", x))
+    ax.set_ylabel("d90 (bar: interval, or bracket with < 3 seeds)")
+    y2 = plot.get("y2")
+    if y2:
+        twin = ax.twinx()
+        pts = sorted({(r[x], r[y2]) for r in done if r.get(y2) is not None})
+        twin.plot([p[0] for p in pts], [p[1] for p in pts], color="0.4", linestyle="--", marker="s", ms=3, label=y2)
+        twin.set_ylabel(plot.get("y2label", y2) + " (dashed)")
+    ax.set_title(plot.get("title", f"d90 against {x}"), fontsize=10)
+    ax.grid(True, which="both", alpha=0.25)
+    if ax.get_legend_handles_labels()[0]:
+        ax.legend(fontsize=7)
+    return _save(plt, fig, path)
+
+
+def plot_gap(results: list[dict[str, Any]], path: Path) -> list[Path]:
+    """Generalisation gap (training-sample metric minus test metric, seed means) against d, one line per run."""
+    plt, fig, ax = _figure()
+    for i, r in enumerate(results):
+        pts = [p for p in r["points"] if p["n_ok"] and p.get("train_mean") is not None and math.isfinite(p["train_mean"])]
+        if not pts:  # no training values (a run stored before the sample was drawn at random): left out
+            continue
+        ax.plot([p["d"] for p in pts], [p["train_mean"] - p["mean"] for p in pts], marker="o", ms=3, color=f"C{i}", label=run_label(r))
+        if r.get("d90"):
+            ax.axvline(r["d90"], color=f"C{i}", linestyle="-.", linewidth=0.8)
+    ax.set_xscale("log")
+    ax.set_xlabel("subspace dimension d (log scale); dash-dot: d90")
+    ax.set_ylabel(f"train - test {results[0]['metric']} (seed mean)")
+    ax.set_title("Generalisation gap against d", fontsize=10)
+    ax.grid(True, which="both", alpha=0.25)
+    if ax.get_legend_handles_labels()[0]:
+        ax.legend(fontsize=6)
+    return _save(plt, fig, path)
+
+
+def plot_gap_against_bound(rows: list[dict[str, Any]], path: Path) -> list[Path]:
+    """Each run's generalisation gap at d90 against sqrt(d90 / n_train), the term of Aghajanyan et al.'s
+    compression bound: the bound predicts the gap grows with it."""
+    plt, fig, ax = _figure()
+    pts = [r for r in rows if r.get("gap_at_d90") is not None and r.get("bound_sqrt_d90_over_n")]
+    ax.scatter([r["bound_sqrt_d90_over_n"] for r in pts], [r["gap_at_d90"] for r in pts], color="C0")
+    for r in pts:
+        ax.annotate(f"{r['run']} (d90 {r['d90']:,})", (r["bound_sqrt_d90_over_n"], r["gap_at_d90"]), fontsize=6,
+                    xytext=(3, 3), textcoords="offset points")
+    ax.margins(x=0.2)  # room for the label right of the last point
+    ax.set_xlabel("sqrt(d90 / n_train)")
+    ax.set_ylabel("train - test metric at d90 (seed mean)")
+    ax.set_title("Generalisation gap at d90 against the compression-bound term", fontsize=10)
+    ax.grid(True, alpha=0.25)
+    return _save(plt, fig, path)
+
+
+def _read_csv(path: Path) -> list[dict[str, str]]:
+    """The rows of a CSV file with a header (none if it is missing)."""
+    if not path.is_file():
+        return []
+    with open(path, newline="") as f:
+        return list(csv.DictReader(f))
+
+
+def plot_loss(out: str | Path) -> Path:
+    """``loss.png`` and ``loss.pdf``: training MLM loss per step (and its running mean) and held-out loss at each checkpoint."""
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    out = Path(out)
+    rows = _read_csv(out / "log.csv")
+    steps = [int(r["step"]) for r in rows]
+    losses = [float(r["loss"]) for r in rows]
+    points = json.loads((out / "checkpoints.json").read_text())
+    fig, ax = plt.subplots(figsize=(7.5, 4.5), dpi=120)
+    if steps:
+        ax.plot(steps, losses, color="C0", alpha=0.3, lw=0.8, label="training loss (per step)")
+        w = max(1, len(losses) // 50)
+        run = [sum(losses[max(0, i - w + 1) : i + 1]) / len(losses[max(0, i - w + 1) : i + 1]) for i in range(len(losses))]
+        ax.plot(steps, run, color="C0", lw=1.6, label=f"training loss (mean of {w})")
+    ev = [(p["step"], p["eval_loss"]) for p in points if p["eval_loss"] is not None]
+    if ev:
+        ax.plot(*zip(*ev), color="C3", marker="o", label="held-out loss at checkpoints")
+    ax.set_xlabel("update step")
+    ax.set_ylabel("MLM loss (cross-entropy, nats)")
+    ax.set_title(f"MLM pre-training: {out.name}")
+    ax.grid(alpha=0.3)
+    ax.legend()
+    fig.tight_layout()
+    png = out / "loss.png"
+    fig.savefig(png)
+    fig.savefig(out / "loss.pdf")
+    plt.close(fig)
+    return png

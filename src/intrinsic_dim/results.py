@@ -7,6 +7,21 @@ import math
 from dataclasses import dataclass, field
 from typing import Any
 
+from intrinsic_dim.projection import DEFAULT_MAX_DENSE_ELEMENTS
+
+LATER_DEFAULTS = {"normalisation": "released", "dense_max_elements": DEFAULT_MAX_DENSE_ELEMENTS, "lora_alpha": None, "lora_targets": None}
+"""Trial settings added after 0.1.0 and their defaults: a key leaves them out at the default, so stores written before resume."""
+NOT_FULL = ("said", "projection", "layout", "groups", "normalisation", "dense_max_elements", "lora_alpha", "lora_targets")
+"""Settings of the subspace or of LoRA: a full fine-tuning trial does not read them, so two full trials that differ only
+here are the same trial (a SAID and a DID run of one budget share their baseline through reuse)."""
+
+
+def stored_key(config: dict[str, Any]) -> dict[str, Any]:
+    """A trial's settings in the form its stored row is keyed by: every key compatibility rule of the store lives here
+    (the settings added after 0.1.0 are left out at their defaults, so stores written before still resume)."""
+    return {k: v for k, v in config.items() if not (k in LATER_DEFAULTS and v == LATER_DEFAULTS[k])}
+
+
 
 @dataclass
 class TrialResult:

@@ -28,8 +28,8 @@ from tqdm.auto import tqdm
 from intrinsic_dim import distributed
 from intrinsic_dim.config import SubspaceConfig
 from intrinsic_dim.generative import evaluate_generative, lm_loss
-from intrinsic_dim.projection import DEFAULT_MAX_DENSE_ELEMENTS
-from intrinsic_dim.results import TrialResult
+from intrinsic_dim.results import TrialResult, stored_key
+from intrinsic_dim.spec import SELECT, TrialSpec
 from intrinsic_dim.subspace import SubspaceModel
 from intrinsic_dim.tasks import Split, Task, compute_metrics
 from intrinsic_dim.tasks.base import train_sample
@@ -41,49 +41,44 @@ METHODS = ("full", "subspace", "lora", "base")
 """Full fine-tuning, the random subspace (d numbers), LoRA through PEFT (``d`` is the rank r), and the
 base model untrained (evaluated only: the start point of a lower-is-better threshold)."""
 LORA_LR = 1e-3
-SELECT = ("best", "final")
 SUBSPACE_REF_LR = 0.1
 SUBSPACE_REF_D = 1000
 EVALS_PER_EPOCH = 3
 ABSURD_LOSS_FACTOR = 1e6
 """A finite loss above this multiple of max(first loss, 1) is recorded as a divergence, not a result."""
 
-_LATER_DEFAULTS = {"normalisation": "released", "dense_max_elements": DEFAULT_MAX_DENSE_ELEMENTS, "lora_alpha": None, "lora_targets": None}
-
-# settings of the subspace or of LoRA: a full fine-tuning trial does not read them, so two full trials that differ
-# only here are the same trial (a SAID run and a DID run of one budget can share their baseline); stored keys keep
-# them, so the stores written before still resume, and reuse matches full trials without them
-NOT_FULL = ("said", "projection", "layout", "groups", "normalisation", "dense_max_elements", "lora_alpha", "lora_targets")
-
 ModelFactory = Callable[[int], "LoadedModel"]
+_SPEC = TrialSpec()
+"""The spec's trial defaults, which a TrialConfig's defaults are (defined once, in spec.py)."""
 
 
 @dataclass
 class TrialConfig:
-    """Everything that defines one trial; its JSON form keys the results store. ``d`` is the subspace
+    """Everything that defines one trial (its defaults are the spec's trial defaults); its JSON form keys the results
+    store. ``d`` is the subspace
     dimension, or the rank for ``method="lora"``; ``lora_alpha`` (default 2 x rank) and ``lora_targets``
     (comma-separated module names or ``all-linear``; default PEFT's for the model type) apply to LoRA only."""
 
     method: str = "subspace"
     d: int | None = None
     seed: int = 0
-    said: bool = True
-    projection: str = "fastfood"
-    layout: str = "stacked"
-    groups: str = "tensor"
-    normalisation: str = "released"
-    dense_max_elements: int = DEFAULT_MAX_DENSE_ELEMENTS
-    lr: float | None = None
-    epochs: float = 1.0
-    max_steps: int | None = None
-    batch_size: int = 32
+    said: bool = _SPEC.method != "did"
+    projection: str = _SPEC.projection
+    layout: str = _SPEC.layout
+    groups: str = _SPEC.groups
+    normalisation: str = _SPEC.normalisation
+    dense_max_elements: int = _SPEC.dense_max_elements
+    lr: float | None = _SPEC.lr
+    epochs: float = _SPEC.epochs
+    max_steps: int | None = _SPEC.max_steps
+    batch_size: int = _SPEC.batch_size
     eval_batch_size: int = 128
     warmup: float = 0.1
     weight_decay: float = 0.0
-    eval_every: int | None = None
-    select: str = "best"
-    lora_alpha: float | None = None
-    lora_targets: str | None = None
+    eval_every: int | None = _SPEC.eval_every
+    select: str = _SPEC.select
+    lora_alpha: float | None = _SPEC.lora_alpha
+    lora_targets: str | None = _SPEC.lora_targets
 
     def __post_init__(self) -> None:
         if self.method not in METHODS:
@@ -114,13 +109,8 @@ class TrialConfig:
         return self.max_steps or max(1, math.ceil(self.epochs * math.ceil(n_train / self.batch_size)))
 
     def to_dict(self) -> dict[str, Any]:
-        """The JSON form; the options added after 0.1.0 appear only when not at their default, so
-        stores written before keep their keys."""
-        out = asdict(self)
-        for key, default in _LATER_DEFAULTS.items():
-            if out[key] == default:
-                del out[key]
-        return out
+        """The JSON form, which keys the store (:func:`~intrinsic_dim.results.stored_key`)."""
+        return stored_key(asdict(self))
 
 
 def _logits(out: Any) -> torch.Tensor:

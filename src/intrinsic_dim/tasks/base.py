@@ -166,3 +166,19 @@ def encode_labels(raw: Sequence[str]) -> tuple[torch.Tensor, list[str]]:
     names = sorted(set(raw))
     ids = {n: i for i, n in enumerate(names)}
     return torch.tensor([ids[r] for r in raw], dtype=torch.int64), names
+
+
+def validation_test_halves(held: Split, regression: bool) -> tuple[Split, Split]:
+    """The held-out split cut into two fixed halves, validation and test (stratified by class; a
+    repeated text stays on one side), so selection and report never see the same examples."""
+    if len(held) < 2:
+        raise TaskError(f"the held-out split has {len(held)} example(s); it needs at least 2: half selects, half reports")
+    labels = torch.zeros(len(held), dtype=torch.int64) if regression else held.labels
+    groups = None
+    if held.texts is not None:
+        ids = {t: i for i, t in enumerate(dict.fromkeys(held.texts))}
+        groups = torch.tensor([ids[t] for t in held.texts])
+    val_idx, test_idx = stratified_split(labels, 0.5, groups)
+    if len(val_idx) == 0 or len(test_idx) == 0:
+        val_idx, test_idx = torch.arange(len(held) // 2), torch.arange(len(held) // 2, len(held))
+    return held.subset(val_idx), held.subset(test_idx)

@@ -16,7 +16,7 @@ from typing import Any
 
 import torch
 
-from intrinsic_dim.tasks.base import SPLIT_SEED, Split, Task, TaskError, seeded_order
+from intrinsic_dim.tasks.base import SPLIT_SEED, Split, Task, TaskError, seeded_order, validation_test_halves
 from intrinsic_dim.tasks.files import SINGLE_FILE_EVAL_FRACTION, read_rows
 
 GENERATIVE_KIND = "generative"
@@ -31,7 +31,6 @@ def _zeros(n: int) -> torch.Tensor:
 
 def tweet_sentiment_generative() -> Task:
     """The packaged tweet-sentiment task (same splits) as text-to-text: the completion is the label word."""
-    from intrinsic_dim.tasks.registry import validation_test_halves
     from intrinsic_dim.tasks.text import tweet_sentiment
 
     base = tweet_sentiment()

@@ -4,9 +4,7 @@ from __future__ import annotations
 
 from typing import Callable
 
-import torch
-
-from intrinsic_dim.tasks.base import Split, Task, TaskError, check_limit, stratified_split, subsample
+from intrinsic_dim.tasks.base import Split, Task, TaskError, check_limit, subsample, validation_test_halves
 from intrinsic_dim.tasks.files import file_task, looks_like_files
 from intrinsic_dim.tasks.generative import generative_file_task, looks_generative, tweet_sentiment_generative
 from intrinsic_dim.tasks.glue import GLUE, glue_task
@@ -96,22 +94,6 @@ def metrics_offered(task: Task) -> tuple[str, ...]:
     if task.kind == "generative" and task.choices and task.metric == "accuracy":
         return ("accuracy", "loss")
     return (task.metric,)
-
-
-def validation_test_halves(held: Split, regression: bool) -> tuple[Split, Split]:
-    """The held-out split cut into two fixed halves, validation and test (stratified by class; a
-    repeated text stays on one side), so selection and report never see the same examples."""
-    if len(held) < 2:
-        raise TaskError(f"the held-out split has {len(held)} example(s); it needs at least 2: half selects, half reports")
-    labels = torch.zeros(len(held), dtype=torch.int64) if regression else held.labels
-    groups = None
-    if held.texts is not None:
-        ids = {t: i for i, t in enumerate(dict.fromkeys(held.texts))}
-        groups = torch.tensor([ids[t] for t in held.texts])
-    val_idx, test_idx = stratified_split(labels, 0.5, groups)
-    if len(val_idx) == 0 or len(test_idx) == 0:
-        val_idx, test_idx = torch.arange(len(held) // 2), torch.arange(len(held) // 2, len(held))
-    return held.subset(val_idx), held.subset(test_idx)
 
 
 def _check_labels(task: Task) -> None:

@@ -1,0 +1,184 @@
+"""The application layer: what a command does, callable from Python. ``run_measure`` (a d90 into a run
+directory, with its files and plots), ``run_train`` (one subspace fine-tune saved as an adapter),
+``run_experiment`` (an experiment file's runs and summary) and ``run_pretrain``. The command line only
+parses, calls these and prints; a library user calls them the same way."""
+
+from __future__ import annotations
+
+import json
+import os
+import sys
+import tempfile
+from dataclasses import dataclass, replace
+from pathlib import Path
+from typing import Any, Callable, Sequence
+
+import torch
+
+from intrinsic_dim.spec import MeasureSpec
+
+Log = Callable[[str], None]
+
+
+def _say(s: str) -> None:
+    print(s, flush=True)
+
+
+def apply_threads(spec: MeasureSpec) -> MeasureSpec:
+    """Set torch's thread count as the spec asks (``workers`` > 1 splits the cores when threads is not given),
+    check Ray where it is the executor, and return the spec with the threads it runs at filled in."""
+    r = spec.run
+    if r.report_to != "none":
+        from intrinsic_dim.tracking import check_available
+
+        check_available(r.report_to)
+    threads = r.threads
+    if r.executor == "ray":
+        from intrinsic_dim.executors import TrialResources, import_ray
+
+        import_ray()
+        threads = threads or max(1, int(r.trial_cpus or 1))
+        TrialResources(r.trial_cpus or float(threads), r.trial_gpus)
+    elif r.workers > 1 and not threads:
+        threads = max(1, (os.cpu_count() or 1) // r.workers)
+    if threads:
+        torch.set_num_threads(threads)
+    return spec.replace(threads=threads) if threads != r.threads else spec
+
+
+def make_executor(spec: MeasureSpec):
+    """The executor the spec's run part names: None (in this process), local worker processes, or Ray."""
+    from intrinsic_dim.executors import LoadOptions, LocalWorkers, RayExecutor, TrialResources
+
+    d, r = spec.data, spec.run
+    load = LoadOptions(d.model, d.task, d.max_train, d.max_eval, d.max_length, torch.get_num_threads(), d.metric)
+    if r.executor == "ray":
+        return RayExecutor(load, TrialResources(r.trial_cpus or float(torch.get_num_threads()), r.trial_gpus), r.ray_address)
+    return LocalWorkers(load, r.workers) if r.workers > 1 else None
+
+
+@dataclass
+class MeasureOutcome:
+    """What ``run_measure`` produced: the result and the files it wrote."""
+
+    result: Any
+    run_dir: Path
+    plots: list[Path]
+    report: Path
+    task_notes: list[str]
+
+
+def run_measure(spec: MeasureSpec, run_dir: str | Path | None = None, *, progress: bool = True, log: Log = _say) -> MeasureOutcome:
+    """Measure d90 as ``spec`` says into ``run_dir`` (default runs/<model>-<task>-<method>): the store (resumable),
+    d90.json, trials.csv, curve.png/pdf and report.md. The task is loaded, and so refused, before the directory is made."""
+    from intrinsic_dim.report import plot_curves, write_report
+    from intrinsic_dim.search import BaselineError, measure_d90
+    from intrinsic_dim.search.measure import spec_factory
+    from intrinsic_dim.store import DB_NAME, Store, check_writable
+    from intrinsic_dim.tracking import make_tracker
+
+    spec = apply_threads(spec)
+    run_dir = check_writable(run_dir or spec.default_run_dir(), create=False)
+    task, _ = spec_factory(spec)
+    check_writable(run_dir)
+    executor = make_executor(spec)
+    method, d = spec.trial.method, spec.data
+    log(f"d{round(100 * spec.search.fraction)} of {d.model} on {task.name} ({len(task.train):,} train / {len(task.eval):,} validation / "
+        f"{len(task.report_split):,} test, metric {task.metric}), "
+        f"{'LoRA (PEFT), searching the rank' if method == 'lora' else f'{method.upper()} with {spec.trial.projection}'}, "
+        f"{'every --dims point' if spec.search.curve else 'search'}; results in {run_dir}/")
+    for n in task.notes:
+        log(f"note: {n}")
+    try:
+        result = measure_d90(spec, task, run_dir=run_dir, progress=progress, log=log, executor=executor,
+                             tracker=make_tracker(spec.run.report_to, run_dir, task.metric))
+    except BaselineError as e:
+        (run_dir / "d90.json").write_text(json.dumps({"status": "no_baseline", "reason": str(e), "notes": task.notes}, indent=2) + "\n")
+        raise
+    finally:
+        if executor is not None:
+            executor.close()
+        if (run_dir / DB_NAME).is_file():
+            store = Store(run_dir, read_only=True)
+            store.export_csv(run_dir / "trials.csv")
+            store.close()
+    result.save(run_dir / "d90.json")
+    res = result.to_dict()
+    plots = plot_curves([res], run_dir / "curve.png")
+    return MeasureOutcome(result, run_dir, plots, write_report([res], run_dir / "report.md"), list(task.notes))
+
+
+@dataclass
+class TrainOutcome:
+    """What ``run_train`` produced: the trial's result, where the adapter went, the metric's name and the process count."""
+
+    result: Any
+    out: Path
+    metric: str
+    processes: int
+    rank: int
+
+
+def run_train(spec: MeasureSpec, d: int, seed: int, out: str | Path, *, progress: bool = True) -> TrainOutcome:
+    """One subspace (or LoRA) fine-tune at ``d`` and ``seed`` as ``spec``'s data and trial parts say, saved to ``out``
+    (to a temporary folder, which is said, when ``out`` cannot be written). Data-parallel under torchrun."""
+    from intrinsic_dim.distributed import init_from_env, leave, world
+    from intrinsic_dim.search.measure import spec_factory, trial_templates
+    from intrinsic_dim.tracking import make_tracker
+    from intrinsic_dim.train import train_model
+
+    spec = apply_threads(spec)
+    task, factory = spec_factory(spec)
+    cfg = replace(trial_templates(spec)[0], d=d, seed=seed)
+    loaded = factory(seed)
+    joined = init_from_env()  # under torchrun / accelerate launch: one trial, data-parallel over the processes
+    rank, size = world()
+    try:
+        sm, result = train_model(loaded, task, cfg, progress=progress and rank == 0)
+    finally:
+        if joined:
+            leave()
+    out = Path(out)
+    if rank > 0 or not result.ok:
+        return TrainOutcome(result, out, task.metric, size, rank)
+    tracker = make_tracker(spec.run.report_to, out, task.metric)
+    if tracker is not None:
+        tracker.log_trial("train", result)
+    data = spec.data
+    meta = {"model": data.model, "task": data.task, "seed": seed, "max_length": data.max_length,
+            "metric": task.metric, "validation": result.val_metric, "test": result.metric}
+    try:
+        sm.save_pretrained(out, metadata=meta)
+    except OSError as e:
+        rescue = Path(tempfile.mkdtemp(prefix="intrinsic-dim-adapter-"))
+        sm.save_pretrained(rescue, metadata=meta)
+        print(f"could not write {out} ({e}); the trained adapter was saved to {rescue}/ instead", file=sys.stderr)
+        out = rescue
+    return TrainOutcome(result, out, task.metric, size, rank)
+
+
+def run_experiment(path: str | Path, *, out: str | Path | None = None, only: Sequence[str] | None = None, threads: int | None = None,
+                   report_to: str | None = None, progress: bool = True, summary_only: bool = False, command: str = "",
+                   log: Log = _say) -> Path:
+    """Run an experiment file's runs (``only`` some: a part; each resumes), then write its summary and plots;
+    ``threads`` and ``report_to`` override every run's own. Returns the summary's path."""
+    from intrinsic_dim.experiment import ExperimentRun, load_experiment, run_runs, summarise
+
+    exp = load_experiment(path)
+    out = Path(out or Path("experiments/results") / exp.name)
+    command = command or f"intrinsic-dim experiment {path}"
+    if summary_only:
+        return summarise(exp, out, command=command)
+    forced = ({"threads": threads} if threads else {}) | ({"report_to": report_to} if report_to else {})
+
+    def measure(run: ExperimentRun, spec: MeasureSpec, run_dir: Path) -> None:
+        run_measure(spec.replace(**forced) if forced else spec, run_dir, progress=progress and not run.quiet, log=log)
+
+    return run_runs(exp, measure, out, only=only, command=command, log=log)
+
+
+def run_pretrain(cfg: Any, *, progress: bool = True, log: Log = _say) -> dict[str, Any]:
+    """MLM pre-training as the :class:`~intrinsic_dim.pretrain.PretrainConfig` ``cfg`` says (resumable); its summary."""
+    from intrinsic_dim.pretrain import pretrain
+
+    return pretrain(cfg, progress=progress, log=log)

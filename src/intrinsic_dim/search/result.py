@@ -1,0 +1,77 @@
+"""D90Result: the outcome of a d90 measurement, what ``d90.json`` holds."""
+
+from __future__ import annotations
+
+import json
+import math
+from dataclasses import asdict, dataclass, field
+from pathlib import Path
+from typing import Any
+
+from intrinsic_dim.results import TrialResult
+from intrinsic_dim.train import TrialConfig
+
+
+@dataclass
+class D90Result:
+    """The outcome of a d90 measurement; ``to_dict`` is what ``d90.json`` holds."""
+
+    task: str
+    model: str
+    metric: str
+    fraction: float
+    baseline: float
+    baseline_source: str
+    threshold: float
+    d90: int | None
+    crossing: float | None
+    bracket: tuple[int | None, int | None]
+    interval: tuple[float, float | None] | None
+    status: str
+    points: list[dict[str, Any]]
+    trials: list[dict[str, Any]]
+    n_train: int
+    lr: float | None
+    wall_s: float
+    compute_s: float
+    mode: str = "search"
+    seeds: int = 1
+    baseline_values: list[float] = field(default_factory=list)
+    chance: float | None = None
+    budget: dict[str, Any] = field(default_factory=dict)
+    monotone: bool = True
+    said: bool = False
+    projection: str = "fastfood"
+    layout: str = "stacked"
+    normalisation: str = "released"
+    groups: str = "tensor"
+    threads: int | None = None
+    notes: list[str] = field(default_factory=list)
+    method: str = "said"
+    lower_is_better: bool = False
+    base_value: float | None = None
+    trainable_params: int | None = None
+    train_sample: str = ""
+
+    @property
+    def bound(self) -> float | None:
+        """The generalisation-bound term sqrt(d90 / n_train) of Aghajanyan et al."""
+        return math.sqrt(self.d90 / self.n_train) if self.d90 and self.n_train else None
+
+    def to_dict(self) -> dict[str, Any]:
+        return asdict(self) | {"bound_sqrt_d90_over_n": self.bound}
+
+    def save(self, path: str | Path) -> Path:
+        path = Path(path)
+        path.write_text(json.dumps(self.to_dict(), indent=2, default=float) + "\n")
+        return path
+
+
+def trial_entry(role: str, r: TrialResult) -> dict[str, Any]:
+    """A trial as d90.json lists it: everything but the per-step losses (in the store and the tracker)."""
+    return {"role": role, **{k: v for k, v in asdict(r).items() if k != "losses"}}
+
+
+def method_of(trial: TrialConfig) -> str:
+    """The row name of a sweep's method: 'said', 'did' or 'lora'."""
+    return "lora" if trial.method == "lora" else ("said" if trial.said else "did")

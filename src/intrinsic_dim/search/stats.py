@@ -1,0 +1,95 @@
+"""The pure statistics of a d90: threshold, pass rule, point summaries, the log-linear crossing and the
+bootstrap interval over seeds. No training, no files: each function is a number from numbers."""
+
+from __future__ import annotations
+
+import math
+from typing import Any, Sequence
+
+import torch
+
+from intrinsic_dim.results import TrialResult
+
+MIN_SEEDS_FOR_INTERVAL = 3
+
+
+class BaselineError(ValueError):
+    """The baseline cannot define a threshold (not finite, or a threshold no better than chance)."""
+
+
+def mean(values: Sequence[float]) -> float:
+    return sum(values) / len(values) if values else float("nan")
+
+
+def point_stats(results: Sequence[TrialResult]) -> dict[str, Any]:
+    ok = [r for r in results if r.ok]
+    vals = [r.metric for r in ok]
+    std = float(torch.tensor(vals, dtype=torch.float64).std().item()) if len(vals) > 1 else 0.0
+    return {
+        "values": [r.metric for r in results], "val_values": [r.val_metric for r in results],
+        "train_values": [r.train_metric for r in results], "mean": mean(vals), "std": std,
+        "train_mean": mean([r.train_metric for r in ok]), "n_ok": len(ok), "all_ok": len(ok) == len(results),
+        "trainable": max((r.trainable for r in results), default=0),
+    }
+
+
+def threshold(fraction: float, baseline: float, start: float | None = None, lower_is_better: bool = False) -> float:
+    """tau = fraction x baseline for a higher-is-better metric; for a lower-is-better one (a loss) the same
+    fraction of full fine-tuning's improvement over the base model: start - fraction x (start - baseline)."""
+    if not lower_is_better:
+        return fraction * baseline
+    if start is None:
+        raise ValueError("a lower-is-better metric needs the base model's value to define the threshold")
+    return start - fraction * (start - baseline)
+
+
+def passes(value: float, tau: float, lower_is_better: bool = False) -> bool:
+    """True when ``value`` reaches the threshold in the metric's direction (<= tau for a loss, >= tau otherwise)."""
+    return value <= tau if lower_is_better else value >= tau
+
+
+def crossing(ds: Sequence[int], means: Sequence[float], passed: Sequence[bool], tau: float, lower: bool = False) -> float:
+    """Log-linear interpolation of where the curve first crosses tau (inf if it never does)."""
+    for i, (d, m, p) in enumerate(zip(ds, means, passed)):
+        if p:
+            if i == 0:
+                return float(d)
+            d0, m0 = ds[i - 1], means[i - 1]
+            if not math.isfinite(m0) or (m >= m0 if lower else m <= m0):
+                return float(d)
+            t = (tau - m0) / (m - m0)
+            return math.exp(math.log(d0) + min(1.0, max(0.0, t)) * (math.log(d) - math.log(d0)))
+    return math.inf
+
+
+def check_baseline(baseline: float, fraction: float, chance: float | None, source: str, start: float | None = None) -> None:
+    """Refuse a baseline whose threshold a constant predictor would already pass, or (for a loss, ``start`` the
+    base model's) one that does not improve on the base model: d90 would measure nothing."""
+    if not math.isfinite(baseline):
+        raise BaselineError(f"the baseline ({source}) is {baseline}: it must be a finite number")
+    if start is not None and not (math.isfinite(start) and baseline < start):
+        raise BaselineError(
+            f"the baseline ({source}) is {baseline:.4f}, no lower than the base model's {start:.4f}: full fine-tuning "
+            "did not improve the loss, so no fraction of its improvement can be measured; train the baseline longer "
+            "(--full-epochs, --full-lr) or give one with --baseline"
+        )
+    if chance is not None and fraction * baseline <= chance:
+        raise BaselineError(
+            f"the threshold {fraction:g} x baseline = {fraction * baseline:.4f} (baseline {baseline:.4f}, {source}) is no better "
+            f"than always predicting the majority class ({chance:.4f}), which every model passes, so d90 would measure "
+            "nothing: train the baseline longer (--full-epochs, --full-lr) or give one with --baseline"
+        )
+
+
+def bootstrap_interval(results: dict[int, list[TrialResult]], ds: list[int], tau: float, seeds: int,
+                        n_boot: int = 2000, lower: bool = False) -> tuple[float, float | None]:
+    """95% percentile interval of the crossing, resampling seeds independently at every d. The upper
+    end is None when over 2.5% of the resamples pass at no evaluated d (it lies beyond them)."""
+    gen = torch.Generator().manual_seed(0)
+    worst = math.inf if lower else -math.inf
+    vals = torch.tensor([[r.metric if r.ok else worst for r in results[d]] for d in ds], dtype=torch.float64)
+    idx = torch.randint(0, seeds, (n_boot, len(ds), seeds), generator=gen)
+    means = torch.gather(vals.expand(n_boot, -1, -1), 2, idx).mean(2)
+    out = sorted(crossing(ds, m, [passes(v, tau, lower) for v in m], tau, lower) for m in means.tolist())
+    lo, hi = out[int(0.025 * (n_boot - 1))], out[math.ceil(0.975 * (n_boot - 1))]
+    return lo, (hi if math.isfinite(hi) else None)

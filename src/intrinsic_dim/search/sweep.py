@@ -1,0 +1,161 @@
+"""The sweep: which trials run next and where their results come from (this run's store, a trial run
+earlier under another role, a reused run directory, or the executor), and the rules that choose the next d
+(coarse pass, step down, bisection) and the best learning rate."""
+
+from __future__ import annotations
+
+import json
+import math
+from dataclasses import replace
+from pathlib import Path
+from typing import TYPE_CHECKING, Any, Callable, Sequence
+
+from intrinsic_dim.executors import Executor
+from intrinsic_dim.results import NOT_FULL, TrialResult
+from intrinsic_dim.search.stats import point_stats, passes
+from intrinsic_dim.store import DB_NAME, RunConfigMismatch, Store
+from intrinsic_dim.tasks import Task
+from intrinsic_dim.train import TrialConfig
+
+if TYPE_CHECKING:
+    from intrinsic_dim.tracking import Tracker
+
+STEP_DOWN = 3
+
+
+class Sweep:
+    def __init__(self, executor: Executor, task: Task, trial: TrialConfig, store: Store | None, log: Callable[[str], None],
+                 reuse: Sequence[Store] = (), tracker: Tracker | None = None):
+        self.executor, self.task, self.trial, self.store, self.log = executor, task, trial, store, log
+        self.reuse, self.tracker = reuse, tracker
+        self.lower = task.lower_is_better
+        self.results: dict[int, list[TrialResult]] = {}
+        self.all: list[tuple[str, TrialResult]] = []
+        self.done: dict[str, TrialResult] = {}
+
+    def _cached(self, role: str, cfg: TrialConfig) -> tuple[TrialResult, str] | None:
+        """A finished trial of this configuration: run earlier in this sweep under another role (a rate candidate
+        that is also a baseline seed), from this run's store, or copied in from a reused one."""
+        key = cfg.to_dict()
+        if trial_identity(key) in self.done:
+            return self.done[trial_identity(key)], "run above"
+        row = self.store.get(key) if self.store else None
+        if row is not None:
+            return TrialResult.from_row(row), "resumed"
+        for other in self.reuse:
+            row = other.get_ignoring(key, NOT_FULL) if cfg.method == "full" else other.get(key)
+            if row is not None:
+                res = replace(TrialResult.from_row(row), config=key)
+                if self.store:
+                    self.store.put(role, res)
+                return res, f"reused from {other.run_dir.name}"
+        return None
+
+    def run_many(self, role: str, cfgs: list[TrialConfig]) -> list[TrialResult]:
+        """Results of ``cfgs`` in order: stored ones read back, the others run concurrently by the
+        executor and written to the store as each finishes (this process is the only writer)."""
+        out: list[TrialResult | None] = [None] * len(cfgs)
+        todo = []
+        for i, cfg in enumerate(cfgs):
+            cached = self._cached(role, cfg)
+            if cached is not None:
+                out[i] = cached[0]
+                self._log(role, cfg, *cached)
+                self._track(role, cached[0])
+            else:
+                todo.append(i)
+
+        def done(k: int, res: TrialResult) -> None:
+            i = todo[k]
+            if self.store:
+                self.store.put(role, res)
+            out[i] = res
+            self._log(role, cfgs[i], res, f"{res.wall_s:.0f}s")
+            self._track(role, res)
+
+        if todo:
+            self.executor.run_many([cfgs[i] for i in todo], done)
+        self.all += [(role, r) for r in out]
+        self.done |= {trial_identity(r.config): r for r in out}
+        return out  # type: ignore[return-value]
+
+    def _track(self, role: str, res: TrialResult) -> None:
+        if self.tracker is not None:
+            self.tracker.log_trial(role, res)
+
+    def _log(self, role: str, cfg: TrialConfig, res: TrialResult, tag: str) -> None:
+        self.log(f"  {role:9s} {cfg.method:8s} d={cfg.d!s:>6} seed={cfg.seed} lr={res.lr:.3g}: test {self.task.metric}="
+                 f"{res.metric:.4f} (validation {res.val_metric:.4f}) [{res.status}, {tag}]")
+
+    def point(self, d: int, seeds: int, tau: float) -> dict[str, Any]:
+        if d not in self.results:
+            self.results[d] = self.run_many("search", [replace(self.trial, d=d, seed=s) for s in range(seeds)])
+        stats = point_stats(self.results[d])
+        stats["passed"] = stats["all_ok"] and passes(stats["mean"], tau, self.lower)
+        return stats
+
+
+def reuse_stores(paths: Sequence[str | Path], run_config: dict[str, Any]) -> list[Store]:
+    """The stores of run directories to reuse trials from, each checked to hold the same run configuration."""
+    stores = []
+    for path in paths:
+        if not (Path(path) / DB_NAME).is_file():
+            raise ValueError(f"--reuse {path}: no finished trials there (no {DB_NAME})")
+        other = Store(path, read_only=True)
+        stores.append(other)
+        theirs = other.run_config()
+        if theirs != run_config:
+            for st in stores:
+                st.close()
+            raise RunConfigMismatch(
+                f"--reuse {path}: that run holds another configuration ({theirs}, this one {run_config}); "
+                "only trials of the same model, task and data can be shared"
+            )
+    return stores
+
+
+def rate_search(s: Sweep, role: str, cfgs: list[TrialConfig], lower: bool, where: str) -> float:
+    """The rate of the candidate trials ``cfgs`` (one per rate) with the best validation metric; a failed or
+    diverged candidate scores worst."""
+    runs = s.run_many(role, cfgs)
+    worst = math.inf if lower else -math.inf
+    scores = {cfg.lr: r.val_metric if r.ok else worst for cfg, r in zip(cfgs, runs)}
+    best = (min if lower else max)(scores, key=lambda k: scores[k])
+    s.log(f"learning-rate search, {where} (validation): " + ", ".join(f"{k:g}: {v:.4f}" for k, v in scores.items()) + f" -> {best:g}")
+    return best
+
+
+def trial_identity(config: dict[str, Any]) -> str:
+    """A trial's identity: one trial listed under two roles (a rate candidate that is also a baseline seed) counts once."""
+    return json.dumps(config, sort_keys=True)
+
+
+def search_grid(s: Sweep, grid: list[int], seeds: int, tau: float, precision: float, min_d: int) -> None:
+    """The coarse pass (plus one point above the first pass, or steps below the grid), then bisection."""
+    first_pass = None
+    for i, d in enumerate(grid):
+        if s.point(d, seeds, tau)["passed"]:
+            first_pass = d
+            if i + 1 < len(grid):
+                s.point(grid[i + 1], seeds, tau)
+            break
+    if first_pass == grid[0]:
+        d = grid[0]
+        while d > min_d:
+            d = max(min_d, d // STEP_DOWN)
+            if not s.point(d, seeds, tau)["passed"]:
+                break
+    if first_pass is None:
+        return
+    while True:
+        hi = min(d for d in s.results if s.point(d, seeds, tau)["passed"])
+        failing = [d for d in s.results if d < hi]
+        if not failing:
+            return
+        lo = max(failing)
+        mid = round(math.sqrt(lo * hi))
+        if hi / lo <= 1 + precision or mid in (lo, hi):
+            return
+        s.point(mid, seeds, tau)
+
+
