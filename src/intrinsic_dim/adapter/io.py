@@ -11,7 +11,7 @@ from typing import Any, Protocol, TypeVar
 import torch
 from torch import nn
 
-from intrinsic_dim.adapter.card import model_card
+from intrinsic_dim.adapter.card import model_card, pipeline_tag_of
 from intrinsic_dim.adapter.format import CONFIG_NAME, AdapterError, open_adapter, read_config, read_weights, write_adapter
 from intrinsic_dim.adapter.hub import CARD_NAME, resolve_adapter, upload_folder
 from intrinsic_dim.config import SubspaceConfig
@@ -38,7 +38,7 @@ def save(holder: AdapterHolder, path: str | Path, metadata: dict[str, Any] | Non
     """Write the adapter files and the README.md model card of ``holder`` into ``path``."""
     config = holder.adapter_config() | {"metadata": metadata or {}}
     out = write_adapter(path, config, holder.adapter_tensors())
-    (out / CARD_NAME).write_text(model_card(config))
+    (out / CARD_NAME).write_text(model_card(config, pipeline_tag_of(getattr(holder, "base", None))))
     return out
 
 
