@@ -11,7 +11,7 @@ from pathlib import Path
 import pytest
 
 from intrinsic_dim.search import measure_d90
-from intrinsic_dim.store import DB_NAME, Store, StoreError, atomic_folder, atomic_write_text, check_store
+from intrinsic_dim.store import DB_NAME, OutputError, Store, StoreError, atomic_folder, atomic_write_text, check_store
 from intrinsic_dim.train import TrialConfig
 
 ROOT = Path(__file__).resolve().parents[1]
@@ -143,14 +143,14 @@ def test_atomic_folder_renames_into_place_or_leaves_nothing(tmp_path):
     with atomic_folder(out) as tmp:
         (tmp / "a").write_text("x")
     assert (out / "a").read_text() == "x" and stat.S_IMODE(out.stat().st_mode) == 0o777 & ~_umask()
-    with pytest.raises(FileExistsError, match="not empty"):
+    with pytest.raises(OutputError, match="not empty"):
         with atomic_folder(out):
             pass
     with atomic_folder(out, replaceable=True) as tmp:
         (tmp / "b").write_text("y")
     assert sorted(p.name for p in out.iterdir()) == ["b"] and sorted(p.name for p in tmp_path.iterdir()) == ["out"]
     (tmp_path / "file").write_text("keep")
-    with pytest.raises(FileExistsError, match="is a file"):
+    with pytest.raises(OutputError, match="is a file"):
         with atomic_folder(tmp_path / "file"):
             pass
     assert (tmp_path / "file").read_text() == "keep"

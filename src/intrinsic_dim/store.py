@@ -75,6 +75,10 @@ class StoreError(RunDirError):
     """The run directory's trials.sqlite cannot be read as an intrinsic-dim store (empty, foreign or corrupt)."""
 
 
+class OutputError(ValueError):
+    """An output path that cannot receive what is to be written there (a file, or a folder holding other things)."""
+
+
 def _umask() -> int:
     """The process's file-creation mask (read by setting and restoring it)."""
     mask = os.umask(0o022)
@@ -108,9 +112,9 @@ def atomic_folder(path: str | Path, replaceable: bool = False) -> Iterator[Path]
     ``replaceable`` (the caller has checked it holds an earlier output of the same kind), when it is replaced."""
     path = Path(path)
     if path.exists() and not path.is_dir():
-        raise FileExistsError(f"{path} is a file, not a folder: pass another output folder")
+        raise OutputError(f"{path} is a file, not a folder: pass another output folder")
     if path.is_dir() and any(path.iterdir()) and not replaceable:
-        raise FileExistsError(f"{path} is a folder that is not empty: pass a new output folder, or remove it")
+        raise OutputError(f"{path} is a folder that is not empty: pass a new output folder, or remove it")
     path.parent.mkdir(parents=True, exist_ok=True)
     tmp = Path(tempfile.mkdtemp(prefix=f".{path.name}.", suffix=".tmp", dir=path.parent))
     try:
