@@ -8,12 +8,16 @@ refused, since mixing trials of two setups would give a meaningless d90.
 
 from __future__ import annotations
 
+import contextlib
 import csv
 import fcntl
+import io
 import json
 import os
+import shutil
 import socket
 import sqlite3
+import tempfile
 import time
 from pathlib import Path
 from typing import Any, Iterator, Sequence
@@ -51,6 +55,11 @@ CREATE TABLE IF NOT EXISTS trials (
 );
 """
 
+_SQLITE_MAGIC = b"SQLite format 3\x00"
+_REQUIRED = {"meta": {"key", "value"}, "trials": {"id", "role", "config_key", "method", "d", "seed", "lr", "status", "metric",
+                                                  "metrics", "steps", "wall_s", "trainable", "curve", "config", "finished_at"}}
+_MOVE_AWAY = "move it away (or pass another --run-dir) and rerun; the file was left as it is"
+
 CSV_FIELDS = ["id", "role", "method", "d", "seed", "lr", "status", "metric", "val_metric", "train_metric", "train_sample", "steps", "train_loss", "wall_s", "trainable", "error"]
 
 
@@ -60,6 +69,104 @@ class RunConfigMismatch(ValueError):
 
 class RunDirError(ValueError):
     """The run directory cannot be used: not writable, not a directory, or another process holds it."""
+
+
+class StoreError(RunDirError):
+    """The run directory's trials.sqlite cannot be read as an intrinsic-dim store (empty, foreign or corrupt)."""
+
+
+class OutputError(ValueError):
+    """An output path that cannot receive what is to be written there (a file, or a folder holding other things)."""
+
+
+def _umask() -> int:
+    """The process's file-creation mask (read by setting and restoring it)."""
+    mask = os.umask(0o022)
+    os.umask(mask)
+    return mask
+
+
+def atomic_write_text(path: str | Path, text: str) -> Path:
+    """Write ``text`` to ``path`` through a temporary file in the same folder and a rename, so that a crash
+    leaves either the old file or the new one, never a cut-off one; the mode is 0666 less the umask."""
+    path = Path(path)
+    fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".tmp", dir=path.parent)
+    try:
+        with os.fdopen(fd, "w", encoding="utf-8", newline="") as f:
+            f.write(text)
+            f.flush()
+            os.fsync(f.fileno())
+        os.chmod(tmp, 0o666 & ~_umask())
+        os.replace(tmp, path)
+    except BaseException:
+        with contextlib.suppress(FileNotFoundError):
+            os.unlink(tmp)
+        raise
+    return path
+
+
+@contextlib.contextmanager
+def atomic_folder(path: str | Path, replaceable: bool = False) -> Iterator[Path]:
+    """Yield a temporary folder beside ``path`` to fill; on success it is renamed to ``path`` (0755 less the
+    umask), on any error removed. An existing ``path`` is refused unless it is an empty folder, or
+    ``replaceable`` (the caller has checked it holds an earlier output of the same kind), when it is replaced."""
+    path = Path(path)
+    if path.exists() and not path.is_dir():
+        raise OutputError(f"{path} is a file, not a folder: pass another output folder")
+    if path.is_dir() and any(path.iterdir()) and not replaceable:
+        raise OutputError(f"{path} is a folder that is not empty: pass a new output folder, or remove it")
+    path.parent.mkdir(parents=True, exist_ok=True)
+    tmp = Path(tempfile.mkdtemp(prefix=f".{path.name}.", suffix=".tmp", dir=path.parent))
+    try:
+        yield tmp
+        os.chmod(tmp, 0o777 & ~_umask())
+        if path.is_dir():
+            old = Path(tempfile.mkdtemp(prefix=f".{path.name}.", suffix=".old", dir=path.parent))
+            os.replace(path, old / path.name)
+            os.replace(tmp, path)
+            shutil.rmtree(old)
+        else:
+            os.replace(tmp, path)
+    except BaseException:
+        shutil.rmtree(tmp, ignore_errors=True)
+        raise
+
+
+def check_store(run_dir: str | Path) -> None:
+    """Refuse a run directory whose trials.sqlite exists but is not a readable intrinsic-dim store, without
+    changing it: a StoreError naming the file and what to do (before any work; a missing store passes)."""
+    path = Path(run_dir) / DB_NAME
+    if not path.exists():
+        return
+    if not path.is_file():
+        raise StoreError(f"{path} is not a file: {_MOVE_AWAY}")
+    try:
+        with open(path, "rb") as f:
+            head = f.read(len(_SQLITE_MAGIC))
+    except OSError as e:
+        raise StoreError(f"{path} cannot be read ({e.strerror}): {_MOVE_AWAY}") from None
+    if not head:
+        raise StoreError(f"{path} is empty (0 bytes), so it holds no trials and is not a store this tool wrote: {_MOVE_AWAY}")
+    if head != _SQLITE_MAGIC:
+        raise StoreError(f"{path} is not an SQLite database (it does not start with the SQLite header): {_MOVE_AWAY}")
+    try:
+        # read-write when allowed, only so that closing removes the -wal/-shm files a read-only connection leaves;
+        # nothing here writes
+        mode = "rw" if os.access(path, os.W_OK) and os.access(path.parent, os.W_OK) else "ro"
+        db = sqlite3.connect(f"{path.absolute().as_uri()}?mode={mode}", uri=True, timeout=60)
+        try:
+            check = [r[0] for r in db.execute("PRAGMA quick_check")]
+            tables = {t: {r[1] for r in db.execute(f"PRAGMA table_info({t})")} for t in _REQUIRED}
+        finally:
+            db.close()
+    except sqlite3.DatabaseError as e:
+        raise StoreError(f"{path} is a damaged SQLite database ({e}): {_MOVE_AWAY}") from None
+    if check != ["ok"]:
+        raise StoreError(f"{path} is a damaged SQLite database (integrity check: {'; '.join(check[:3])}): {_MOVE_AWAY}")
+    missing = {t: sorted(cols - tables[t]) for t, cols in _REQUIRED.items() if cols - tables[t]}
+    if missing:
+        raise StoreError(f"{path} is an SQLite database of another schema, not an intrinsic-dim store (missing tables or "
+                         f"columns: {missing}): {_MOVE_AWAY}")
 
 
 def check_writable(run_dir: str | Path, create: bool = True) -> Path:
@@ -134,15 +241,15 @@ class Store:
     def __init__(self, run_dir: str | Path, read_only: bool = False) -> None:
         self.run_dir = Path(run_dir)
         self.path = self.run_dir / DB_NAME
+        if read_only and not self.path.is_file():
+            raise FileNotFoundError(f"no {DB_NAME} in {self.run_dir}")
+        check_store(self.run_dir)
         if read_only:
-            if not self.path.is_file():
-                raise FileNotFoundError(f"no {DB_NAME} in {self.run_dir}")
             self.db = sqlite3.connect(f"{self.path.absolute().as_uri()}?mode=ro", uri=True, timeout=60)
         else:
-            self.run_dir.mkdir(parents=True, exist_ok=True)
+            if not self.path.exists():
+                self._create()
             self.db = sqlite3.connect(self.path, timeout=60)
-            self.db.execute("PRAGMA journal_mode=WAL")
-            self.db.executescript(_SCHEMA)
         columns = {r[1] for r in self.db.execute("PRAGMA table_info(trials)")}
         if "val_metric" not in columns:
             self.db.close()
@@ -155,13 +262,39 @@ class Store:
                 with self.db:
                     self.db.execute(f"ALTER TABLE trials ADD COLUMN {missing} TEXT")
 
+    def _create(self) -> None:
+        """Make an empty store under a temporary name and rename it into place, so that a crash never
+        leaves a cut-off trials.sqlite (which would then be refused)."""
+        self.run_dir.mkdir(parents=True, exist_ok=True)
+        fd, tmp = tempfile.mkstemp(prefix=f".{DB_NAME}.", suffix=".tmp", dir=self.run_dir)
+        os.close(fd)
+        try:
+            db = sqlite3.connect(tmp)
+            db.executescript(_SCHEMA)
+            db.execute("PRAGMA journal_mode=WAL")
+            db.close()
+            os.chmod(tmp, 0o666 & ~_umask())
+            os.replace(tmp, self.path)
+        finally:
+            for leftover in (tmp, f"{tmp}-wal", f"{tmp}-shm"):
+                with contextlib.suppress(FileNotFoundError):
+                    os.unlink(leftover)
+
     def close(self) -> None:
+        """Close the database connection."""
         self.db.close()
+
+    def _json(self, text: str, what: str) -> Any:
+        """Parse a JSON value stored in the database, or a StoreError naming the file and the value."""
+        try:
+            return json.loads(text)
+        except (ValueError, RecursionError) as e:
+            raise StoreError(f"{self.path}: the stored {what} is not valid JSON ({e}): the store is corrupt; {_MOVE_AWAY}") from None
 
     def run_config(self) -> dict[str, Any] | None:
         """The run configuration recorded by the first run in this directory, if any."""
         row = self.db.execute("SELECT value FROM meta WHERE key = 'run_config'").fetchone()
-        return json.loads(row[0]) if row else None
+        return self._json(row[0], "run configuration") if row else None
 
     def check_run_config(self, run_config: dict[str, Any]) -> None:
         """Record the run's configuration, or refuse if the directory holds a different one."""
@@ -172,7 +305,7 @@ class Store:
                 self.db.execute("INSERT INTO meta VALUES ('run_config', ?)", (want,))
             return
         if row[0] != want:
-            old = json.loads(row[0])
+            old = self._json(row[0], "run configuration")
             diff = {k: (old.get(k), run_config.get(k)) for k in sorted(set(old) | set(run_config)) if old.get(k) != run_config.get(k)}
             raise RunConfigMismatch(
                 f"run directory {self.run_dir} holds a run with a different configuration "
@@ -207,22 +340,21 @@ class Store:
         cur = self.db.execute(q, (role,) if role else ())
         return [self._row(cur, r) for r in cur.fetchall()]
 
-    @staticmethod
-    def _row(cur: sqlite3.Cursor, row: tuple) -> dict[str, Any]:
+    def _row(self, cur: sqlite3.Cursor, row: tuple) -> dict[str, Any]:
+        """A stored trial as a dict, its JSON columns parsed."""
         out = dict(zip([c[0] for c in cur.description], row))
         for k in ("metrics", "curve", "config", "losses"):
-            out[k] = json.loads(out.get(k) or "[]")
+            out[k] = self._json(out.get(k) or "[]", f"{k} of trial {out.get('id')}")
         return out
 
     def export_csv(self, path: str | Path) -> Path:
-        """Write every trial as one CSV row (the config's JSON in the last column)."""
-        path = Path(path)
-        with open(path, "w", newline="") as f:
-            w = csv.writer(f)
-            w.writerow(CSV_FIELDS + ["config"])
-            for r in self.rows():
-                w.writerow([r.get(k) for k in CSV_FIELDS] + [json.dumps(r["config"], sort_keys=True)])
-        return path
+        """Write every trial as one CSV row (the config's JSON in the last column), atomically."""
+        buf = io.StringIO()
+        w = csv.writer(buf)
+        w.writerow(CSV_FIELDS + ["config"])
+        for r in self.rows():
+            w.writerow([r.get(k) for k in CSV_FIELDS] + [json.dumps(r["config"], sort_keys=True)])
+        return atomic_write_text(path, buf.getvalue())
 
     def __iter__(self) -> Iterator[dict[str, Any]]:
         return iter(self.rows())

@@ -19,6 +19,7 @@ from __future__ import annotations
 
 import contextlib
 import inspect
+import math
 import weakref
 from collections import OrderedDict
 from dataclasses import dataclass
@@ -66,6 +67,36 @@ class _Update(torch.autograd.Function):
                 grad_lam = torch.zeros_like(lam)
                 grad_lam[k] = torch.dot(t, z)
         return None, grad_z, grad_lam, None, None
+
+
+def _check_range(name: str, w: torch.Tensor, base: torch.Tensor, where: str, how: str) -> None:
+    """Refuse a weight that is not finite or larger than max(sqrt(its dtype's largest value), the base's largest |value|)."""
+    limit = max(torch.finfo(base.dtype).max ** 0.5, float(base.detach().abs().max()) if base.numel() else 0.0)
+    largest = float(w.abs().max()) if w.numel() else 0.0
+    if not largest <= limit:
+        value = f"reach {largest:.3g}" if math.isfinite(largest) else "be NaN or infinite"
+        raise AdapterError(
+            f"{where}: {name} would {value} {how}, beyond the safe range +-{limit:.3g} of {base.dtype} "
+            "(z, lambda or a directly trained tensor is absurdly large): retrain the adapter or restore the original file"
+        )
+
+
+def _check_outputs(out: Any, source: str) -> None:
+    """Refuse the outputs of a model running an adapter loaded from ``source`` unless every floating tensor is finite."""
+    if isinstance(out, torch.Tensor):
+        items: list[Any] = [out]
+    elif isinstance(out, dict):
+        items = list(out.values())
+    elif isinstance(out, (tuple, list)):
+        items = list(out)
+    else:
+        return
+    for t in items:
+        if isinstance(t, torch.Tensor) and t.is_floating_point() and not bool(torch.isfinite(t.detach()).all()):
+            raise AdapterError(f"adapter at {source} makes the model output NaN or infinite values (its z or lambda is too "
+                               "large for this model): retrain the adapter or restore the original file")
+        if isinstance(t, (dict, tuple, list)):
+            _check_outputs(t, source)
 
 
 class _Reparametrization(nn.Module):
@@ -180,6 +211,7 @@ class SubspaceModel(nn.Module):
         self.lam = nn.Parameter(torch.ones(m, device=device)) if self.said else None
         self._live: dict[int, tuple[weakref.ref, int]] = {}
         self._merged = False
+        self._source: tuple[str, tuple[int, ...]] | None = None  # the adapter file loaded, and z/lambda's versions then
         # only now, so that a refused configuration leaves the model as it was
         for name, p in params.items():
             p.requires_grad_(name in self._direct)
@@ -255,9 +287,13 @@ class SubspaceModel(nn.Module):
             raise RuntimeError("this SubspaceModel was merged into its base model; use the model merge_and_unload returned")
         self._live.clear()
         if not torch.is_grad_enabled():
-            return self.base(*args, **kwargs)
-        with torch.autograd.graph.saved_tensors_hooks(self._pack, self._unpack):
-            return self.base(*args, **kwargs)
+            out = self.base(*args, **kwargs)
+        else:
+            with torch.autograd.graph.saved_tensors_hooks(self._pack, self._unpack):
+                out = self.base(*args, **kwargs)
+        if self._source is not None and self._source[1] == self._versions():
+            _check_outputs(out, self._source[0])
+        return out
 
     @contextlib.contextmanager
     def merged(self) -> Iterator["SubspaceModel"]:
@@ -373,17 +409,34 @@ class SubspaceModel(nn.Module):
             )
 
     def load_tensors(self, tensors: dict[str, torch.Tensor], path: str | Path) -> None:
-        """Copy an adapter file's tensors into z, lambda and the directly trained tensors, checking names and shapes."""
+        """Copy an adapter file's tensors into z, lambda and the directly trained tensors, after checking their names,
+        shapes and that every weight they give stays in its dtype's safe range (nothing is changed on a refusal)."""
         expected = self.adapter_tensors()
         if set(tensors) != set(expected):
             raise AdapterError(f"adapter at {path} holds tensors {sorted(tensors)}, expected {sorted(expected)}")
+        for k, target in expected.items():
+            if tensors[k].shape != target.shape:
+                raise AdapterError(f"adapter tensor {k} at {path} has shape {tuple(tensors[k].shape)}, expected {tuple(target.shape)}")
+            if k.startswith("direct.") and tensors[k].dtype != target.dtype:
+                raise AdapterError(f"adapter tensor {k} at {path} is {tensors[k].dtype}, but the model's is {target.dtype}")
+        lam = tensors["lambda"].to(self.lam.dtype) if self.lam is not None else None
+        self.check_weights(tensors["z"].to(self.z.dtype), lam, {k[7:]: v for k, v in tensors.items() if k.startswith("direct.")},
+                           f"adapter at {path}")
         with torch.no_grad():
             for k, target in expected.items():
-                if tensors[k].shape != target.shape:
-                    raise AdapterError(f"adapter tensor {k} at {path} has shape {tuple(tensors[k].shape)}, expected {tuple(target.shape)}")
-                if k.startswith("direct.") and tensors[k].dtype != target.dtype:
-                    raise AdapterError(f"adapter tensor {k} at {path} is {tensors[k].dtype}, but the model's is {target.dtype}")
                 target.copy_(tensors[k])
+        self._source = (str(path), self._versions())
+
+    def check_weights(self, z: torch.Tensor, lam: torch.Tensor | None, direct: dict[str, torch.Tensor], where: str) -> None:
+        """Refuse (AdapterError) a z, lambda or directly trained tensor that gives a weight beyond its dtype's safe range:
+        finite, and no larger than sqrt(the dtype's largest value) (so a product of two such values stays finite) or
+        than the base tensor's own largest value; checked tensor by tensor, O(largest tensor) memory."""
+        params = dict(self.base.named_parameters())
+        with torch.no_grad():
+            for i, (name, theta0) in enumerate(zip(self._names, self._theta0)):
+                _check_range(name, self._effective(i, theta0, z, lam), theta0, where, "after adding P(z)")
+            for name, t in direct.items():
+                _check_range(name, t, params[name], where, "as stored")
 
     def unwrap(self) -> None:
         """Remove the parametrizations and give the parameters their requires_grad flags back."""
@@ -397,6 +450,7 @@ class SubspaceModel(nn.Module):
 
     def merge_and_unload(self) -> nn.Module:
         """Write theta0 + update into the wrapped model and return it as a plain module."""
+        self.check_weights(self.z, self.lam, {}, f"merging the adapter at {self._source[0]}" if self._source else "merging")
         with torch.no_grad():
             for i, theta0 in enumerate(self._theta0):  # tensor by tensor: O(largest tensor) extra memory
                 theta0.copy_(self._effective(i, theta0, self.z, self.lam))

@@ -7,6 +7,8 @@ keeps its file store in maintenance mode behind ``MLFLOW_ALLOW_FILE_STORE``, whi
 sweep's process logs each result as it reaches the store, so trackers work under every executor. A
 trial already logged (a resumed sweep) is not logged twice; the summary is replaced on each run.
 Both trackers are optional extras, imported only when asked for (``pip install 'intrinsic-dim[tracking]'``).
+MLflow's usage telemetry (on by default in MLflow 3) is turned off before MLflow is imported
+(``MLFLOW_DISABLE_TELEMETRY=true``) unless the user set ``MLFLOW_DISABLE_TELEMETRY`` or ``DO_NOT_TRACK`` themselves.
 """
 
 from __future__ import annotations
@@ -14,6 +16,7 @@ from __future__ import annotations
 import hashlib
 import os
 import shutil
+import sys
 import time
 from pathlib import Path
 from typing import Any, Protocol
@@ -39,6 +42,22 @@ class Tracker(Protocol):
     def close(self) -> None: ...
 
 
+TELEMETRY_SWITCHES = ("MLFLOW_DISABLE_TELEMETRY", "DO_NOT_TRACK")
+
+
+def disable_mlflow_telemetry() -> None:
+    """Turn MLflow's usage telemetry off unless the user chose with one of TELEMETRY_SWITCHES: a tracker that logs to
+    the user's own store should send nothing elsewhere. Before MLflow's import (which starts the telemetry client),
+    or, when it was imported already, by re-making its client, which is then none."""
+    if any(k in os.environ for k in TELEMETRY_SWITCHES):
+        return
+    os.environ["MLFLOW_DISABLE_TELEMETRY"] = "true"
+    if "mlflow" in sys.modules:
+        from mlflow.telemetry.client import set_telemetry_client
+
+        set_telemetry_client()
+
+
 def check_available(kind: str) -> None:
     """Refuse an unknown tracker, or one whose package is missing, before any work is done."""
     if kind not in REPORT_TO:
@@ -46,6 +65,8 @@ def check_available(kind: str) -> None:
     if kind == "none":
         return
     module, package = _MODULES[kind]
+    if kind == "mlflow":
+        disable_mlflow_telemetry()
     try:
         __import__(module)
     except ImportError as e:
@@ -140,6 +161,7 @@ class MLflowTracker:
     SUMMARY_TAG = "intrinsic_dim.summary"
 
     def __init__(self, run_dir: str | Path, metric: str) -> None:
+        disable_mlflow_telemetry()
         from mlflow.tracking import MlflowClient
 
         self.metric = metric

@@ -12,11 +12,13 @@ from intrinsic_dim.adapter.format import (
     AdapterError,
     config_checksum,
     fingerprint,
+    open_adapter,
     read_adapter,
     read_config,
+    read_weights,
     write_adapter,
 )
 from intrinsic_dim.adapter.io import load_config
 
 __all__ = ["CONFIG_NAME", "MAX_DEPTH", "WEIGHTS_NAME", "AdapterError", "config_checksum", "fingerprint", "load_config",
-           "read_adapter", "read_config", "write_adapter"]
+           "open_adapter", "read_adapter", "read_config", "read_weights", "write_adapter"]

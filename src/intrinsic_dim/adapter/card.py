@@ -1,8 +1,9 @@
-"""The ``README.md`` model card of an adapter folder, with the YAML front matter the Hub reads.
+"""The ``README.md`` model cards, built with ``huggingface_hub.ModelCard`` / ``ModelCardData`` so the Hub reads
+their YAML front matter: the adapter's (``base_model_relation: adapter``) and a merged model's (``merged``).
 
-Written by :meth:`SubspaceModel.save_pretrained` from the adapter's config and its ``metadata``
-(``model``, ``task``, ``metric``, ``validation``/``test`` values, ``d90`` and ``d90_run`` when the
-caller knows them; ``base_model`` names the Hub id of the base model explicitly).
+Written from the adapter's config and its ``metadata`` (``model``, ``task``, ``metric``, ``validation``/``test``
+values, ``d90`` and ``d90_run`` when the caller knows them; ``base_model`` names the Hub id of the base model
+explicitly, ``license`` and ``pipeline_tag`` override what is known of the base model).
 """
 
 from __future__ import annotations
@@ -11,11 +12,25 @@ import re
 from pathlib import Path
 from typing import Any
 
-import yaml
+from huggingface_hub import EvalResult, ModelCard, ModelCardData
 
-# registry names of intrinsic_dim.models whose weights are a public Hub model
+# registry names of intrinsic_dim.models whose weights are a public Hub model, and those models' licenses
 HUB_IDS = {"minilm-l6": "sentence-transformers/all-MiniLM-L6-v2", "mpnet-base": "sentence-transformers/all-mpnet-base-v2"}
+HUB_LICENSES = {"sentence-transformers/all-MiniLM-L6-v2": "apache-2.0", "sentence-transformers/all-mpnet-base-v2": "apache-2.0"}
 _REPO_ID = re.compile(r"^[A-Za-z0-9][\w.-]*/[\w.-]+$")
+_PIPELINES = {"ForSequenceClassification": "text-classification", "ForCausalLM": "text-generation",
+              "ForImageClassification": "image-classification", "ForMaskedLM": "fill-mask",
+              "ForTokenClassification": "token-classification", "ForQuestionAnswering": "question-answering"}
+
+
+def pipeline_tag_of(model: Any) -> str | None:
+    """The Hub pipeline tag a transformers model's architecture (its config's, else its class name) implies, or None."""
+    names = list(getattr(getattr(model, "config", None), "architectures", None) or []) + [type(model).__name__]
+    for arch in names:
+        for suffix, tag in _PIPELINES.items():
+            if str(arch).endswith(suffix):
+                return tag
+    return None
 
 
 def hub_base_model(config: dict[str, Any]) -> str | None:
@@ -31,15 +46,37 @@ def hub_base_model(config: dict[str, Any]) -> str | None:
     return None
 
 
-def model_card(config: dict[str, Any]) -> str:
-    """Markdown with YAML front matter describing the adapter whose ``adapter_config.json`` is ``config``."""
+def _card_data(config: dict[str, Any], relation: str, pipeline_tag: str | None) -> ModelCardData:
+    """The front matter: base model and relation, library, license and pipeline tag where known, and the metric and
+    d90 as model-index results when the metadata has them."""
     meta = config.get("metadata") or {}
     base = hub_base_model(config)
     method = "SAID" if config["said"] else "DID"
-    front: dict[str, Any] = {}
-    if base:
-        front |= {"base_model": base, "base_model_relation": "adapter"}
-    front |= {"library_name": "intrinsic-dim", "tags": ["intrinsic-dimension", method.lower(), config["projection"]]}
+    tag = meta.get("pipeline_tag") if isinstance(meta.get("pipeline_tag"), str) else pipeline_tag
+    task = str(meta.get("task", "unknown"))
+    results = [
+        EvalResult(task_type=tag or "other", dataset_type=task, dataset_name=task, dataset_split=split,
+                   metric_type=str(meta["metric"]), metric_value=meta[split])
+        for split in ("validation", "test") if "metric" in meta and isinstance(meta.get(split), (int, float))
+    ]
+    if isinstance(meta.get("d90"), (int, float)):
+        results.append(EvalResult(task_type=tag or "other", dataset_type=task, dataset_name=task, metric_type="d90",
+                                  metric_name=f"d90 (intrinsic dimension, {method})", metric_value=meta["d90"]))
+    license_ = meta.get("license") if isinstance(meta.get("license"), str) else HUB_LICENSES.get(base or "")
+    return ModelCardData(
+        base_model=base, base_model_relation=relation if base else None,
+        library_name="intrinsic-dim" if relation == "adapter" else "transformers", license=license_, pipeline_tag=tag,
+        tags=["intrinsic-dimension", method.lower(), config["projection"]] + (["intrinsic-dim"] if relation == "merged" else []),
+        model_name=f"{Path(str(base or config['base_model_name'])).name} {method} d={config['d']}" if results else None,
+        eval_results=results or None,
+    )
+
+
+def _rows(config: dict[str, Any]) -> str:
+    """The card's table of base model, task, method, d, metric and d90 run."""
+    meta = config.get("metadata") or {}
+    base = hub_base_model(config)
+    method = "SAID" if config["said"] else "DID"
     rows = [
         ("Base model", f"`{base}`" if base else f"`{config['base_model_name']}` (not a Hub id; add `base_model` to the front matter)"),
         ("Task", meta.get("task", "not recorded")),
@@ -53,13 +90,16 @@ def model_card(config: dict[str, Any]) -> str:
     if "d90" in meta or "d90_run" in meta:
         run = f"d90 = {meta['d90']}" if "d90" in meta else "d90"
         rows.append(("d90 run", run + (f" (`{meta['d90_run']}`)" if "d90_run" in meta else "")))
-    table = "\n".join(f"| {k} | {v} |" for k, v in rows)
+    return "\n".join(f"| {k} | {v} |" for k, v in rows)
+
+
+def model_card(config: dict[str, Any], pipeline_tag: str | None = None) -> str:
+    """Markdown with YAML front matter describing the adapter whose ``adapter_config.json`` is ``config``."""
+    meta = config.get("metadata") or {}
+    method = "SAID" if config["said"] else "DID"
     cli = ("\nThe command line rebuilds that model (model, task and seed are in `adapter_config.json`):\n\n"
            "```sh\nintrinsic-dim evaluate --adapter FOLDER\nintrinsic-dim merge FOLDER --out merged/\n```\n") if "model" in meta else ""
-    return f"""---
-{yaml.safe_dump(front, sort_keys=False, allow_unicode=True).rstrip()}
----
-
+    body = f"""
 # intrinsic-dim adapter ({method}, d = {config['d']:,})
 
 Fine-tuned by training only d numbers z in a fixed random subspace of the base model's weights
@@ -69,7 +109,7 @@ z{', the SAID scales λ' if config['said'] else ''} and the config, a few kiloby
 
 | | |
 |---|---|
-{table}
+{_rows(config)}
 
 ## Use
 
@@ -84,3 +124,22 @@ model = sm.merge_and_unload()  # a plain model with θ0 + P(z) written in
 PEFT cannot load this adapter type (its `PeftType` is a closed enum); `merge_and_unload()` or
 `intrinsic-dim merge ADAPTER --out FOLDER` gives a plain Hugging Face model.
 """
+    return str(ModelCard(f"---\n{_card_data(config, 'adapter', pipeline_tag).to_yaml()}\n---\n{body}"))
+
+
+def merged_card(config: dict[str, Any], pipeline_tag: str | None = None) -> str:
+    """Markdown with YAML front matter (``base_model_relation: merged``) for a model with the adapter ``config`` merged in."""
+    method = "SAID" if config["said"] else "DID"
+    body = f"""
+# {method} fine-tune (d = {config['d']:,}), merged
+
+The base model with θ0 + {'λ_g·' if config['said'] else ''}P(z) written into its weights by intrinsic-dim
+{config.get('library_version', '')}: a plain model that `transformers` loads as it is (`AutoModel...`,
+`AutoTokenizer` when the tokenizer was saved with it, `pipeline`). Only d numbers z were trained, in a fixed
+random subspace of the base model's weights (Li et al. 2018; Aghajanyan et al. 2021).
+
+| | |
+|---|---|
+{_rows(config)}
+"""
+    return str(ModelCard(f"---\n{_card_data(config, 'merged', pipeline_tag).to_yaml()}\n---\n{body}"))

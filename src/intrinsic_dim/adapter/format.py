@@ -37,6 +37,8 @@ FORMAT_VERSION = 2
 UNPROTECTED_VERSION = 1  # written before the config had a checksum
 MAX_CONFIG_BYTES = 16 << 20
 MAX_DEPTH = 32
+MAX_HEADER_BYTES = 16 << 20
+"""The longest safetensors header read (an adapter's is a few hundred bytes)."""
 SUBSPACE_DTYPES = (torch.float32, torch.float64)
 """The dtypes z and lambda may be stored in (SubspaceModel writes float32)."""
 _FIX = "restore the original file, or save the adapter again with SubspaceModel.save_pretrained"
@@ -240,23 +242,85 @@ def _check_tensors(tensors: dict[str, torch.Tensor], shapes: dict[str, tuple[int
             raise AdapterError(f"{where}: {k} holds NaN or infinite values; {_FIX}")
 
 
-def read_adapter(path: str | Path) -> tuple[dict[str, Any], dict[str, torch.Tensor]]:
-    """Read and verify an adapter directory; raises AdapterError saying what is wrong."""
+def _header_entries(weights: Path, size: int) -> dict[str, int]:
+    """The byte length of each tensor the safetensors header of ``weights`` declares, after checking that the
+    header is bounded and that the file is exactly as long as the header says (reads only the header)."""
+    with open(weights, "rb") as f:
+        head = f.read(8)
+        n = int.from_bytes(head, "little") if len(head) == 8 else -1
+        if not 2 <= n <= min(MAX_HEADER_BYTES, size - 8):
+            raise AdapterError(f"{weights} cannot be read as safetensors (its header length {n:,} does not fit a "
+                               f"{size:,}-byte file and the {MAX_HEADER_BYTES:,}-byte bound); {_FIX}")
+        text = f.read(n)
+    try:
+        decoded = text.decode("utf-8")
+        _depth_ok(decoded)
+        header = json.loads(decoded)
+        entries = {k: v["data_offsets"] for k, v in header.items() if k != "__metadata__"}
+        if not all(isinstance(o, list) and len(o) == 2 and all(_is_int(b) and b >= 0 for b in o) and o[0] <= o[1]
+                   for o in entries.values()):
+            raise ValueError("a tensor's data_offsets are not two ascending byte offsets")
+    except (ValueError, RecursionError, TypeError, KeyError, AttributeError) as e:
+        raise AdapterError(f"{weights} cannot be read as safetensors (its header: {type(e).__name__} {e}); {_FIX}") from None
+    end = max((o[1] for o in entries.values()), default=0)
+    if 8 + n + end != size:
+        raise AdapterError(f"{weights} is {size:,} bytes, but its header describes {8 + n + end:,}: the file is corrupt or truncated, or "
+                           f"has bytes appended; {_FIX}")
+    return {k: o[1] - o[0] for k, o in entries.items()}
+
+
+def _check_sizes(lengths: dict[str, int], shapes: dict[str, tuple[int, ...]], direct: dict[str, tuple[tuple[int, ...], torch.dtype]] | None,
+                 where: Path) -> None:
+    """Refuse a header whose z and lambda take more bytes than float64 values of the config's shapes, or whose direct
+    tensors (when the model is known) are not exactly the model's: before the file's data is read."""
+    for k, length in lengths.items():
+        if k in shapes and length > 8 * math.prod(shapes[k]):
+            raise AdapterError(f"{where}: {k} takes {length:,} bytes, more than {math.prod(shapes[k]):,} float64 values "
+                               f"the config's d and groups give; {_FIX}")
+    if direct is None:
+        return
+    stored = {k for k in lengths if k.startswith("direct.")}
+    if stored != set(direct):
+        raise AdapterError(f"{where} holds directly trained tensors {sorted(stored)}, but this model trains {sorted(direct)} "
+                           f"directly; load it on the base model it was made for")
+    for k, (shape, dtype) in direct.items():
+        if lengths[k] != math.prod(shape) * dtype.itemsize:
+            raise AdapterError(f"{where}: {k} takes {lengths[k]:,} bytes, but the model's {k[7:]} is {tuple(shape)} of {dtype} "
+                               f"({math.prod(shape) * dtype.itemsize:,} bytes); load it on the base model it was made for")
+
+
+def open_adapter(path: str | Path) -> tuple[dict[str, Any], dict[str, tuple[int, ...]]]:
+    """The verified config of the adapter folder ``path`` and the shapes of z and lambda it implies (weights not read)."""
     src = Path(path)
-    cfg_path, weights = src / CONFIG_NAME, src / WEIGHTS_NAME
-    for p in (cfg_path, weights):
+    for p in (src / CONFIG_NAME, src / WEIGHTS_NAME):
         if not p.is_file():
             raise AdapterError(f"{p} is missing: an adapter directory holds {CONFIG_NAME} and {WEIGHTS_NAME}")
-    config, shapes = _read_config(cfg_path)
+    return _read_config(src / CONFIG_NAME)
+
+
+def read_weights(path: str | Path, config: dict[str, Any], shapes: dict[str, tuple[int, ...]],
+                 direct: dict[str, tuple[tuple[int, ...], torch.dtype]] | None = None) -> dict[str, torch.Tensor]:
+    """The verified tensors of the adapter folder ``path`` whose config :func:`open_adapter` gave: the file's size is
+    checked against its header and the config (and ``direct``, the model's directly trained tensors' shapes and
+    dtypes, when known), then its checksum in chunks, before the data is read into memory."""
+    weights = Path(path) / WEIGHTS_NAME
+    _check_sizes(_header_entries(weights, weights.stat().st_size), shapes, direct, weights)
+    stale = (f"{weights} does not match the checksum in {CONFIG_NAME}: the file is corrupt or truncated, "
+             "or was replaced; save the adapter again")
+    if _file_sha256(weights) != config["weights_sha256"]:
+        raise AdapterError(stale)
     data = weights.read_bytes()
-    if hashlib.sha256(data).hexdigest() != config["weights_sha256"]:
-        raise AdapterError(
-            f"{weights} does not match the checksum in {CONFIG_NAME}: the file is corrupt or truncated, "
-            "or was replaced; save the adapter again"
-        )
+    if hashlib.sha256(data).hexdigest() != config["weights_sha256"]:  # replaced between the two reads
+        raise AdapterError(stale)
     try:
         tensors = load_safetensors(data)
     except (SafetensorError, ValueError, TypeError, RuntimeError) as e:
         raise AdapterError(f"{weights} cannot be read as safetensors ({e}); {_FIX}") from None
     _check_tensors(tensors, shapes, weights)
-    return config, tensors
+    return tensors
+
+
+def read_adapter(path: str | Path) -> tuple[dict[str, Any], dict[str, torch.Tensor]]:
+    """Read and verify an adapter directory; raises AdapterError saying what is wrong."""
+    config, shapes = open_adapter(path)
+    return config, read_weights(path, config, shapes)

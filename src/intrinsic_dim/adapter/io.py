@@ -11,8 +11,8 @@ from typing import Any, Protocol, TypeVar
 import torch
 from torch import nn
 
-from intrinsic_dim.adapter.card import model_card
-from intrinsic_dim.adapter.format import CONFIG_NAME, AdapterError, read_adapter, read_config, write_adapter
+from intrinsic_dim.adapter.card import model_card, pipeline_tag_of
+from intrinsic_dim.adapter.format import CONFIG_NAME, AdapterError, open_adapter, read_config, read_weights, write_adapter
 from intrinsic_dim.adapter.hub import CARD_NAME, resolve_adapter, upload_folder
 from intrinsic_dim.config import SubspaceConfig
 
@@ -38,7 +38,7 @@ def save(holder: AdapterHolder, path: str | Path, metadata: dict[str, Any] | Non
     """Write the adapter files and the README.md model card of ``holder`` into ``path``."""
     config = holder.adapter_config() | {"metadata": metadata or {}}
     out = write_adapter(path, config, holder.adapter_tensors())
-    (out / CARD_NAME).write_text(model_card(config))
+    (out / CARD_NAME).write_text(model_card(config, pipeline_tag_of(getattr(holder, "base", None))))
     return out
 
 
@@ -54,14 +54,15 @@ def load(cls: type[H], model: nn.Module, path: str | Path, revision: str | None 
     """``cls(model, config)`` with the adapter at the folder or Hub repo id ``path`` loaded into it; a
     different base model or a corrupt file is refused and ``model`` is left unwrapped."""
     path = resolve_adapter(path, revision)
-    raw, tensors = read_adapter(path)
+    raw, shapes = open_adapter(path)
     try:
         holder = cls(model, SubspaceConfig.from_dict(raw))  # type: ignore[call-arg]
     except (KeyError, ValueError, TypeError) as e:
         raise AdapterError(f"adapter at {path} does not fit this model: {e}") from e
     try:
         holder.check_base(raw, path)
-        holder.load_tensors(tensors, path)
+        direct = {k: (tuple(t.shape), t.dtype) for k, t in holder.adapter_tensors().items() if k.startswith("direct.")}
+        holder.load_tensors(read_weights(path, raw, shapes, direct), path)
     except AdapterError:
         holder.unwrap()
         raise

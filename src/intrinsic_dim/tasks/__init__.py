@@ -6,6 +6,7 @@ import torch
 
 from intrinsic_dim.tasks.base import Split, Task, TaskError
 from intrinsic_dim.tasks.encoders import ImageEncoder, TextEncoder
+from intrinsic_dim.tasks.hfdata import from_datasets
 from intrinsic_dim.tasks.metrics import METRIC_KEYS, metric_values
 from intrinsic_dim.tasks.registry import list_tasks, load_task
 
@@ -15,4 +16,5 @@ def compute_metrics(task: Task, predictions: torch.Tensor, labels: torch.Tensor)
     return metric_values(task.metric, predictions, labels, task.is_regression)
 
 
-__all__ = ["METRIC_KEYS", "ImageEncoder", "Split", "Task", "TaskError", "TextEncoder", "compute_metrics", "list_tasks", "load_task"]
+__all__ = ["METRIC_KEYS", "ImageEncoder", "Split", "Task", "TaskError", "TextEncoder", "compute_metrics", "from_datasets", "list_tasks",
+           "load_task"]

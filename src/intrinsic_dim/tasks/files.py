@@ -56,10 +56,13 @@ def _read_jsonl(text: str) -> list[Any]:
 
 
 def read_rows(path: Path) -> list[Row]:
-    """The rows of one data file as dicts; a TaskError for anything unreadable."""
+    """The rows of one data file as dicts; a TaskError for anything unreadable, for a path that is not a regular file
+    (a named pipe would block the read for ever) and for JSON nested beyond what the parser's recursion allows."""
     suffix = path.suffix.lower()
     if suffix not in EXTENSIONS:
         raise TaskError(f"{path}: unsupported file type {suffix!r}; use one of {', '.join(EXTENSIONS)}")
+    if path.exists() and not path.is_file():
+        raise TaskError(f"{path} is not a regular file (a folder, named pipe or device cannot be read as data): pass a data file")
     try:
         text = path.read_text(encoding="utf-8-sig")
         if suffix in (".csv", ".tsv"):
@@ -72,11 +75,19 @@ def read_rows(path: Path) -> list[Row]:
         raise TaskError(f"{path} is not UTF-8 text; re-save it as UTF-8") from None
     except (OSError, csv.Error, json.JSONDecodeError) as e:
         raise TaskError(f"cannot read {path}: {e}") from None
+    except RecursionError:
+        raise TaskError(f"{path} nests JSON lists or objects too deeply to read; each example should be a flat object "
+                        "of columns") from None
+    return checked_rows(rows, path)
+
+
+def checked_rows(rows: list[Any], where: str | Path) -> list[Row]:
+    """``rows`` if there are some and each is a dict of columns, else a TaskError naming ``where``."""
     if not rows:
-        raise TaskError(f"{path} holds no examples")
+        raise TaskError(f"{where} holds no examples")
     bad = next((i for i, r in enumerate(rows) if not isinstance(r, dict)), None)
     if bad is not None:
-        raise TaskError(f"{path}: example {bad + 1} is not an object with named columns: {rows[bad]!r}")
+        raise TaskError(f"{where}: example {bad + 1} is not an object with named columns: {rows[bad]!r}")
     return rows
 
 
@@ -97,7 +108,7 @@ def _number(v: Any) -> float | None:
     return None
 
 
-def text_columns(rows: list[Row], path: Path) -> list[str]:
+def text_columns(rows: list[Row], path: str | Path) -> list[str]:
     """``sentence1``[/``sentence2``], or else the first one or two non-numeric, non-label columns."""
     columns = [c for c in _columns(rows) if c != "label"]
     if "sentence1" in columns:
@@ -108,7 +119,7 @@ def text_columns(rows: list[Row], path: Path) -> list[str]:
     return texts[:2]
 
 
-def _raw_labels(rows: list[Row], path: Path) -> list[Any]:
+def _raw_labels(rows: list[Row], path: str | Path) -> list[Any]:
     if "label" not in _columns(rows):
         raise TaskError(
             f"{path} has no 'label' column (columns: {', '.join(_columns(rows))}); "
@@ -145,7 +156,7 @@ def encode_file_labels(raw: list[Any], where: str) -> tuple[torch.Tensor, list[s
     return labels, names
 
 
-def _texts(rows: list[Row], columns: list[str], path: Path) -> list[tuple[str, ...]]:
+def _texts(rows: list[Row], columns: list[str], path: str | Path) -> list[tuple[str, ...]]:
     missing = [c for c in columns if all(c not in r for r in rows)]
     if missing:
         raise TaskError(f"{path} lacks the text column(s) {', '.join(missing)} that the training file uses")
@@ -172,7 +183,7 @@ def resolve_files(name: str) -> tuple[Path, Path | None]:
     return found["train"], evals[0]
 
 
-def _single_file_split(labels: torch.Tensor, regression: bool, path: Path) -> tuple[torch.Tensor, torch.Tensor, str]:
+def _single_file_split(labels: torch.Tensor, regression: bool, path: str | Path) -> tuple[torch.Tensor, torch.Tensor, str]:
     if regression:
         order = seeded_order(len(labels), SPLIT_SEED, _PLAIN_SPLIT_STREAM)
         k = round(SINGLE_FILE_EVAL_FRACTION * len(labels))
@@ -183,28 +194,37 @@ def _single_file_split(labels: torch.Tensor, regression: bool, path: Path) -> tu
         raise TaskError(f"{path} has too few examples ({len(labels)}) to hold out {SINGLE_FILE_EVAL_FRACTION:g} for evaluation")
     kind = "plain" if regression else "stratified"
     fraction = SINGLE_FILE_EVAL_FRACTION
-    how = f"one file {path}, split {1 - fraction:g}/{fraction:g} by a fixed {kind} shuffle (seed {SPLIT_SEED})"
+    how = f"{path}, split {1 - fraction:g}/{fraction:g} by a fixed {kind} shuffle (seed {SPLIT_SEED})"
     return train_idx, eval_idx, how
 
 
 def file_task(name: str) -> Task:
     """A task from the file(s) named by ``name`` (see :func:`resolve_files`)."""
     train_path, eval_path = resolve_files(name)
-    sources = [(train_path, read_rows(train_path))] + ([(eval_path, read_rows(eval_path))] if eval_path else [])
-    columns = text_columns(sources[0][1], train_path)
-    raw = [v for path, rows in sources for v in _raw_labels(rows, path)]
-    labels, names = encode_file_labels(raw, " and ".join(str(path) for path, _ in sources))
-    full = Split(labels=labels, texts=[t for path, rows in sources for t in _texts(rows, columns, path)])
-    if eval_path is None:
-        train_idx, eval_idx, how = _single_file_split(labels, not names, train_path)
+    held = (str(eval_path), read_rows(eval_path)) if eval_path else None
+    return rows_task(name, (f"one file {train_path}" if held is None else str(train_path), read_rows(train_path)), held)
+
+
+def rows_task(name: str, train: tuple[str, list[Row]], held: tuple[str, list[Row]] | None,
+              columns: list[str] | None = None) -> Task:
+    """A text task from rows of named columns, each part given with the words that name it in messages: the train rows
+    and the held-out rows, or none (then the train rows are split 90/10 by a fixed shuffle); ``columns``: the text
+    columns (default: as :func:`text_columns` chooses). The labels are the rows' ``label`` values."""
+    sources = [train] + ([held] if held else [])
+    columns = columns or text_columns(train[1], train[0])
+    raw = [v for where, rows in sources for v in _raw_labels(rows, where)]
+    labels, names = encode_file_labels(raw, " and ".join(where for where, _ in sources))
+    full = Split(labels=labels, texts=[t for where, rows in sources for t in _texts(rows, columns, where)])
+    if held is None:
+        train_idx, eval_idx, how = _single_file_split(labels, not names, train[0])
     else:
-        n = len(sources[0][1])
+        n = len(train[1])
         train_idx, eval_idx = torch.arange(n), torch.arange(n, len(labels))
-        how = f"train {train_path}, eval {eval_path}"
+        how = f"train {train[0]}, eval {held[0]}"
     shown = ", ".join(names[:10]) + (", ..." if len(names) > 10 else "")
     target = f"{len(names)} classes from 'label' ({shown})" if names else "regression on 'label' (float)"
     return Task(
         name=name, kind="text", label_names=names, metric="accuracy" if names else "spearmanr",
         train=full.subset(train_idx), eval=full.subset(eval_idx),
-        description=f"Your files: {how}; text column(s) {', '.join(columns)}; {target}.",
+        description=f"Your data: {how}; text column(s) {', '.join(columns)}; {target}.",
     )

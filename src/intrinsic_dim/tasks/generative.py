@@ -63,7 +63,7 @@ def looks_generative(name: str) -> bool:
         line = next((ln for ln in f if ln.strip()), "")
     try:
         row = json.loads(line)
-    except json.JSONDecodeError:
+    except (json.JSONDecodeError, RecursionError):  # read as data files then, which says what is wrong
         return False
     return isinstance(row, dict) and ("messages" in row or ("prompt" in row and "completion" in row))
 
@@ -131,6 +131,8 @@ def sft_task(name: str) -> Task:
 def text_lm_task(name: str) -> Task:
     """Plain language modelling on a UTF-8 text file: one example per non-empty line, split 90/10 (fixed seed)."""
     path = Path(name)
+    if path.exists() and not path.is_file():
+        raise TaskError(f"{path} is not a regular file (a folder, named pipe or device cannot be read as data): pass a text file")
     try:
         lines = [ln.strip() for ln in path.read_text(encoding="utf-8").splitlines() if ln.strip()]
     except FileNotFoundError:

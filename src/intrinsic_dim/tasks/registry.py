@@ -61,11 +61,22 @@ def load_task(name: str, *, max_train: int | None = None, max_eval: int | None =
     arguments always give the same examples; ``task.notes`` says when a limit subsampled or exceeded a split.
     ``metric`` measures the task on another of the metrics it offers (:func:`metrics_offered`) than its default.
     """
+    check_options(max_train, max_eval, seed)
+    return finish_task(_load_full(name), name, max_train=max_train, max_eval=max_eval, seed=seed, metric=metric)
+
+
+def check_options(max_train: int | None, max_eval: int | None, seed: int) -> None:
+    """Refuse a bad max_train, max_eval or seed before any data is read."""
     check_limit("max_train", max_train)
     check_limit("max_eval", max_eval)
     if isinstance(seed, bool) or not isinstance(seed, int) or seed < 0:
         raise TaskError(f"seed must be a non-negative integer, got {seed!r}")
-    task = _load_full(name)
+
+
+def finish_task(task: Task, name: str, *, max_train: int | None = None, max_eval: int | None = None, seed: int = 0,
+                metric: str | None = None) -> Task:
+    """A loaded task checked (metric, empty splits, labels unseen in training), its held-out split cut into validation and
+    test halves, and subsampled: what every task goes through, from a name or from :func:`~intrinsic_dim.tasks.from_datasets`."""
     if metric is not None and metric != task.metric:
         offered = metrics_offered(task)
         if metric not in offered:
