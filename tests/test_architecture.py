@@ -15,7 +15,7 @@ LAYERS = {
     "train": 5,
     "store": 6, "executors": 6, "tracking": 6,
     "search": 7,
-    "report": 8, "experiment": 8, "pretrain": 8, "runs": 8,
+    "report": 8, "experiment": 8, "pretrain": 8, "runs": 8, "merge": 8,
     "cli": 9, "bench": 9,
 }
 """Module (or package) -> layer: a module imports only from its own layer or below."""

@@ -312,60 +312,16 @@ def _check_out(path: str) -> None:
 
 
 def cmd_evaluate(args: argparse.Namespace) -> int:
-    import torch
+    from intrinsic_dim.runs import run_evaluate
 
-    from intrinsic_dim.adapter import read_adapter
-    from intrinsic_dim.models import load_model
-    from intrinsic_dim.subspace import SubspaceModel
-    from intrinsic_dim.tasks import load_task
-    from intrinsic_dim.train import evaluate
-
-    meta = (read_adapter(args.adapter)[0].get("metadata") or {}) if args.adapter else {}
-    d = args.spec.data
-    if args.spec.run.threads:
-        torch.set_num_threads(args.spec.run.threads)
-
-    def pick(name: str) -> Any:
-        return getattr(d, name) if name in args.given or meta.get(name) is None else meta[name]
-
-    seed = args.seed if args.seed is not None else meta.get("seed", 0)
-    model_name = pick("model")
-    task = load_task(pick("task"), max_train=d.max_train, max_eval=d.max_eval, seed=0, metric=d.metric)
-    loaded = load_model(model_name, task, seed=seed, max_length=pick("max_length"))
-    model = SubspaceModel.from_pretrained(loaded.model, args.adapter) if args.adapter else loaded.model
-    metrics = evaluate(model, loaded, task, task.report_split, batch_size=args.batch_size)
-    print(json.dumps({"task": task.name, "model": model_name, "adapter": args.adapter, "split": "test",
-                      "examples": len(task.report_split), **metrics}, indent=2))
+    print(json.dumps(run_evaluate(args.spec, args.adapter, given=args.given, seed=args.seed, batch_size=args.batch_size), indent=2))
     return 0
 
 
 def cmd_merge(args: argparse.Namespace) -> int:
-    import torch
-    from safetensors.torch import save_file
+    from intrinsic_dim.runs import run_merge
 
-    from intrinsic_dim.adapter import AdapterError, read_adapter
-    from intrinsic_dim.models import load_model
-    from intrinsic_dim.subspace import SubspaceModel
-    from intrinsic_dim.tasks import load_task
-
-    meta = read_adapter(args.adapter)[0].get("metadata") or {}
-    model_name, task_name = args.model or meta.get("model"), args.task or meta.get("task")
-    seed = args.seed if args.seed is not None else meta.get("seed")
-    if model_name is None or task_name is None or seed is None:
-        print(f"{args.adapter} does not say which model, task and seed it was trained with (made outside `intrinsic-dim "
-              "train`): pass --model, --task and --seed", file=sys.stderr)
-        return 2
-    task = load_task(task_name, max_train=1, max_eval=1, seed=0)
-    loaded = load_model(model_name, task, seed=seed, max_length=args.max_length or meta.get("max_length", 128))
-    merged = SubspaceModel.from_pretrained(loaded.model, args.adapter).merge_and_unload()
-    if not all(bool(torch.isfinite(p).all()) for p in merged.parameters()):
-        raise AdapterError(f"merging {args.adapter} gives NaN or infinite weights (its z or lambda is too large); nothing was written")
-    out = Path(args.out)
-    if hasattr(merged, "save_pretrained"):
-        merged.save_pretrained(out)
-    else:
-        out.mkdir(parents=True, exist_ok=True)
-        save_file({k: v.contiguous() for k, v in merged.state_dict().items()}, str(out / "model.safetensors"))
+    out = run_merge(args.adapter, args.out, model=args.model, task=args.task, seed=args.seed, max_length=args.max_length)
     print(f"merged model written to {out}/")
     return 0
 

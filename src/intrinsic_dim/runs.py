@@ -74,11 +74,12 @@ def run_measure(spec: MeasureSpec, run_dir: str | Path | None = None, *, progres
     from intrinsic_dim.report import plot_curves, write_report
     from intrinsic_dim.search import BaselineError, measure_d90
     from intrinsic_dim.search.measure import spec_factory
-    from intrinsic_dim.store import DB_NAME, Store, check_writable
+    from intrinsic_dim.store import DB_NAME, Store, atomic_write_text, check_store, check_writable
     from intrinsic_dim.tracking import make_tracker
 
     spec = apply_threads(spec)
     run_dir = check_writable(run_dir or spec.default_run_dir(), create=False)
+    check_store(run_dir)  # a store it cannot read is refused before the task and model load
     task, _ = spec_factory(spec)
     check_writable(run_dir)
     executor = make_executor(spec)
@@ -93,7 +94,7 @@ def run_measure(spec: MeasureSpec, run_dir: str | Path | None = None, *, progres
         result = measure_d90(spec, task, run_dir=run_dir, progress=progress, log=log, executor=executor,
                              tracker=make_tracker(spec.run.report_to, run_dir, task.metric))
     except BaselineError as e:
-        (run_dir / "d90.json").write_text(json.dumps({"status": "no_baseline", "reason": str(e), "notes": task.notes}, indent=2) + "\n")
+        atomic_write_text(run_dir / "d90.json", json.dumps({"status": "no_baseline", "reason": str(e), "notes": task.notes}, indent=2) + "\n")
         raise
     finally:
         if executor is not None:
@@ -155,6 +156,53 @@ def run_train(spec: MeasureSpec, d: int, seed: int, out: str | Path, *, progress
         print(f"could not write {out} ({e}); the trained adapter was saved to {rescue}/ instead", file=sys.stderr)
         out = rescue
     return TrainOutcome(result, out, task.metric, size, rank)
+
+
+def run_evaluate(spec: MeasureSpec, adapter: str | Path | None = None, *, given: set[str] = frozenset(), seed: int | None = None,
+                 batch_size: int = 128) -> dict[str, Any]:
+    """The test-split metrics of the base model, or base model + ``adapter``; the adapter's model, task, seed and
+    max_length stand in for the data fields not ``given`` explicitly."""
+    from intrinsic_dim.adapter import open_adapter
+    from intrinsic_dim.models import load_model
+    from intrinsic_dim.subspace import SubspaceModel
+    from intrinsic_dim.tasks import load_task
+    from intrinsic_dim.train import evaluate
+
+    spec = apply_threads(spec)
+    meta = (open_adapter(adapter)[0].get("metadata") or {}) if adapter else {}
+    d = spec.data
+
+    def pick(name: str) -> Any:
+        return getattr(d, name) if name in given or meta.get(name) is None else meta[name]
+
+    seed = seed if seed is not None else meta.get("seed", 0)
+    task = load_task(pick("task"), max_train=d.max_train, max_eval=d.max_eval, seed=0, metric=d.metric)
+    loaded = load_model(pick("model"), task, seed=seed, max_length=pick("max_length"))
+    model = SubspaceModel.from_pretrained(loaded.model, adapter) if adapter else loaded.model
+    metrics = evaluate(model, loaded, task, task.report_split, batch_size=batch_size)
+    return {"task": task.name, "model": pick("model"), "adapter": None if adapter is None else str(adapter), "split": "test",
+            "examples": len(task.report_split), **metrics}
+
+
+def run_merge(adapter: str | Path, out: str | Path, *, model: str | None = None, task: str | None = None, seed: int | None = None,
+              max_length: int | None = None) -> Path:
+    """Merge an adapter made by ``train`` into its base model (the adapter's model, task and seed unless given) and
+    write a plain model folder (config, weights, tokenizer, card) to ``out``; refused before loading if ``out`` cannot take it."""
+    from intrinsic_dim.adapter import open_adapter
+    from intrinsic_dim.merge import check_out_dir, merge_adapter
+    from intrinsic_dim.models import load_model
+    from intrinsic_dim.tasks import load_task
+
+    check_out_dir(out)
+    meta = open_adapter(adapter)[0].get("metadata") or {}
+    model_name, task_name = model or meta.get("model"), task or meta.get("task")
+    seed = seed if seed is not None else meta.get("seed")
+    if model_name is None or task_name is None or seed is None:
+        raise ValueError(f"{adapter} does not say which model, task and seed it was trained with (made outside `intrinsic-dim "
+                         "train`): pass --model, --task and --seed")
+    loaded = load_model(model_name, load_task(task_name, max_train=1, max_eval=1, seed=0), seed=seed,
+                        max_length=max_length or meta.get("max_length", 128))
+    return merge_adapter(loaded.model, adapter, out, tokenizer=loaded.tokenizer)
 
 
 def run_experiment(path: str | Path, *, out: str | Path | None = None, only: Sequence[str] | None = None, threads: int | None = None,

@@ -9,6 +9,7 @@ from pathlib import Path
 from typing import Any
 
 from intrinsic_dim.results import TrialResult
+from intrinsic_dim.store import atomic_write_text
 from intrinsic_dim.train import TrialConfig
 
 
@@ -62,9 +63,7 @@ class D90Result:
         return asdict(self) | {"bound_sqrt_d90_over_n": self.bound}
 
     def save(self, path: str | Path) -> Path:
-        path = Path(path)
-        path.write_text(json.dumps(self.to_dict(), indent=2, default=float) + "\n")
-        return path
+        return atomic_write_text(path, json.dumps(self.to_dict(), indent=2, default=float) + "\n")
 
 
 def trial_entry(role: str, r: TrialResult) -> dict[str, Any]:
