@@ -400,3 +400,51 @@ def test_a_loss_plot_keeps_its_legend_off_the_falling_curves():
     assert curves_figure([loss]).axes[0].get_legend()._loc == 1 and curves_figure([r]).axes[0].get_legend()._loc == 4
     assert any("base - fraction" in t for t in texts["loss"]) and not any("chance" in t for t in texts["loss"])
     assert any("chance" in t for t in texts["acc"])
+
+
+class Noisy(Synthetic):
+    """Synthetic with Gaussian seed noise on the baseline too (its seeds differ), for the sequential rule and the interval."""
+
+    def __call__(self, cfg: TrialConfig) -> TrialResult:
+        """A subspace trial 'takes' 1 s, a full one 2 s (its wall time), for the cost in full fine-tunings."""
+        if cfg.method != "full":
+            return replace(super().__call__(cfg), wall_s=1.0)
+        self.calls.append((cfg.method, cfg.d, cfg.seed))
+        g = torch.Generator().manual_seed(self.replicate * 7919 + cfg.seed)
+        value = 1.0 + self.noise * torch.randn(1, generator=g).item()
+        return TrialResult(config=cfg.to_dict(), status="ok", metric=value, val_metric=value, train_metric=value,
+                           train_sample="synthetic", lr=1e-3, wall_s=2.0)
+
+
+def test_the_sequential_rule_spends_fewer_trials_for_the_same_d90():
+    """Points far from tau take one seed; over repetitions the sequential d90 stays as close to the truth as all-seeds'."""
+    errors, trials = {"all": [], "sequential": []}, {"all": 0, "sequential": 0}
+    for rep in range(6):
+        for rule in errors:
+            run = Noisy(noise=0.01, replicate=rep)
+            r = measure_d90(None, _task(), seeds=3, precision=0.05, seed_rule=rule, runner=run, trial=TrialConfig(said=False),
+                            full_trial=TrialConfig(method="full"), log=lambda s: None, progress=False)
+            errors[rule].append(abs(math.log(r.d90 / TRUE_D90)))
+            trials[rule] += len(run.calls)
+            if rule == "sequential":
+                counts = {p["d"]: len(p["values"]) for p in r.points}
+                assert min(counts.values()) == 1 and r.seed_rule == "sequential"  # a point far from tau took one seed
+    assert trials["sequential"] < 0.85 * trials["all"]
+    assert sum(errors["sequential"]) / 6 <= sum(errors["all"]) / 6 + 0.03
+
+
+def test_the_interval_resamples_the_baseline_seeds_and_a_close_pass_is_a_knife_edge():
+    from intrinsic_dim.search.stats import bootstrap_interval, pass_margin
+
+    results = {d: [TrialResult(config={}, status="ok", metric=m + e) for e in (-0.01, 0.0, 0.01)]
+               for d, m in ((100, 0.80), (200, 0.88), (400, 0.95))}
+    fixed = bootstrap_interval(results, [100, 200, 400], 0.9, 3)
+    assert fixed == bootstrap_interval(results, [100, 200, 400], 0.9, 3, baseline_values=[1.0])  # one seed: nothing to resample
+    wide = bootstrap_interval(results, [100, 200, 400], 0.9, 3, baseline_values=[0.95, 1.0, 1.05])
+    assert wide[0] <= fixed[0] and (wide[1] is None or wide[1] >= fixed[1]) and wide != fixed
+    margin, se = pass_margin([0.901, 0.899, 0.903], 0.9, [0.99, 1.0, 1.01], 0.9)
+    assert margin == pytest.approx(0.001) and se > margin  # passes by less than its standard error
+    r = measure_d90(None, _task(), seeds=3, precision=0.05, runner=Noisy(noise=0.01), trial=TrialConfig(said=False),
+                    full_trial=TrialConfig(method="full"), log=lambda s: None, progress=False)
+    assert r.margin is not None and r.knife_edge == (r.margin < r.margin_se)
+    assert r.cost_full_trials == pytest.approx(sum(t["wall_s"] for t in r.trials) / 2.0)

@@ -24,6 +24,7 @@ from intrinsic_dim.projection import KINDS, LAYOUTS, NORMALISATIONS
 
 METHODS = ("said", "did", "lora")
 SELECT = ("best", "final")
+SEED_RULES = ("all", "sequential")
 EXECUTORS = ("local", "ray")
 TRACKERS = ("none", "tensorboard", "mlflow")
 MAX_SEED = 2**63 - 1
@@ -145,6 +146,9 @@ class SearchSpec(_Part):
     fraction: float = _opt(0.9, "threshold fraction of the baseline (0.9: d90)", "float",
                            check=(lambda v: _positive(v) and v <= 1.5, "a number in (0, 1.5]"))
     precision: float = _opt(0.3, "stop bisecting when hi / lo <= 1 + precision", "float", check=(_positive, "a positive number"))
+    seed_rule: str = _opt("all", "all: every point gets --seeds seeds; sequential: seeds only while a point's verdict is open (its "
+                          "mean within 3 standard errors of tau, seed noise pooled from the baseline and the points), and "
+                          "bisection stops once the bracket's ends are within the seed noise (docs/search.md)", "text", SEED_RULES)
     curve: bool = _opt(False, "train every --dims point to the full budget and take d90 from them (for figures) instead of searching",
                        "flag")
     baseline: float | None = _opt(None, "use this baseline metric instead of full fine-tuning (e.g. 1.0 for Li et al.'s MNIST)",

@@ -16,7 +16,7 @@ from intrinsic_dim.groups import subspace_extent
 from intrinsic_dim.results import TrialResult
 from intrinsic_dim.search.result import D90Result, method_of, trial_entry
 from intrinsic_dim.search.stats import (
-    MIN_SEEDS_FOR_INTERVAL, BaselineError, bootstrap_interval, check_baseline, crossing, mean, threshold,
+    MIN_SEEDS_FOR_INTERVAL, BaselineError, bootstrap_interval, check_baseline, crossing, mean, pass_margin, threshold,
 )
 from intrinsic_dim.search.sweep import Sweep, rate_search, reuse_stores, search_grid
 from intrinsic_dim.spec import MeasureSpec, SearchSpec
@@ -101,7 +101,7 @@ def measure_d90(
                 runner, executor, tracker)
 
 
-_KEYWORDS = {"dims", "seeds", "fraction", "baseline", "baseline_seeds", "precision", "curve"}
+_KEYWORDS = {"dims", "seeds", "fraction", "baseline", "baseline_seeds", "precision", "curve", "seed_rule"}
 
 
 def _keyword_form(kw: dict[str, Any]) -> tuple[SearchSpec, TrialConfig, TrialConfig, Sequence[str | Path], bool]:
@@ -136,8 +136,11 @@ def _run(factory: ModelFactory | None, task: Task, search: SearchSpec, trial: Tr
             store.check_run_config(run_config)
         others = reuse_stores(reuse, run_config)
         executor = executor or InProcess(runner or (lambda cfg: run_trial(factory, task, cfg, progress=progress)))
-        s = Sweep(executor, task, trial, store, log, others, tracker)
-        result = _measure(s, factory, task, search, full, model_name, start)
+        s = Sweep(executor, task, trial, store, log, others, tracker, sequential=search.seed_rule == "sequential", progress=progress)
+        try:
+            result = _measure(s, factory, task, search, full, model_name, start)
+        finally:
+            s.bar.close()
         if tracker is not None:
             tracker.log_summary(result.to_dict())
         return result
@@ -190,6 +193,7 @@ def _baseline_phase(s: Sweep, task: Task, q: SearchSpec, full: TrialConfig, chan
         full_lr_policy = f"AdamW {best:g} (best on validation of {', '.join(f'{k:g}' for k in q.full_lr_search)}, seed 0)"
     values: list[float] = []
     if q.baseline is None:
+        s.bar.expect(q.baseline_seeds or q.seeds)
         base = s.run_many("baseline", [replace(full, seed=k) for k in range(q.baseline_seeds or q.seeds)])
         values = [r.metric for r in base if r.ok]
         if not values:
@@ -203,6 +207,7 @@ def _baseline_phase(s: Sweep, task: Task, q: SearchSpec, full: TrialConfig, chan
         base_value = start_run.metric if start_run.ok else float("nan")
     check_baseline(baseline, q.fraction, chance, source, base_value)
     tau = threshold(q.fraction, baseline, base_value, lower)
+    s.tau, s.baseline_values = tau, values
     rule = (f"threshold base {base_value:.4f} - {q.fraction:g} x (base - baseline) = {tau:.4f} (lower is better)" if lower
             else f"threshold {q.fraction:g} x baseline = {tau:.4f}")
     s.log(f"baseline {task.metric} = {baseline:.4f} ({source}); {rule}" + (f"; chance {chance:.4f}" if chance is not None else ""))
@@ -243,6 +248,7 @@ def _measure(s: Sweep, model_factory: ModelFactory | None, task: Task, q: Search
     grid = sorted(d for d in set(q.dims or (DEFAULT_RANKS if trial.method == "lora" else DEFAULT_DIMS)) if min_d <= d <= max_d)
     if not grid:
         raise ValueError(f"no dimension to evaluate: SAID needs d > {min_d - 1} (its number of groups); pass larger --dims")
+    s.bar.expect(len(grid) * q.seeds if q.curve else min(len(grid), 3) * q.seeds)
     if q.curve:
         for d in grid:
             s.point(d, q.seeds, b.tau)
@@ -265,10 +271,18 @@ def _result(s: Sweep, task: Task, q: SearchSpec, b: _Baseline, full_template: Tr
     bracket = (max(below) if below else None, d90) if d90 else (ds[-1], None)
     interval = None
     if d90 and seeds >= MIN_SEEDS_FOR_INTERVAL:
-        lo, hi = bootstrap_interval(s.results, ds, tau, seeds, lower=lower)
+        lo, hi = bootstrap_interval(s.results, ds, tau, seeds, lower=lower, baseline_values=b.values, fraction=q.fraction,
+                                    base_value=b.base_value)
         interval = (min(lo, bracket[0] or lo), None if hi is None else max(hi, float(d90)))
     status = "found" if d90 and d90 != ds[0] else ("at_or_below_smallest" if d90 else "above_largest")
-    notes = list(task.notes)
+    notes = list(task.notes) + s.notes
+    margin = margin_se = None
+    if d90:
+        margin, margin_se = pass_margin([r.metric for r in s.results[d90] if r.ok], tau, b.values, q.fraction, lower)
+    knife_edge = margin is not None and margin < margin_se
+    if knife_edge:
+        notes.append(f"knife-edge: d = {d90:,} passes tau by {margin:.4f}, less than that margin's standard error {margin_se:.4f} "
+                     "(point and baseline seeds): quote the interval, not d90 alone")
     size = "r" if trial.method == "lora" else "d"  # the LoRA rank, or the subspace dimension
     if not any(p["n_ok"] for p in pts):
         status = "no_successful_trial"
@@ -295,10 +309,18 @@ def _result(s: Sweep, task: Task, q: SearchSpec, b: _Baseline, full_template: Tr
         baseline_source=b.source, threshold=tau, d90=d90, crossing=cross, bracket=bracket, interval=interval,
         status=status, points=pts, trials=[trial_entry(role, r) for role, r in s.all], n_train=n_train,
         lr=trial.lr, wall_s=time.perf_counter() - start, compute_s=sum(r.wall_s for r in s.done.values()),
-        mode="curve" if q.curve else "search", seeds=seeds, baseline_values=b.values, chance=chance,
+        mode="curve" if q.curve else "search", seeds=seeds, seed_rule=q.seed_rule, baseline_values=b.values, chance=chance,
         budget=budget, monotone=monotone, said=trial.said, projection=trial.projection, layout=trial.layout,
         normalisation=trial.normalisation, groups=trial.groups, threads=torch.get_num_threads(), notes=notes,
         method=method_of(trial), lower_is_better=lower, base_value=b.base_value,
         trainable_params=next((p["trainable"] for p in pts if p["d"] == d90), None),
         train_sample=next((r.train_sample for _, r in s.all if r.train_sample), ""),
+        knife_edge=knife_edge, margin=margin, margin_se=margin_se, cost_full_trials=_cost(s),
     )
+
+
+def _cost(s: Sweep) -> float | None:
+    """Every trial's wall time over the mean full fine-tuning trial's: what the d90 cost in full fine-tunings
+    (None without a measured baseline trial)."""
+    full = [r.wall_s for r in s.done.values() if r.config.get("method") == "full" and r.wall_s > 0]
+    return sum(r.wall_s for r in s.done.values()) / mean(full) if full else None

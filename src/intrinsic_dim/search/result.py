@@ -53,6 +53,11 @@ class D90Result:
     base_value: float | None = None
     trainable_params: int | None = None
     train_sample: str = ""
+    knife_edge: bool = False
+    margin: float | None = None
+    margin_se: float | None = None
+    cost_full_trials: float | None = None
+    seed_rule: str = "all"
 
     @property
     def bound(self) -> float | None:

@@ -82,14 +82,37 @@ def check_baseline(baseline: float, fraction: float, chance: float | None, sourc
 
 
 def bootstrap_interval(results: dict[int, list[TrialResult]], ds: list[int], tau: float, seeds: int,
-                        n_boot: int = 2000, lower: bool = False) -> tuple[float, float | None]:
-    """95% percentile interval of the crossing, resampling seeds independently at every d. The upper
-    end is None when over 2.5% of the resamples pass at no evaluated d (it lies beyond them)."""
+                        n_boot: int = 2000, lower: bool = False, baseline_values: Sequence[float] = (),
+                        fraction: float = 0.9, base_value: float | None = None) -> tuple[float, float | None]:
+    """95% percentile interval of the crossing, resampling the seeds of every point independently and, when the
+    threshold comes from measured baseline seeds (``baseline_values``), those seeds too, so that tau's own seed
+    noise is in the interval. The upper end is None when over 2.5% of the resamples pass at no evaluated d."""
     gen = torch.Generator().manual_seed(0)
     worst = math.inf if lower else -math.inf
-    vals = torch.tensor([[r.metric if r.ok else worst for r in results[d]] for d in ds], dtype=torch.float64)
-    idx = torch.randint(0, seeds, (n_boot, len(ds), seeds), generator=gen)
-    means = torch.gather(vals.expand(n_boot, -1, -1), 2, idx).mean(2)
-    out = sorted(crossing(ds, m, [passes(v, tau, lower) for v in m], tau, lower) for m in means.tolist())
+    rows = [[r.metric if r.ok else worst for r in results[d]] for d in ds]
+    if all(len(v) == seeds for v in rows):  # the draw of every run made before points could differ in seeds
+        vals = torch.tensor(rows, dtype=torch.float64)
+        idx = torch.randint(0, seeds, (n_boot, len(ds), seeds), generator=gen)
+        means = torch.gather(vals.expand(n_boot, -1, -1), 2, idx).mean(2)
+    else:
+        means = torch.stack([torch.tensor(v, dtype=torch.float64)[torch.randint(0, len(v), (n_boot, len(v)), generator=gen)].mean(1)
+                             for v in rows], 1)
+    taus = [tau] * n_boot
+    if len(baseline_values) > 1:
+        b = torch.tensor(list(baseline_values), dtype=torch.float64)
+        draws = b[torch.randint(0, len(b), (n_boot, len(b)), generator=torch.Generator().manual_seed(1))].mean(1)
+        taus = [threshold(fraction, float(v), base_value, lower) for v in draws]
+    out = sorted(crossing(ds, m, [passes(v, t, lower) for v in m], t, lower) for m, t in zip(means.tolist(), taus))
     lo, hi = out[int(0.025 * (n_boot - 1))], out[math.ceil(0.975 * (n_boot - 1))]
     return lo, (hi if math.isfinite(hi) else None)
+
+
+def pass_margin(values: Sequence[float], tau: float, baseline_values: Sequence[float], fraction: float,
+                lower: bool = False) -> tuple[float, float]:
+    """How far a point's seed mean passes tau (positive: passes) and the standard error of that margin, from the
+    point's seeds and, for a measured baseline, tau's own (fraction x the baseline seeds' standard error)."""
+    def se(v: Sequence[float]) -> float:
+        return float(torch.tensor(list(v), dtype=torch.float64).std().item()) / math.sqrt(len(v)) if len(v) > 1 else 0.0
+
+    margin = (tau - mean(values)) if lower else (mean(values) - tau)
+    return margin, math.sqrt(se(values) ** 2 + (fraction * se(baseline_values)) ** 2)

@@ -10,9 +10,11 @@ from dataclasses import replace
 from pathlib import Path
 from typing import TYPE_CHECKING, Any, Callable, Sequence
 
+from tqdm.auto import tqdm
+
 from intrinsic_dim.executors import Executor
 from intrinsic_dim.results import NOT_FULL, TrialResult
-from intrinsic_dim.search.stats import point_stats, passes
+from intrinsic_dim.search.stats import mean, passes, point_stats
 from intrinsic_dim.store import DB_NAME, RunConfigMismatch, Store
 from intrinsic_dim.tasks import Task
 from intrinsic_dim.train import TrialConfig
@@ -21,17 +23,49 @@ if TYPE_CHECKING:
     from intrinsic_dim.tracking import Tracker
 
 STEP_DOWN = 3
+SETTLE_Z = 3.0
+"""sequential seed rule: a point whose seed mean lies more than SETTLE_Z standard errors from tau needs no more seeds."""
+RESOLVE_Z = 2.0
+"""sequential seed rule: bisection stops once the bracket's two ends differ by less than RESOLVE_Z standard errors."""
+
+
+class SweepBar:
+    """One progress line for the whole sweep, above the per-trial bar: trials done / expected, the current bracket,
+    elapsed and an estimate of what remains (tqdm's); silent when ``enabled`` is false."""
+
+    def __init__(self, enabled: bool) -> None:
+        self.bar = tqdm(total=0, desc="d90 sweep", unit="trial", disable=not enabled, position=0, leave=False, dynamic_ncols=True)
+
+    def expect(self, more: int) -> None:
+        """At least ``more`` trials remain."""
+        self.bar.total = max(self.bar.total or 0, self.bar.n + more)
+        self.bar.refresh()
+
+    def step(self, status: str) -> None:
+        if self.bar.n + 1 > (self.bar.total or 0):
+            self.bar.total = self.bar.n + 1
+        self.bar.set_postfix_str(status, refresh=False)
+        self.bar.update(1)
+
+    def close(self) -> None:
+        self.bar.close()
 
 
 class Sweep:
+    """The trials of one measurement: where each result comes from, the points by d, and the seed rule."""
+
     def __init__(self, executor: Executor, task: Task, trial: TrialConfig, store: Store | None, log: Callable[[str], None],
-                 reuse: Sequence[Store] = (), tracker: Tracker | None = None):
+                 reuse: Sequence[Store] = (), tracker: Tracker | None = None, sequential: bool = False, progress: bool = False):
         self.executor, self.task, self.trial, self.store, self.log = executor, task, trial, store, log
-        self.reuse, self.tracker = reuse, tracker
+        self.reuse, self.tracker, self.sequential = reuse, tracker, sequential
         self.lower = task.lower_is_better
         self.results: dict[int, list[TrialResult]] = {}
         self.all: list[tuple[str, TrialResult]] = []
         self.done: dict[str, TrialResult] = {}
+        self.baseline_values: list[float] = []
+        self.tau: float | None = None
+        self.bar = SweepBar(progress)
+        self.notes: list[str] = []
 
     def _cached(self, role: str, cfg: TrialConfig) -> tuple[TrialResult, str] | None:
         """A finished trial of this configuration: run earlier in this sweep under another role (a rate candidate
@@ -62,6 +96,7 @@ class Sweep:
                 out[i] = cached[0]
                 self._log(role, cfg, *cached)
                 self._track(role, cached[0])
+                self.bar.step(self._status())
             else:
                 todo.append(i)
 
@@ -72,6 +107,7 @@ class Sweep:
             out[i] = res
             self._log(role, cfgs[i], res, f"{res.wall_s:.0f}s")
             self._track(role, res)
+            self.bar.step(self._status())
 
         if todo:
             self.executor.run_many([cfgs[i] for i in todo], done)
@@ -87,12 +123,62 @@ class Sweep:
         self.log(f"  {role:9s} {cfg.method:8s} d={cfg.d!s:>6} seed={cfg.seed} lr={res.lr:.3g}: test {self.task.metric}="
                  f"{res.metric:.4f} (validation {res.val_metric:.4f}) [{res.status}, {tag}]")
 
+    def _status(self) -> str:
+        """The current bracket, for the progress line."""
+        if self.tau is None:
+            return "baseline"
+        passing = [d for d in self.results if point_stats(self.results[d])["all_ok"]
+                   and passes(point_stats(self.results[d])["mean"], self.tau, self.lower)]
+        if not passing:
+            return f"no pass yet (d <= {max(self.results, default=0):,})"
+        hi = min(passing)
+        lo = max((d for d in self.results if d < hi), default=None)
+        return f"bracket ({lo if lo is not None else '-'}, {hi:,}]"
+
+    def noise(self) -> float | None:
+        """The seed noise (standard deviation of one trial's metric), pooled over the baseline's seeds and every point
+        with two or more successful seeds; None until two such samples exist."""
+        groups = [self.baseline_values] + [[r.metric for r in rs if r.ok] for rs in self.results.values()]
+        groups = [g for g in groups if len(g) > 1]
+        dof = sum(len(g) - 1 for g in groups)
+        if dof < 2:
+            return None
+        ss = sum(sum((v - mean(g)) ** 2 for v in g) for g in groups)
+        return math.sqrt(ss / dof)
+
+    def settled(self, results: Sequence[TrialResult], tau: float) -> bool:
+        """Whether a point's seeds so far decide its verdict: all succeeded and their mean lies more than SETTLE_Z
+        standard errors (pooled seed noise / sqrt(n)) from tau. A failed seed never settles a point."""
+        sigma = self.noise()
+        ok = [r.metric for r in results if r.ok]
+        if sigma is None or not ok or len(ok) < len(results):
+            return False
+        return abs(mean(ok) - tau) > SETTLE_Z * sigma / math.sqrt(len(ok))
+
     def point(self, d: int, seeds: int, tau: float) -> dict[str, Any]:
+        """The point at ``d``: ``seeds`` seeds, or with the sequential rule only as many as it takes to settle its verdict."""
         if d not in self.results:
-            self.results[d] = self.run_many("search", [replace(self.trial, d=d, seed=s) for s in range(seeds)])
+            self.bar.expect(seeds)
+            if self.sequential:
+                self.results[d] = []
+                while len(self.results[d]) < seeds and not self.settled(self.results[d], tau):
+                    self.results[d] += self.run_many("search", [replace(self.trial, d=d, seed=len(self.results[d]))])
+            else:
+                self.results[d] = self.run_many("search", [replace(self.trial, d=d, seed=s) for s in range(seeds)])
         stats = point_stats(self.results[d])
         stats["passed"] = stats["all_ok"] and passes(stats["mean"], tau, self.lower)
         return stats
+
+    def resolved(self, lo: int, hi: int) -> bool:
+        """Sequential rule: whether the bracket's ends are already within the seed noise of each other, so a point
+        between them could not be told apart from either."""
+        sigma = self.noise()
+        if not self.sequential or sigma is None:
+            return False
+        a, b = ([r.metric for r in self.results[d] if r.ok] for d in (lo, hi))
+        if not a or not b:
+            return False
+        return abs(mean(b) - mean(a)) < RESOLVE_Z * sigma * math.sqrt(1 / len(a) + 1 / len(b))
 
 
 def reuse_stores(paths: Sequence[str | Path], run_config: dict[str, Any]) -> list[Store]:
@@ -155,6 +241,10 @@ def search_grid(s: Sweep, grid: list[int], seeds: int, tau: float, precision: fl
         lo = max(failing)
         mid = round(math.sqrt(lo * hi))
         if hi / lo <= 1 + precision or mid in (lo, hi):
+            return
+        if s.resolved(lo, hi):
+            s.notes.append(f"bisection stopped at the bracket ({lo:,}, {hi:,}]: its ends differ by less than {RESOLVE_Z:g} standard "
+                           "errors of the seed noise, so a point between them could not be told apart (sequential seed rule)")
             return
         s.point(mid, seeds, tau)
 

@@ -1,0 +1,140 @@
+"""The seed rules of the d90 search on synthetic objectives calibrated from committed runs: bias, spread and trials.
+
+For each committed run named below, its d90.json gives the curve (seed mean at every evaluated d, made monotone and
+interpolated in log d) and its seed noise (the standard deviation pooled over its points' and baseline's seeds).
+A synthetic objective returns curve(d) + noise x N(0, 1) per (d, seed, replicate), and full fine-tuning returns the
+baseline mean + noise x N(0, 1), so the true d90 is where the curve crosses 0.9 x the baseline mean. Every replicate
+runs the same search (the run's own grid, seeds and precision) with ``seed_rule`` all and sequential; the table gives
+each rule's median and spread of log(d90 / true d90), how often the true d90 lies in the bracket, and the mean number of
+trials. Run: ``.venv/bin/python benchmarks/search_calibration.py [--replicates 200]`` (seconds: no training).
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import math
+from pathlib import Path
+from typing import Any
+
+import torch
+
+from intrinsic_dim.results import TrialResult
+from intrinsic_dim.search import measure_d90
+from intrinsic_dim.tasks.base import Split, Task
+from intrinsic_dim.train import TrialConfig
+
+ROOT = Path(__file__).resolve().parents[1]
+RUNS = ["li2018_mnist/fc-own-n2000", "li2018_mnist/lenet-own", "aghajanyan2021_minilm/tweets-said", "aghajanyan2021_minilm/tweets-did"]
+
+
+class Calibrated:
+    """A synthetic objective shaped like a committed run: its monotone seed-mean curve plus Gaussian seed noise."""
+
+    def __init__(self, result: dict[str, Any], replicate: int) -> None:
+        pts = sorted((p["d"], p["mean"]) for p in result["points"] if p["n_ok"])
+        means, best = [], -math.inf
+        for _, m in pts:
+            best = max(best, m)
+            means.append(best)
+        self.logd = [math.log(d) for d, _ in pts]
+        self.means = means
+        self.noise = pooled_noise(result)
+        self.baseline = result["baseline"]
+        self.replicate = replicate
+        self.calls = 0
+
+    def curve(self, d: float) -> float:
+        x = math.log(d)
+        if x <= self.logd[0]:
+            return self.means[0]
+        for (x0, m0), (x1, m1) in zip(zip(self.logd, self.means), zip(self.logd[1:], self.means[1:])):
+            if x <= x1:
+                return m0 + (m1 - m0) * (x - x0) / (x1 - x0)
+        return self.means[-1]
+
+    def true_d90(self, fraction: float) -> float:
+        """Where the curve crosses fraction x the baseline mean (log-linear inside the segment)."""
+        tau = fraction * self.baseline
+        for (x0, m0), (x1, m1) in zip(zip(self.logd, self.means), zip(self.logd[1:], self.means[1:])):
+            if m0 < tau <= m1:
+                return math.exp(x0 + (tau - m0) / (m1 - m0) * (x1 - x0))
+        return math.exp(self.logd[0]) if self.means[0] >= tau else math.inf
+
+    def __call__(self, cfg: TrialConfig) -> TrialResult:
+        self.calls += 1
+        g = torch.Generator().manual_seed(self.replicate * 1_000_003 + (cfg.d or 0) * 101 + cfg.seed * 7 + (cfg.method == "full"))
+        e = torch.randn(1, generator=g, dtype=torch.float64).item() * self.noise
+        value = (self.baseline if cfg.method == "full" else self.curve(cfg.d)) + e
+        return TrialResult(config=cfg.to_dict(), status="ok", metric=value, val_metric=value, train_metric=value,
+                           train_sample="synthetic", lr=0.1)
+
+
+def pooled_noise(result: dict[str, Any]) -> float:
+    """Standard deviation of one seed's metric, pooled over the run's points and baseline seeds."""
+    groups = [[v for v in p["values"] if v == v] for p in result["points"]] + [result.get("baseline_values") or []]
+    groups = [g for g in groups if len(g) > 1]
+    dof = sum(len(g) - 1 for g in groups)
+    ss = sum(sum((v - sum(g) / len(g)) ** 2 for v in g) for g in groups)
+    return math.sqrt(ss / dof)
+
+
+def _task() -> Task:
+    split = Split(labels=torch.arange(100) % 2, texts=[("x",)] * 100)
+    return Task(name="synthetic", kind="text", label_names=["a", "b"], metric="accuracy", train=split, eval=split, description="synthetic")
+
+
+def calibrate(run: str, replicates: int, seeds: int = 3, precision: float = 0.15) -> dict[str, Any]:
+    """Both seed rules on ``replicates`` noise draws of the run's calibrated objective."""
+    result = json.loads((ROOT / "experiments" / "results" / run / "d90.json").read_text())
+    grid = sorted({p["d"] for p in result["points"]})
+    coarse = [d for d in grid if any(abs(math.log10(d) - k / 2) < 0.3 for k in range(2, 12))] or grid
+    out: dict[str, Any] = {"run": run, "noise": pooled_noise(result), "grid": coarse}
+    truth = Calibrated(result, 0).true_d90(result["fraction"])
+    out["true_d90"] = truth
+    for rule in ("all", "sequential"):
+        errors, covered, trials = [], 0, []
+        for rep in range(replicates):
+            objective = Calibrated(result, rep)
+            r = measure_d90(None, _task(), dims=coarse, seeds=seeds, precision=precision, seed_rule=rule, runner=objective,
+                            trial=TrialConfig(said=False), full_trial=TrialConfig(method="full"), progress=False, log=lambda s: None)
+            trials.append(objective.calls)
+            if r.d90 is None:
+                errors.append(math.inf)
+                continue
+            errors.append(math.log(r.d90 / truth))
+            lo, hi = r.bracket
+            covered += (lo or 0) < truth <= hi
+        finite = sorted(e for e in errors if math.isfinite(e))
+        out[rule] = {
+            "median_log_error": finite[len(finite) // 2] if finite else None,
+            "mean_abs_log_error": sum(abs(e) for e in finite) / len(finite) if finite else None,
+            "spread_log": (sum((e - sum(finite) / len(finite)) ** 2 for e in finite) / max(1, len(finite) - 1)) ** 0.5 if finite else None,
+            "not_found": sum(not math.isfinite(e) for e in errors) / replicates,
+            "bracket_covers_truth": covered / replicates,
+            "mean_trials": sum(trials) / replicates,
+        }
+    return out
+
+
+def main(argv: list[str] | None = None) -> int:
+    p = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    p.add_argument("--replicates", type=int, default=200)
+    p.add_argument("--json", default=None, help="write the records to this file")
+    args = p.parse_args(argv)
+    rows = [calibrate(run, args.replicates) for run in RUNS]
+    print(f"{'run':38s} {'noise':>6s} {'true d90':>9s} | {'rule':10s} {'median err':>10s} {'|err|':>6s} {'spread':>6s} "
+          f"{'covers':>6s} {'trials':>6s}")
+    for r in rows:
+        for rule in ("all", "sequential"):
+            s = r[rule]
+            print(f"{r['run']:38s} {r['noise']:6.4f} {r['true_d90']:9.0f} | {rule:10s} {s['median_log_error']:10.3f} "
+                  f"{s['mean_abs_log_error']:6.3f} {s['spread_log']:6.3f} {s['bracket_covers_truth']:6.2f} {s['mean_trials']:6.1f}")
+        print(f"{'':38s} {'':6s} {'':9s} | trials saved by sequential: {1 - r['sequential']['mean_trials'] / r['all']['mean_trials']:.0%}")
+    if args.json:
+        Path(args.json).write_text(json.dumps(rows, indent=2) + "\n")
+    return 0
+
+
+if __name__ == "__main__":
+    raise SystemExit(main())
