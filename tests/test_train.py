@@ -48,7 +48,7 @@ def test_trial_trains_its_whole_budget_and_reports_the_selected_checkpoint_on_te
         script, seen = iter([0.2, 0.9, 0.1, 0.3]), []
 
         def scripted(model, loaded_, task_, split=None, batch_size=128):
-            if split is None:
+            if split is None or split is task_.eval:
                 seen.append([p.detach().clone() for p in model.trainable_parameters()])
                 return {"accuracy": next(script)}
             return evaluate(model, loaded_, task_, split, batch_size)
@@ -102,3 +102,24 @@ def test_a_trial_has_one_key_whether_numbers_come_as_int_or_float():
     assert config_key(TrialConfig(d=10, epochs=30, lr=1, warmup=0).to_dict()) == config_key(
         TrialConfig(d=10, epochs=30.0, lr=1.0, warmup=0.0).to_dict()
     )
+
+
+def test_an_explicit_evaluation_budget_selects_on_a_subset_and_skips_the_gap_sample(monkeypatch):
+    """select_examples: checkpoints are compared on a fixed subset of validation, and the chosen one is measured on
+    the whole split once; gap_examples 0: no training-sample evaluation. Both leave the default trial's key alone."""
+    import intrinsic_dim.train as train
+
+    task = _task()
+    sizes = []
+
+    def counting(model, loaded_, task_, split=None, batch_size=128):
+        sizes.append(len(split if split is not None else task_.eval))
+        return evaluate(model, loaded_, task_, split, batch_size)
+
+    monkeypatch.setattr(train, "evaluate", counting)
+    loaded = load_model("bert-tiny-random", task, seed=0, max_length=8)
+    cfg = TrialConfig(d=50, seed=0, max_steps=4, eval_every=2, batch_size=8, lr=0.5, select_examples=10, gap_examples=0)
+    _, res = train_model(loaded, task, cfg, progress=False)
+    assert res.ok and sizes == [10, 10, 32, 32]  # two selections on the subset, validation once, test once
+    assert math.isnan(res.train_metric) and res.train_sample == ""
+    assert "select_examples" in cfg.to_dict() and "select_examples" not in TrialConfig(d=50).to_dict()

@@ -21,7 +21,11 @@ Log = Callable[[str], None]
 
 
 def _say(s: str) -> None:
-    print(s, flush=True)
+    """A line of output that does not tear the progress bars (tqdm.write moves them below it)."""
+    from tqdm.auto import tqdm
+
+    tqdm.write(s)
+    sys.stdout.flush()
 
 
 def apply_threads(spec: MeasureSpec) -> MeasureSpec:

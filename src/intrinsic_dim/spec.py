@@ -188,6 +188,12 @@ class TrialSpec(_Part):
                                   "int", check=_POS_INT)
     select: str = _opt("best", "report the checkpoint with the best validation metric, or the final one; either is reported on "
                        "the test split", "text", SELECT)
+    select_examples: int | None = _opt(None, "validation examples (a fixed random subset) the checkpoint is chosen on while a trial "
+                                       "trains; the chosen one is then measured on the whole validation split once (default: the "
+                                       "whole split at every evaluation)", "int", check=_POS_INT)
+    gap_examples: int | None = _opt(None, "training examples the chosen checkpoint is evaluated on for the generalisation gap; 0 "
+                                    "skips it (default: as many as the test split)", "int",
+                                    check=(lambda v: v >= 0, "a non-negative integer"))
 
 
 @dataclass(frozen=True)

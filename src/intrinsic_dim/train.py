@@ -32,7 +32,7 @@ from intrinsic_dim.results import TrialResult, stored_key
 from intrinsic_dim.spec import SELECT, TrialSpec
 from intrinsic_dim.subspace import SubspaceModel
 from intrinsic_dim.tasks import Split, Task, compute_metrics
-from intrinsic_dim.tasks.base import train_sample
+from intrinsic_dim.tasks.base import selection_sample, train_sample
 
 if TYPE_CHECKING:
     from intrinsic_dim.models import LoadedModel
@@ -79,6 +79,8 @@ class TrialConfig:
     select: str = _SPEC.select
     lora_alpha: float | None = _SPEC.lora_alpha
     lora_targets: str | None = _SPEC.lora_targets
+    select_examples: int | None = _SPEC.select_examples
+    gap_examples: int | None = _SPEC.gap_examples
 
     def __post_init__(self) -> None:
         if self.method not in METHODS:
@@ -243,6 +245,7 @@ def _train(model, params, loaded, task, cfg, lr, result: TrialResult, progress: 
     per_epoch = math.ceil(n / cfg.batch_size)
     total = cfg.total_steps(n)
     eval_every = cfg.eval_every or max(1, min(total, per_epoch) // EVALS_PER_EPOCH)
+    selection = selection_sample(task.eval, cfg.select_examples)
     rank, size = distributed.world()
     if size > 1:
         if not isinstance(model, SubspaceModel):
@@ -283,7 +286,7 @@ def _train(model, params, loaded, task, cfg, lr, result: TrialResult, progress: 
         result.steps, result.train_loss = step + 1, ema
         bar.update(1)
         if (step + 1) % eval_every == 0 or step + 1 == total:
-            value = evaluate(model, loaded, task, batch_size=cfg.eval_batch_size)[task.metric]
+            value = evaluate(model, loaded, task, selection, batch_size=cfg.eval_batch_size)[task.metric]
             result.curve.append((step + 1, value))
             if cfg.select == "best" and improves(value, best, lower):
                 best, best_state = value, [p.detach().clone() for p in params]
@@ -294,6 +297,8 @@ def _train(model, params, loaded, task, cfg, lr, result: TrialResult, progress: 
             for p, saved in zip(params, best_state):
                 p.copy_(saved)
     result.val_metric = best if cfg.select == "best" else result.curve[-1][1]
+    if selection is not task.eval:  # chosen on a subset: its validation value on the whole split, once
+        result.val_metric = evaluate(model, loaded, task, batch_size=cfg.eval_batch_size)[task.metric]
     _report(model, loaded, task, cfg, result)
 
 
@@ -319,8 +324,10 @@ def _report(model, loaded, task, cfg, result: TrialResult) -> None:
     """The selected checkpoint's metrics on the test split (the reported number) and on a training sample."""
     result.metrics = evaluate(model, loaded, task, task.report_split, batch_size=cfg.eval_batch_size)
     result.metric = result.metrics[task.metric]
-    sample = train_sample(task.train, min(len(task.train), len(task.report_split)))
-    result.train_metric = evaluate(model, loaded, task, sample, batch_size=cfg.eval_batch_size)[task.metric]
-    result.train_sample = f"random {len(sample)} of {len(task.train)}"
+    size = min(len(task.train), len(task.report_split) if cfg.gap_examples is None else cfg.gap_examples)
+    if size > 0:
+        sample = train_sample(task.train, size)
+        result.train_metric = evaluate(model, loaded, task, sample, batch_size=cfg.eval_batch_size)[task.metric]
+        result.train_sample = f"random {len(sample)} of {len(task.train)}"
     if not all(math.isfinite(v) for v in (result.metric, result.val_metric)):
         result.status, result.error = "diverged", "evaluation metric is not finite"

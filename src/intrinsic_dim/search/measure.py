@@ -41,7 +41,7 @@ def trial_templates(spec: MeasureSpec) -> tuple[TrialConfig, TrialConfig]:
         method="lora" if lora else "subspace", lora_alpha=t.lora_alpha if lora else None, lora_targets=t.lora_targets if lora else None,
         said=spec.said, projection=t.projection, layout=t.layout, groups=t.groups, normalisation=t.normalisation,
         dense_max_elements=t.dense_max_elements, lr=t.lr, epochs=t.epochs, max_steps=t.max_steps, batch_size=t.batch_size,
-        eval_every=t.eval_every, select=t.select,
+        eval_every=t.eval_every, select=t.select, select_examples=t.select_examples, gap_examples=t.gap_examples,
     )
     return trial, replace(trial, method="full", lr=spec.full.full_lr, epochs=spec.full.full_epochs or t.epochs)
 
@@ -301,6 +301,8 @@ def _result(s: Sweep, task: Task, q: SearchSpec, b: _Baseline, full_template: Tr
         "n_train": n_train, "n_val": len(task.eval), "n_test": len(task.report_split),
         "steps_per_trial": trial.total_steps(n_train), "epochs": trial.epochs, "max_steps": trial.max_steps,
         "batch_size": trial.batch_size, "select": trial.select, "lr_policy": lr_policy,
+        **({"select_examples": trial.select_examples} if trial.select_examples is not None else {}),
+        **({"gap_examples": trial.gap_examples} if trial.gap_examples is not None else {}),
         "full_lr": b.full.lr, "full_lr_policy": b.full_lr_policy if b.values else None,
         "full_steps": full_template.total_steps(n_train),
     }

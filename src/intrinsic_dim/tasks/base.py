@@ -142,6 +142,13 @@ def subsample(split: Split, limit: int | None, seed: int, stream: int) -> Split:
 
 
 TRAIN_SAMPLE_STREAM = 3  # after the train / validation / test subsample streams 0, 1, 2
+SELECTION_STREAM = 4
+
+
+def selection_sample(split: Split, size: int | None) -> Split:
+    """The validation examples a trial chooses its checkpoint on while it trains: ``size`` drawn at random (fixed seed,
+    the same for every trial), or the whole split."""
+    return split if size is None else subsample(split, size, 0, SELECTION_STREAM)
 
 
 def train_sample(split: Split, size: int) -> Split:
