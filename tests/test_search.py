@@ -448,3 +448,21 @@ def test_the_interval_resamples_the_baseline_seeds_and_a_close_pass_is_a_knife_e
                     full_trial=TrialConfig(method="full"), log=lambda s: None, progress=False)
     assert r.margin is not None and r.knife_edge == (r.margin < r.margin_se)
     assert r.cost_full_trials == pytest.approx(sum(t["wall_s"] for t in r.trials) / 2.0)
+
+
+def test_a_sibling_runs_full_fine_tuning_trials_are_shared_not_rerun(tmp_path):
+    """A DID run next to a SAID run of the same model, task and data trains no baseline of its own: the full
+    fine-tuning trials read no subspace setting. A sibling of other data is passed over."""
+    kw = dict(seeds=2, precision=0.05, log=lambda s: None, progress=False, full_trial=TrialConfig(method="full"))
+    said = Noisy(noise=0.01)
+    a = measure_d90(None, _task(), runner=said, trial=TrialConfig(said=True), run_dir=tmp_path / "said", run_config={"m": 1}, **kw)
+    measure_d90(None, _task(), runner=Noisy(noise=0.01), trial=TrialConfig(said=True), run_dir=tmp_path / "other",
+                run_config={"m": 2}, **kw)
+    did = Noisy(noise=0.01)
+    b = measure_d90(None, _task(), runner=did, trial=TrialConfig(said=False), run_dir=tmp_path / "did", run_config={"m": 1},
+                    shared=[tmp_path / "said", tmp_path / "other"], **kw)
+    assert [c for c in did.calls if c[0] == "full"] == [] and b.baseline_values == a.baseline_values
+    assert Store(tmp_path / "did", read_only=True).rows("baseline")  # copied into the DID run's own store
+    alone = Noisy(noise=0.01)
+    measure_d90(None, _task(), runner=alone, trial=TrialConfig(said=False), run_dir=tmp_path / "alone", run_config={"m": 1}, **kw)
+    assert [c for c in alone.calls if c[0] == "full"]  # without siblings it trains its own

@@ -94,9 +94,11 @@ def run_measure(spec: MeasureSpec, run_dir: str | Path | None = None, *, progres
         f"{'every --dims point' if spec.search.curve else 'search'}; results in {run_dir}/")
     for n in task.notes:
         log(f"note: {n}")
+    siblings = [] if spec.run.private_baseline else sorted(p for p in run_dir.parent.iterdir()
+                                                           if p != run_dir and p.is_dir() and (p / DB_NAME).is_file())
     try:
         result = measure_d90(spec, task, run_dir=run_dir, progress=progress, log=log, executor=executor,
-                             tracker=make_tracker(spec.run.report_to, run_dir, task.metric))
+                             tracker=make_tracker(spec.run.report_to, run_dir, task.metric), shared=siblings)
     except BaselineError as e:
         atomic_write_text(run_dir / "d90.json", json.dumps({"status": "no_baseline", "reason": str(e), "notes": task.notes}, indent=2) + "\n")
         raise

@@ -227,6 +227,9 @@ class RunSpec(_Part):
     report_to: str = _opt("none", "log every trial's curve and the summary to TensorBoard (RUN_DIR/tensorboard) or MLflow "
                           "(MLFLOW_TRACKING_URI, else RUN_DIR/mlruns); needs pip install 'intrinsic-dim[tracking]'", "text", TRACKERS)
     wait: bool = _opt(False, "if another process holds the run directory, wait for it instead of refusing", "flag")
+    private_baseline: bool = _opt(False, "train this run's own full fine-tuning baseline even where a sibling run directory of the "
+                                  "same model, task and data holds one (by default its trials are shared: they read no subspace "
+                                  "setting)", "flag")
 
 
 PARTS: dict[str, type] = {"data": DataSpec, "search": SearchSpec, "trial": TrialSpec, "full": FullSpec, "run": RunSpec}

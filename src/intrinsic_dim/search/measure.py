@@ -18,7 +18,7 @@ from intrinsic_dim.search.result import D90Result, method_of, trial_entry
 from intrinsic_dim.search.stats import (
     MIN_SEEDS_FOR_INTERVAL, BaselineError, bootstrap_interval, check_baseline, crossing, mean, pass_margin, threshold,
 )
-from intrinsic_dim.search.sweep import Sweep, rate_search, reuse_stores, search_grid
+from intrinsic_dim.search.sweep import Sweep, rate_search, reuse_stores, search_grid, shared_stores
 from intrinsic_dim.spec import MeasureSpec, SearchSpec
 from intrinsic_dim.store import RunLock, Store
 from intrinsic_dim.tasks import Task, compute_metrics
@@ -72,6 +72,7 @@ def measure_d90(
     runner: Runner | None = None,
     executor: Executor | None = None,
     tracker: Tracker | None = None,
+    shared: Sequence[str | Path] = (),
     **keywords: Any,
 ) -> D90Result:
     """Measure d90 (or d_fraction) as ``spec`` (a :class:`~intrinsic_dim.spec.MeasureSpec`) describes.
@@ -83,7 +84,8 @@ def measure_d90(
     With ``run_dir`` every trial goes to its SQLite store as it finishes and a rerun resumes; one process at
     a time holds a run directory. ``runner`` runs one trial here (default :func:`run_trial`; a synthetic
     objective in tests); ``executor`` runs batches of independent trials elsewhere; ``tracker`` receives
-    every trial and the summary.
+    every trial and the summary. ``shared`` names sibling run directories whose full fine-tuning trials of the same
+    run configuration stand in for this run's (they read no subspace setting).
     """
     if isinstance(spec, MeasureSpec):
         if keywords:
@@ -98,7 +100,7 @@ def measure_d90(
     if task is None:
         raise TypeError("measure_d90 needs a task beside a model factory")
     return _run(factory, task, search, trial, full, reuse, wait, run_dir, run_config or {}, model_name or "model", progress, log,
-                runner, executor, tracker)
+                runner, executor, tracker, shared)
 
 
 _KEYWORDS = {"dims", "seeds", "fraction", "baseline", "baseline_seeds", "precision", "curve", "seed_rule"}
@@ -125,18 +127,21 @@ def _keyword_form(kw: dict[str, Any]) -> tuple[SearchSpec, TrialConfig, TrialCon
 def _run(factory: ModelFactory | None, task: Task, search: SearchSpec, trial: TrialConfig, full: TrialConfig,
          reuse: Sequence[str | Path], wait: bool, run_dir: str | Path | None, run_config: dict[str, Any], model_name: str,
          progress: bool, log: Callable[[str], None], runner: Runner | None, executor: Executor | None,
-         tracker: Tracker | None) -> D90Result:
+         tracker: Tracker | None, shared: Sequence[str | Path] = ()) -> D90Result:
     """The measurement inside its run directory's lock and stores."""
     start = time.perf_counter()
     lock = RunLock(run_dir, wait=wait) if run_dir is not None else None
     store = Store(run_dir) if run_dir is not None else None
     others: list[Store] = []
+    siblings: list[Store] = []
     try:
         if store is not None:
             store.check_run_config(run_config)
         others = reuse_stores(reuse, run_config)
+        siblings = shared_stores(shared, run_config)
         executor = executor or InProcess(runner or (lambda cfg: run_trial(factory, task, cfg, progress=progress)))
-        s = Sweep(executor, task, trial, store, log, others, tracker, sequential=search.seed_rule == "sequential", progress=progress)
+        s = Sweep(executor, task, trial, store, log, others, tracker, sequential=search.seed_rule == "sequential",
+                  progress=progress, shared=siblings)
         try:
             result = _measure(s, factory, task, search, full, model_name, start)
         finally:
@@ -145,7 +150,7 @@ def _run(factory: ModelFactory | None, task: Task, search: SearchSpec, trial: Tr
             tracker.log_summary(result.to_dict())
         return result
     finally:
-        for other in others:
+        for other in others + siblings:
             other.close()
         if store is not None:
             store.close()

@@ -55,9 +55,11 @@ class Sweep:
     """The trials of one measurement: where each result comes from, the points by d, and the seed rule."""
 
     def __init__(self, executor: Executor, task: Task, trial: TrialConfig, store: Store | None, log: Callable[[str], None],
-                 reuse: Sequence[Store] = (), tracker: Tracker | None = None, sequential: bool = False, progress: bool = False):
+                 reuse: Sequence[Store] = (), tracker: Tracker | None = None, sequential: bool = False, progress: bool = False,
+                 shared: Sequence[Store] = ()):
         self.executor, self.task, self.trial, self.store, self.log = executor, task, trial, store, log
         self.reuse, self.tracker, self.sequential = reuse, tracker, sequential
+        self.shared = {other: None for other in shared}  # store -> its full fine-tuning rows, read on first need
         self.lower = task.lower_is_better
         self.results: dict[int, list[TrialResult]] = {}
         self.all: list[tuple[str, TrialResult]] = []
@@ -83,7 +85,22 @@ class Sweep:
                 if self.store:
                     self.store.put(role, res)
                 return res, f"reused from {other.run_dir.name}"
+        if cfg.method in ("full", "base"):
+            for other in self.shared:
+                row = self._shared_row(other, key)
+                if row is not None:
+                    res = replace(TrialResult.from_row(row), config=key)
+                    if self.store:
+                        self.store.put(role, res)
+                    return res, f"shared from {other.run_dir.name}"
         return None
+
+    def _shared_row(self, other: Store, key: dict[str, Any]) -> dict[str, Any] | None:
+        """A full fine-tuning (or base) row of a sibling run equal to ``key`` but for the settings it does not read."""
+        if self.shared[other] is None:
+            self.shared[other] = [r for r in other.rows() if r["config"].get("method") in ("full", "base") and r["status"] == "ok"]
+        want = {k: v for k, v in key.items() if k not in NOT_FULL}
+        return next((r for r in self.shared[other] if {k: v for k, v in r["config"].items() if k not in NOT_FULL} == want), None)
 
     def run_many(self, role: str, cfgs: list[TrialConfig]) -> list[TrialResult]:
         """Results of ``cfgs`` in order: stored ones read back, the others run concurrently by the
@@ -197,6 +214,22 @@ def reuse_stores(paths: Sequence[str | Path], run_config: dict[str, Any]) -> lis
                 f"--reuse {path}: that run holds another configuration ({theirs}, this one {run_config}); "
                 "only trials of the same model, task and data can be shared"
             )
+    return stores
+
+
+def shared_stores(paths: Sequence[str | Path], run_config: dict[str, Any]) -> list[Store]:
+    """The stores of sibling run directories that hold the same run configuration (others, or unreadable ones, are
+    passed over): their full fine-tuning trials serve this run too."""
+    stores = []
+    for path in paths:
+        try:
+            other = Store(path, read_only=True)
+        except ValueError:
+            continue
+        if other.run_config() == run_config:
+            stores.append(other)
+        else:
+            other.close()
     return stores
 
 
