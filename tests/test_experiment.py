@@ -1,6 +1,7 @@
 """The experiment verb: a YAML of measure runs, run in parts, resumed, summarised and plotted."""
 
 import json
+from pathlib import Path
 
 import pytest
 
@@ -136,3 +137,22 @@ def test_the_gap_plot_leaves_out_runs_without_training_values(tmp_path, monkeypa
         [t.get_text() for t in fig.axes[0].get_legend().get_texts()]) or saved(plt, fig, path))
     plot_gap([run("measured", 0.85), run("before", None)], tmp_path / "gap")
     assert len(legends) == 1 and len(legends[0]) == 1 and "measured" in legends[0][0]
+
+
+def test_the_glue_table_file_is_validated_and_costed_offline(tmp_path, capsys):
+    """--dry-run checks every run of the paper's table, sizes its models from their published shapes (no hub) and
+    counts trials, writing nothing."""
+    pytest.importorskip("transformers")
+    from intrinsic_dim.plan import max_trials, parameter_count
+    from intrinsic_dim.spec import MeasureSpec
+
+    path = Path(__file__).resolve().parents[1] / "experiments" / "aghajanyan2021_glue.yaml"
+    before = sorted(Path.cwd().iterdir())
+    assert main(["experiment", str(path), "--dry-run"]) == 0
+    out = capsys.readouterr().out
+    assert out.count("\n") == 18 and "roberta-large-qqp-did" in out and "GPU hours" in out
+    assert sorted(Path.cwd().iterdir()) == before
+    assert 120e6 < parameter_count("roberta-base") < 130e6 and 330e6 < parameter_count("bert-large-uncased") < 340e6
+    assert parameter_count("some/unknown-model") is None
+    spec = MeasureSpec.from_dict({"dims": [100, 1000], "seeds": 2, "precision": 0.3})
+    assert max_trials(spec) == 2 + 2 * (2 + 1 + 4)  # baseline; grid, a step down and log2(ln 10 / ln 1.3) = 3.1 -> 4 bisections

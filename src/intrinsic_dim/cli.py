@@ -119,6 +119,8 @@ def _build_parser() -> argparse.ArgumentParser:
     x.add_argument("--report-to", default=None, choices=["none", "tensorboard", "mlflow"],
                    help="log every run's trials to TensorBoard or MLflow (default: each run's own, else none)")
     x.add_argument("--summary-only", action="store_true", help="run nothing; rewrite summary and plots from finished runs")
+    x.add_argument("--dry-run", action="store_true", help="run nothing, write nothing: check every run's options and print each "
+                   "run's model size, trials at most, steps and estimated GPU hours")
     x.add_argument("--quiet", action="store_true", help="no progress bars")
 
     _pretrain_parser(sub)
@@ -342,7 +344,13 @@ def cmd_report(args: argparse.Namespace) -> int:
 
 
 def cmd_experiment(args: argparse.Namespace) -> int:
-    from intrinsic_dim.runs import run_experiment
+    from intrinsic_dim.runs import plan_experiment, run_experiment
+
+    if args.dry_run:
+        from intrinsic_dim.plan import format_plan
+
+        print(format_plan(plan_experiment(args.file)))
+        return 0
 
     command = " ".join(["intrinsic-dim", *sys.argv[1:]]) if sys.argv[1:2] == ["experiment"] else f"intrinsic-dim experiment {args.file}"
     summary = run_experiment(args.file, out=args.out, only=args.only, threads=args.threads, report_to=args.report_to,

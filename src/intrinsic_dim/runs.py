@@ -231,6 +231,14 @@ def run_experiment(path: str | Path, *, out: str | Path | None = None, only: Seq
     return run_runs(exp, measure, out, only=only, command=command, log=log)
 
 
+def plan_experiment(path: str | Path) -> list[dict[str, Any]]:
+    """An experiment file checked whole and costed without running anything (``experiment --dry-run``)."""
+    from intrinsic_dim.experiment import load_experiment
+    from intrinsic_dim.plan import plan
+
+    return plan(load_experiment(path))
+
+
 def run_pretrain(cfg: Any, *, progress: bool = True, log: Log = _say) -> dict[str, Any]:
     """MLM pre-training as the :class:`~intrinsic_dim.pretrain.PretrainConfig` ``cfg`` says (resumable); its summary."""
     from intrinsic_dim.pretrain import pretrain
