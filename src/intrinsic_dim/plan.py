@@ -83,7 +83,8 @@ def format_plan(rows: list[dict[str, Any]]) -> str:
         hours = f"{r['gpu_hours']:.1f}" if r["gpu_hours"] is not None else "?"
         out.append(f"{r['run']:28s} {r['model']:20s} {r['task']:6s} {r['method']:6s} {params:>8s} {r['steps_per_trial'] or '?':>7} "
                    f"{r['max_trials']:6d} {hours:>7s}")
-    total = sum(r["gpu_hours"] or 0 for r in rows)
-    out.append(f"at most {sum(r['max_trials'] for r in rows):,} trials, about {total:,.0f} GPU hours at {GPU_FLOPS / 1e12:.0f} TFLOP/s "
-               "sustained (6 x parameters x tokens per step); '?' where a size is unknown here")
+    known = [r["gpu_hours"] for r in rows if r["gpu_hours"] is not None]
+    hours = (f"about {sum(known):,.0f} GPU hours at {GPU_FLOPS / 1e12:.0f} TFLOP/s sustained (6 x parameters x tokens per step)"
+             if known else "GPU hours not estimated (no model of the papers' table)")
+    out.append(f"at most {sum(r['max_trials'] for r in rows):,} trials; {hours}; '?' where a size is unknown here")
     return "\n".join(out)
