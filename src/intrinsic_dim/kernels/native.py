@@ -47,6 +47,8 @@ class NativeLib:
                 getattr(lib, f"ff_{op}_{sfx}").argtypes = [_PTR, _PTR, _I64, _U64, _I64, _I64, _INT, _I64, _DBL, _INT]
             getattr(lib, f"ff_factors_{sfx}").argtypes = [_PTR, _PTR, _PTR, _PTR, _U64, _I64, _I64, _INT]
             getattr(lib, f"ff_factors_{sfx}").restype = None
+        lib.ff_gauss_sq_f64.argtypes = [_PTR, _U64, _I64, _I64, _INT, _INT]
+        lib.ff_gauss_sq_f64.restype = None
         lib.ff_add_probe.argtypes = [_I64, _INT]
         lib.ff_add_probe.restype = _DBL
         lib.ff_key.argtypes = [_U64, _U64, _U64]
@@ -104,6 +106,16 @@ class NativeLib:
         p, q = torch.empty(nblocks, n, dtype=torch.int32), torch.empty(nblocks, n, dtype=torch.int32)
         self._fn("factors", dtype)(b.data_ptr(), p.data_ptr(), q.data_ptr(), g.data_ptr(), seed, block0, nblocks, _log2(n))
         return b, p, q, g
+
+    def gauss_sq(self, seed: int, block0: int, nblocks: int, n: int, out: torch.Tensor | None = None) -> torch.Tensor:
+        """G**2 (float64, (nblocks, n), into ``out`` if given) of nblocks blocks of size n from block0: the
+        terms of the Fastfood normaliser, bit-identical to ``rng.gaussian(..., torch.float64).pow(2)``."""
+        if out is None:
+            out = torch.empty(nblocks, n, dtype=torch.float64)
+        if out.shape != (nblocks, n) or out.dtype != torch.float64 or not out.is_contiguous() or out.device.type != "cpu":
+            raise ValueError(f"gauss_sq needs a contiguous float64 CPU out of shape ({nblocks}, {n})")
+        self._lib.ff_gauss_sq_f64(out.data_ptr(), seed, block0, nblocks, _log2(n), torch.get_num_threads())
+        return out
 
     def add_probe(self, iters: int, threads: int) -> int:
         """Run 96 * iters register-resident float32 adds on each of ``threads`` threads; return the count."""

@@ -367,6 +367,33 @@ static inline void acc_add_f64(double *acc, vd4 v) {
 #define TILE_MAX_LOG 16
 #include "fastfood_impl.h"
 
+/* ---------------------------------------------------------------- normaliser */
+
+/* out[b * 2**L + i] = G_i**2 of block block0 + b, float64 (each square one IEEE multiply, as torch's
+ * pow(2)): what make_segment sums into its normaliser, regenerated at the cost of one hash per entry. */
+void ff_gauss_sq_f64(double *out, uint64_t seed, int64_t block0, int64_t nblocks, int L, int nt) {
+    const int64_t n = (int64_t)1 << L;
+    const int team = (nblocks << L >= PAR_ELEMS && nt > 1) ? nt : 1;
+#pragma omp parallel for num_threads(team) schedule(static)
+    for (int64_t b = 0; b < nblocks; b++) {
+        const uint64_t kg = ff_key_of(seed, STREAM_GAUSS, (uint64_t)(block0 + b));
+        double *row = out + b * n;
+        if (n < 4) {
+            for (int64_t i = 0; i < n; i++) {
+                const double g = (double)gauss_int(bits64(kg, (uint64_t)i)) * GAUSS_SCALE;
+                row[i] = g * g;
+            }
+            continue;
+        }
+        vu64 c = ctr_at(kg, 0);
+        for (int64_t i = 0; i < n; i += 4) {
+            const vd4 g = gauss_next_f64(&c);
+            const vd4 sq = g * g;
+            memcpy(row + i, &sq, sizeof sq);
+        }
+    }
+}
+
 /* ---------------------------------------------------------------- introspection */
 
 uint64_t ff_key(uint64_t seed, uint64_t stream, uint64_t block) { return ff_key_of(seed, stream, block); }
