@@ -51,6 +51,8 @@ class NativeLib:
         lib.ff_gauss_sq_f64.restype = None
         lib.ff_add_probe.argtypes = [_I64, _INT]
         lib.ff_add_probe.restype = _DBL
+        lib.ff_constants.argtypes = [_PTR, _PTR]
+        lib.ff_constants.restype = None
         lib.ff_key.argtypes = [_U64, _U64, _U64]
         lib.ff_key.restype = _U64
         self._lib = lib
@@ -121,6 +123,13 @@ class NativeLib:
         """Run 96 * iters register-resident float32 adds on each of ``threads`` threads; return the count."""
         self._lib.ff_add_probe(iters, threads)
         return 96 * iters * threads
+
+    def constants(self) -> dict[str, int | float]:
+        """The generator constants compiled into this library (names as in :mod:`intrinsic_dim.rng`)."""
+        u, scale = (ctypes.c_uint64 * 8)(), ctypes.c_double()
+        self._lib.ff_constants(u, ctypes.byref(scale))
+        names = ("GOLDEN", "MIX1", "MIX2", "STREAM_SIGN", "STREAM_GAUSS", "STREAM_PERM", "PERM_ROUNDS", "GAUSS_CENTER")
+        return dict(zip(names, list(u))) | {"GAUSS_SCALE": scale.value}
 
     def key(self, seed: int, stream: int, block: int) -> int:
         """The generator key of (seed, stream, block), as computed natively."""
