@@ -10,9 +10,13 @@
    and 10000, against the memory-bandwidth floor (one write of the D outputs for the forward, one
    read for the transpose, at the bandwidth of a large device copy measured here). Goal: >= 50% of
    the floor's speed.
-3. Memory: one bf16 training step (forward + backward) of a randomly initialised ~1.1B-parameter
-   Llama-shaped model (hidden 2048, 22 layers, intermediate 5632, vocabulary 32000; no download),
-   full fine-tuning against DID and SAID at d = 1000: peak GPU memory above the weights.
+3. Memory: one bf16 training step (forward + backward) of randomly initialised Llama-shaped models
+   built on the meta device and materialised in bf16 on the GPU (no float32 copy, no download):
+   ~1.1B (hidden 2048, 22 layers, intermediate 5632) full fine-tuning against DID and SAID, and
+   7B-shaped (hidden 4096, 32 layers, intermediate 11008) DID and SAID, d = 1000: peak GPU memory
+   above the weights.
+4. Fallback: the Triton launch made to fail on the GPU; the op must give the torch backend's result
+   with exactly one warning.
 """
 
 from __future__ import annotations
@@ -21,6 +25,7 @@ import argparse
 import json
 import sys
 import time
+import warnings
 
 import torch
 
@@ -102,22 +107,15 @@ def bench_kernels(quick: bool) -> list[dict]:
     return out
 
 
-def _llama(quick: bool) -> torch.nn.Module:
-    from transformers import LlamaConfig, LlamaForCausalLM
-
-    layers = 4 if quick else 22
-    cfg = LlamaConfig(hidden_size=2048, intermediate_size=5632, num_hidden_layers=layers, num_attention_heads=32,
-                      num_key_value_heads=4, vocab_size=32_000, max_position_embeddings=2048)
-    torch.manual_seed(0)
-    with torch.device("cuda"):
-        return LlamaForCausalLM(cfg).to(torch.bfloat16)
-
-
 def bench_memory(quick: bool, batch: int = 4, seq: int = 512) -> list[dict]:
-    """Peak GPU memory of one bf16 training step above the weights: full fine-tuning, DID, SAID."""
+    """Peak GPU memory of one bf16 training step above the weights: full fine-tuning, DID, SAID at ~1.1B
+    parameters, DID and SAID at 7B (both built on the meta device, materialised in bf16)."""
+    from intrinsic_dim.membench import build_llama, llama_spec
+
     out = []
-    for method in ("full", "did", "said"):
-        model = _llama(quick)
+    runs = [("llama-1b", m) for m in ("full", "did", "said")] + [("llama-7b", m) for m in ("did", "said")]
+    for shape, method in runs:
+        model = build_llama(llama_spec(method, shape, device="cuda", **({"layers": 2} if quick else {})))
         n = sum(p.numel() for p in model.parameters())
         largest = max(p.numel() for p in model.parameters())
         wrapped = model if method == "full" else idim.SubspaceModel(model, d=1000, said=method == "said")
@@ -129,11 +127,40 @@ def bench_memory(quick: bool, batch: int = 4, seq: int = 512) -> list[dict]:
         wrapped(input_ids=ids, labels=ids).loss.backward()
         torch.cuda.synchronize()
         extra = torch.cuda.max_memory_allocated() - base
-        out.append({"method": method, "parameters": n, "step_s": time.perf_counter() - t, "extra_bytes": extra,
+        out.append({"shape": shape, "method": method, "parameters": n, "step_s": time.perf_counter() - t, "extra_bytes": extra,
                     "extra_per_D_bf16": extra / (2 * n), "extra_per_largest": extra / (2 * largest)})
         del wrapped, model
         torch.cuda.empty_cache()
     return out
+
+
+def check_fallback() -> dict:
+    """A Triton launch made to fail on the GPU: one warning, and the torch backend's result."""
+    from intrinsic_dim.kernels import triton_fastfood as tf
+
+    class Raising:
+        def __getitem__(self, grid):
+            def launch(*args, **kwargs):
+                raise RuntimeError("simulated Triton compile failure")
+
+            return launch
+
+    seg = kernels.make_segment(5, 0, 1024, 100_000)
+    z = torch.randn(1000, device="cuda")
+    saved, tf._forward_kernel = tf._forward_kernel, Raising()
+    kernels._VERIFIED.clear()
+    try:
+        with warnings.catch_warnings(record=True) as caught:
+            warnings.simplefilter("always")
+            got = kernels.segment_forward(seg, z)
+            kernels.segment_forward(seg, z)
+    finally:
+        tf._forward_kernel = saved
+    ours = [str(w.message) for w in caught if "intrinsic_dim" in str(w.message)]
+    want = kernels.segment_forward(seg, z, kernel="torch")
+    kernels._BROKEN.clear()  # give Triton back to the rest of this run
+    kernels._VERIFIED.clear()
+    return {"warnings": ours, "equal_to_torch": bool(torch.equal(got, want)), "ok": len(ours) == 1 and torch.equal(got, want)}
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -158,12 +185,14 @@ def main(argv: list[str] | None = None) -> int:
               f"at {r['bandwidth_gbs']:.0f} GB/s")
     records["memory"] = bench_memory(args.quick)
     for r in records["memory"]:
-        print(f"{r['method']:>4}: {r['parameters'] / 1e9:.2f}B parameters, peak extra {r['extra_bytes'] / 2**30:.2f} GiB "
+        print(f"{r['shape']} {r['method']:>4}: {r['parameters'] / 1e9:.2f}B parameters, peak extra {r['extra_bytes'] / 2**30:.2f} GiB "
               f"= {r['extra_per_D_bf16']:.2f} D (bf16) = {r['extra_per_largest']:.1f} x largest tensor, step {r['step_s']:.2f} s")
+    records["fallback"] = check_fallback()
+    print(f"fallback on a failing Triton launch: {records['fallback']}")
     if args.json:
         with open(args.json, "w", encoding="utf-8") as f:
             json.dump(records, f, indent=2)
-    return 1 if bad else 0
+    return 1 if bad or not records["fallback"]["ok"] else 0
 
 
 if __name__ == "__main__":

@@ -35,6 +35,7 @@ import torch
 
 import intrinsic_dim as idim
 from intrinsic_dim.kernels import fwht, fwht_torch, native
+from intrinsic_dim.membench import LLAMA_METHODS, LLAMA_SHAPES, MALLOC
 
 MINILM_D = 22_713_216
 COPY_ELEMS = 1 << 25
@@ -329,10 +330,22 @@ def main(argv: list[str] | None = None) -> int:
     ap.add_argument("--threads", type=int, help="torch (and kernel) threads (default: torch's)")
     ap.add_argument("--memory", action="store_true",
                     help="instead: peak extra memory of a training step (full, DID, SAID at growing D) and the "
-                         "MiniLM-L6 subspace / full step-time ratio")
+                         "MiniLM-L6 subspace / full step-time ratio; with --shape or --hidden, of a Llama-shaped model")
+    llama = ap.add_argument_group("Llama-shaped memory benchmark (with --memory)")
+    llama.add_argument("--shape", choices=sorted(LLAMA_SHAPES), help="a named Llama shape (vocabulary 32000, untied)")
+    for flag in ("hidden", "layers", "intermediate", "vocab", "heads", "kv-heads"):
+        llama.add_argument(f"--{flag}", type=int, help=f"the model's {flag.replace('-', ' ')} (overrides --shape)")
+    llama.add_argument("--tokens", type=int, default=64, help="tokens in the measured step (default 64)")
+    llama.add_argument("--d", type=int, default=1000, help="subspace dimension of DID and SAID (default 1000)")
+    llama.add_argument("--methods", default=",".join(LLAMA_METHODS), help=f"comma-separated, of {', '.join(LLAMA_METHODS)}")
+    llama.add_argument("--device", default="cpu", help="cpu, or cuda (peak allocated memory instead of resident)")
+    llama.add_argument("--malloc", choices=sorted(MALLOC), default="mmap64k",
+                       help="glibc setting of the children (default mmap64k: freed large blocks return at once)")
     args = ap.parse_args(argv)
     if args.threads:
         torch.set_num_threads(args.threads)
+    if args.memory and (args.shape or args.hidden):
+        return _llama_main(args)
     if args.memory:
         return _memory_main(args)
     records = run_bench(quick=args.quick)
@@ -364,6 +377,32 @@ def _memory_main(args: argparse.Namespace) -> int:
     if args.json:
         with open(args.json, "w", encoding="utf-8") as f:
             json.dump({"memory": records, "step_ratio": ratio}, f, indent=2)
+    return 0
+
+
+def _llama_main(args: argparse.Namespace) -> int:
+    from intrinsic_dim.membench import format_llama, llama_spec, measure_llama
+
+    methods = [m for m in args.methods.split(",") if m]
+    unknown = sorted(set(methods) - set(LLAMA_METHODS))
+    if unknown:
+        raise SystemExit(f"unknown methods {unknown}; choose from {LLAMA_METHODS}")
+    records = []
+    for method in methods:
+        spec = llama_spec(method, args.shape, hidden=args.hidden, layers=args.layers, intermediate=args.intermediate,
+                          vocab=args.vocab, heads=args.heads, kv_heads=args.kv_heads, tokens=args.tokens, d=args.d,
+                          device=args.device, threads=torch.get_num_threads())
+        records.append(measure_llama(spec, args.malloc))
+        print(f"{method}: done", file=sys.stderr, flush=True)
+    s = records[0]
+    print(f"{args.shape or 'llama'} (hidden {s['hidden']}, {s['layers']} layers, intermediate {s['intermediate']}, "
+          f"vocab {s['vocab']}), {s['dtype']} on {s['device']}, one step on {s['tokens']} tokens (forward, backward, "
+          f"AdamW), d = {s['d']}, LoRA r = {s['lora_r']}, {s['threads']} thread(s), malloc {args.malloc}; "
+          "peak = resident (CPU) or allocated (CUDA); extra = peak above the memory before the step")
+    print(format_llama(records))
+    if args.json:
+        with open(args.json, "w", encoding="utf-8") as f:
+            json.dump(records, f, indent=2)
     return 0
 
 

@@ -6,7 +6,12 @@ loaded on first use, never at import), ``triton`` (CUDA with Triton), ``torch`` 
 Kronecker-factor FWHT and factors cached by the caller) and ``reference`` (the textbook butterfly;
 slow, obviously correct). An op runs on the highest-priority backend that is available on the
 tensor's device and accepts it. ``INTRINSIC_DIM_KERNEL=<name>`` forces that backend for every op,
-and is an error where it cannot run the tensor. Arguments are checked here, once, for every
+and is an error where it cannot run the tensor.
+
+A GPU path never strands its user: where CUDA is present but Triton cannot be imported, or a Triton
+kernel fails its first launch on a device (each op and block size is one compilation), one
+RuntimeWarning names the cause and that op, and every later one on that device, runs on the next
+backend (torch). Only where the backend was forced does the error propagate instead. Arguments are checked here, once, for every
 backend; half-precision tensors are computed in float32 and returned in their own dtype.
 
 ``fwht`` is the *unnormalised* transform H (entries +-1, Sylvester order), so
@@ -16,7 +21,9 @@ backend; half-precision tensors are computed in float32 and returned in their ow
 
 from __future__ import annotations
 
+import importlib
 import os
+import warnings
 from dataclasses import dataclass
 from functools import partial
 from typing import Any, Callable
@@ -52,6 +59,7 @@ class Backend:
     device_types: tuple[str, ...]
     priority: int
     load: Callable[[], Any]
+    guard_first_launch: bool = False  # a first launch that raises falls back (JIT-compiled backends)
 
 
 class _TorchOps:
@@ -102,11 +110,16 @@ def _load_native() -> _LibraryOps | None:
 
 
 def _load_triton() -> _LibraryOps | None:
-    if not triton_available():
+    """The Triton ops where CUDA exists and Triton imports; else None, with one warning if CUDA exists."""
+    if not torch.cuda.is_available():
         return None
-    from intrinsic_dim.kernels import triton_fastfood  # imports Triton: only here, on first use on CUDA
-
-    return _LibraryOps(triton_fastfood, triton_fastfood.MAX_FUSED_LOG2N)
+    try:  # imports Triton: only here, on first use on CUDA
+        tf = importlib.import_module("intrinsic_dim.kernels.triton_fastfood")
+    except Exception as e:  # missing or broken install: any import error means no Triton
+        warnings.warn(f"intrinsic_dim: Triton is unavailable ({type(e).__name__}: {e}); the CUDA ops run on the "
+                      "torch backend", RuntimeWarning, stacklevel=3)
+        return None
+    return _LibraryOps(tf, tf.MAX_FUSED_LOG2N)
 
 
 _BACKENDS: dict[str, Backend] = {}
@@ -122,7 +135,17 @@ def register(backend: Backend) -> None:
 register(Backend("reference", ("cpu", "cuda"), 0, partial(_TorchOps, fwht_reference, False)))
 register(Backend("torch", ("cpu", "cuda"), 10, partial(_TorchOps, fwht_torch, True)))
 register(Backend("native", ("cpu",), 20, _load_native))
-register(Backend("triton", ("cuda",), 20, _load_triton))
+register(Backend("triton", ("cuda",), 20, _load_triton, guard_first_launch=True))
+
+_VERIFIED: set[tuple[str, str, str, int]] = set()  # (backend, device, op, size) launched successfully
+_BROKEN: dict[tuple[str, str], str] = {}  # (backend, device) -> why its first launch failed
+
+
+def _device_key(x: torch.Tensor) -> str:
+    """The tensor's device with its index (the current CUDA device where none is given)."""
+    if x.device.type == "cuda" and x.device.index is None:
+        return f"cuda:{torch.cuda.current_device()}"
+    return str(x.device)
 
 
 def implementation(name: str) -> Any:
@@ -156,7 +179,7 @@ def select(op: str, x: torch.Tensor, kernel: str | None = None) -> Backend:
             raise ValueError(f"kernel {forced!r} cannot run {op} on a {x.dtype} tensor on {x.device.type}")
         return b
     for b in sorted(_BACKENDS.values(), key=lambda b: -b.priority):
-        if x.device.type in b.device_types:
+        if x.device.type in b.device_types and (b.name, _device_key(x)) not in _BROKEN:
             impl = implementation(b.name)
             if impl is not None and hasattr(impl, op) and impl.accepts(op, x):
                 return b
@@ -172,13 +195,30 @@ def _check_segment(seg: Segment, d: int, y: torch.Tensor | None = None) -> None:
         raise ValueError(f"the segment transpose needs y of shape ({seg.out_len},), got {tuple(y.shape)}")
 
 
-def _run(op: str, x: torch.Tensor, kernel: str | None, call: Callable[[Any, torch.Tensor], torch.Tensor]) -> torch.Tensor:
-    """``call(implementation, x)`` on the backend chosen for ``op`` on x; half precision via float32."""
+def _run(op: str, x: torch.Tensor, kernel: str | None, call: Callable[[Any, torch.Tensor], torch.Tensor], size: int) -> torch.Tensor:
+    """``call(implementation, x)`` on the backend chosen for ``op`` on x; half precision via float32.
+    The first launch of a guarded backend for (device, op, size) falls back on failure (module doc)."""
     if x.dtype in HALF:
-        return _run(op, x.float(), kernel, call).to(x.dtype)
+        return _run(op, x.float(), kernel, call, size).to(x.dtype)
     if not x.is_floating_point():
         raise TypeError(f"{op} needs a floating-point tensor, got {x.dtype}")
-    return call(implementation(select(op, x, kernel).name), x.contiguous())
+    b = select(op, x, kernel)
+    impl, x = implementation(b.name), x.contiguous()
+    key = (b.name, _device_key(x), op, size)
+    if not b.guard_first_launch or kernel or os.environ.get(ENV) or key in _VERIFIED:
+        return call(impl, x)
+    try:
+        out = call(impl, x)
+        if x.is_cuda:
+            torch.cuda.synchronize(x.device)  # an asynchronous launch error surfaces here, once
+    except Exception as e:  # a compile or launch failure of any kind: fall back, never strand the user
+        _BROKEN[key[:2]] = f"{type(e).__name__}: {e}"
+        warnings.warn(f"intrinsic_dim: the {b.name} kernels failed their first launch of {op} on {key[1]} "
+                      f"({_BROKEN[key[:2]]}); that device's ops run on the next backend from now on",
+                      RuntimeWarning, stacklevel=3)
+        return _run(op, x, kernel, call, size)
+    _VERIFIED.add(key)
+    return out
 
 
 def segment_forward(seg: Segment, z: torch.Tensor, cache: FactorCache | None = None, kernel: str | None = None) -> torch.Tensor:
@@ -186,20 +226,20 @@ def segment_forward(seg: Segment, z: torch.Tensor, cache: FactorCache | None = N
     if z.dim() != 1:
         raise ValueError(f"the segment forward needs a vector z, got shape {tuple(z.shape)}")
     _check_segment(seg, z.shape[0])
-    return _run("segment_forward", z, kernel, lambda impl, v: impl.segment_forward(seg, v, cache))
+    return _run("segment_forward", z, kernel, lambda impl, v: impl.segment_forward(seg, v, cache), seg.n)
 
 
 def segment_transpose(seg: Segment, y: torch.Tensor, d: int, cache: FactorCache | None = None, kernel: str | None = None) -> torch.Tensor:
     """The transpose of :func:`segment_forward`: (out_len,) -> (d,) (not differentiable)."""
     _check_segment(seg, d, y)
-    return _run("segment_transpose", y, kernel, lambda impl, v: impl.segment_transpose(seg, v, d, cache))
+    return _run("segment_transpose", y, kernel, lambda impl, v: impl.segment_transpose(seg, v, d, cache), seg.n)
 
 
 class _FWHT(torch.autograd.Function):
     @staticmethod
     def forward(ctx, x: torch.Tensor, kernel: str | None) -> torch.Tensor:  # type: ignore[override]
         ctx.kernel = kernel
-        return _run("fwht", x, kernel, lambda impl, v: impl.fwht(v))
+        return _run("fwht", x, kernel, lambda impl, v: impl.fwht(v), x.shape[-1])
 
     @staticmethod
     def backward(ctx, grad: torch.Tensor):  # type: ignore[override]

@@ -47,8 +47,12 @@ class NativeLib:
                 getattr(lib, f"ff_{op}_{sfx}").argtypes = [_PTR, _PTR, _I64, _U64, _I64, _I64, _INT, _I64, _DBL, _INT]
             getattr(lib, f"ff_factors_{sfx}").argtypes = [_PTR, _PTR, _PTR, _PTR, _U64, _I64, _I64, _INT]
             getattr(lib, f"ff_factors_{sfx}").restype = None
+        lib.ff_gauss_sq_f64.argtypes = [_PTR, _U64, _I64, _I64, _INT, _INT]
+        lib.ff_gauss_sq_f64.restype = None
         lib.ff_add_probe.argtypes = [_I64, _INT]
         lib.ff_add_probe.restype = _DBL
+        lib.ff_constants.argtypes = [_PTR, _PTR]
+        lib.ff_constants.restype = None
         lib.ff_key.argtypes = [_U64, _U64, _U64]
         lib.ff_key.restype = _U64
         self._lib = lib
@@ -105,10 +109,27 @@ class NativeLib:
         self._fn("factors", dtype)(b.data_ptr(), p.data_ptr(), q.data_ptr(), g.data_ptr(), seed, block0, nblocks, _log2(n))
         return b, p, q, g
 
+    def gauss_sq(self, seed: int, block0: int, nblocks: int, n: int, out: torch.Tensor | None = None) -> torch.Tensor:
+        """G**2 (float64, (nblocks, n), into ``out`` if given) of nblocks blocks of size n from block0: the
+        terms of the Fastfood normaliser, bit-identical to ``rng.gaussian(..., torch.float64).pow(2)``."""
+        if out is None:
+            out = torch.empty(nblocks, n, dtype=torch.float64)
+        if out.shape != (nblocks, n) or out.dtype != torch.float64 or not out.is_contiguous() or out.device.type != "cpu":
+            raise ValueError(f"gauss_sq needs a contiguous float64 CPU out of shape ({nblocks}, {n})")
+        self._lib.ff_gauss_sq_f64(out.data_ptr(), seed, block0, nblocks, _log2(n), torch.get_num_threads())
+        return out
+
     def add_probe(self, iters: int, threads: int) -> int:
         """Run 96 * iters register-resident float32 adds on each of ``threads`` threads; return the count."""
         self._lib.ff_add_probe(iters, threads)
         return 96 * iters * threads
+
+    def constants(self) -> dict[str, int | float]:
+        """The generator constants compiled into this library (names as in :mod:`intrinsic_dim.rng`)."""
+        u, scale = (ctypes.c_uint64 * 8)(), ctypes.c_double()
+        self._lib.ff_constants(u, ctypes.byref(scale))
+        names = ("GOLDEN", "MIX1", "MIX2", "STREAM_SIGN", "STREAM_GAUSS", "STREAM_PERM", "PERM_ROUNDS", "GAUSS_CENTER")
+        return dict(zip(names, list(u))) | {"GAUSS_SCALE": scale.value}
 
     def key(self, seed: int, stream: int, block: int) -> int:
         """The generator key of (seed, stream, block), as computed natively."""

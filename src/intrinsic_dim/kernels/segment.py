@@ -22,11 +22,12 @@ from __future__ import annotations
 
 import math
 from dataclasses import dataclass
-from typing import Callable
+from typing import Callable, Iterator
 
 import torch
 
 from intrinsic_dim import rng
+from intrinsic_dim.kernels import native
 from intrinsic_dim.kernels.torch_fwht import fwht_torch
 
 Fwht = Callable[[torch.Tensor], torch.Tensor]
@@ -58,18 +59,47 @@ def segment_factors(seg: Segment, device: torch.device | str = "cpu", dtype: tor
     return b, perm, g
 
 
+NORM_CHUNK_ELEMS = 1 << 22
+
+
+def _norm_chunks(nblocks: int, n: int) -> Iterator[tuple[int, int]]:
+    """(first, count) of the runs of blocks whose squared Gaussians are summed as one (count, n) tensor:
+    the same runs on every path, so torch reduces tensors of the same shape (and order) on each."""
+    step = max(1, NORM_CHUNK_ELEMS // n)
+    for s in range(0, nblocks, step):
+        yield s, min(step, nblocks - s)
+
+
+def gauss_sq_sums_reference(seed: int, block0: int, nblocks: int, n: int) -> torch.Tensor:
+    """||G_b||^2 (float64) of every block, from the torch recipe of :mod:`intrinsic_dim.rng`: the reference."""
+    g2 = torch.empty(nblocks, dtype=torch.float64)
+    pos = torch.arange(n)[None, :]
+    for s, c in _norm_chunks(nblocks, n):
+        keys = rng.block_keys(seed, rng.STREAM_GAUSS, torch.arange(block0 + s, block0 + s + c))[:, None]
+        g2[s : s + c] = rng.gaussian(keys, pos, torch.float64).pow(2).sum(1)
+    return g2
+
+
+def gauss_sq_sums(seed: int, block0: int, nblocks: int, n: int) -> torch.Tensor:
+    """||G_b||^2 (float64) of every block, bit-identical to :func:`gauss_sq_sums_reference`: the squares
+    come from the native kernel where it is available (one hash per entry instead of some twenty torch
+    int64 passes), and torch sums the same-shaped tensors as the reference does."""
+    lib = native.load()
+    if lib is None:
+        return gauss_sq_sums_reference(seed, block0, nblocks, n)
+    g2 = torch.empty(nblocks, dtype=torch.float64)
+    buf = torch.empty(min(nblocks, max(1, NORM_CHUNK_ELEMS // n)) * n, dtype=torch.float64)  # reused: no page faults
+    for s, c in _norm_chunks(nblocks, n):
+        g2[s : s + c] = lib.gauss_sq(seed, block0 + s, c, n, buf[: c * n].view(c, n)).sum(1)
+    return g2
+
+
 def make_segment(seed: int, block0: int, n: int, out_len: int, shrink: float = 1.0) -> Segment:
     """A segment covering ``out_len`` outputs with blocks of size n, its normaliser computed (and
     multiplied by ``shrink``)."""
     nblocks = max(1, -(-out_len // n))
     kept_last = out_len - n * (nblocks - 1)
-    blocks = torch.arange(block0, block0 + nblocks)
-    g2 = torch.zeros(nblocks, dtype=torch.float64)
-    chunk = max(1, (1 << 22) // n)
-    pos = torch.arange(n)[None, :]
-    for s in range(0, nblocks, chunk):
-        keys = rng.block_keys(seed, rng.STREAM_GAUSS, blocks[s : s + chunk])[:, None]
-        g2[s : s + chunk] = rng.gaussian(keys, pos, torch.float64).pow(2).sum(1)
+    g2 = gauss_sq_sums(seed, block0, nblocks, n)
     total = n * g2[:-1].sum().item() + kept_last * g2[-1].item()
     return Segment(seed, block0, nblocks, n, out_len, shrink / math.sqrt(total))
 

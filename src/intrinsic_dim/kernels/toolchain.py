@@ -15,6 +15,8 @@ import subprocess
 import tempfile
 from pathlib import Path
 
+from intrinsic_dim import rng
+
 PACKAGE_DIR = Path(__file__).resolve().parent
 CSRC = PACKAGE_DIR / "csrc"
 SOURCES = ("fastfood.c", "fastfood_impl.h")
@@ -29,6 +31,21 @@ ISA_CPU_FLAGS = {
     "avx2": {"avx2", "fma"},
     "generic": set(),
 }
+
+
+def rng_defines() -> tuple[str, ...]:
+    """The generator constants of :mod:`intrinsic_dim.rng` as compiler definitions (the C source has
+    none of its own; GAUSS_SCALE as an exact hexadecimal float)."""
+    ints = {"GOLDEN": rng.GOLDEN, "MIX1": rng.MIX1, "MIX2": rng.MIX2, "STREAM_SIGN": rng.STREAM_SIGN,
+            "STREAM_GAUSS": rng.STREAM_GAUSS, "STREAM_PERM": rng.STREAM_PERM, "PERM_ROUNDS": rng.PERM_ROUNDS,
+            "GAUSS_CENTER": rng.GAUSS_CENTER}
+    return tuple(f"-DFF_{k}={v:#x}ULL" if v >= 1 << 31 else f"-DFF_{k}={v}" for k, v in ints.items()) + (
+        f"-DFF_GAUSS_SCALE={float(rng.GAUSS_SCALE).hex()}",)
+
+
+def flags(isa: str) -> tuple[str, ...]:
+    """Every compiler flag of the ``isa`` variant, the generator constants included."""
+    return BASE_FLAGS + ISA_FLAGS[isa] + rng_defines()
 
 
 class BuildError(RuntimeError):
@@ -63,7 +80,7 @@ def library_name(isa: str) -> str:
     h = hashlib.sha256()
     for name in SOURCES:
         h.update((CSRC / name).read_bytes())
-    h.update(" ".join(BASE_FLAGS + ISA_FLAGS[isa]).encode())
+    h.update(" ".join(flags(isa)).encode())
     return f"_fastfood_{isa}_{h.hexdigest()[:12]}.so"
 
 
@@ -84,7 +101,7 @@ def build(isa: str, out_dir: Path) -> Path:
     target = out_dir / library_name(isa)
     fd, tmp = tempfile.mkstemp(prefix=".build-", suffix=".so", dir=out_dir)
     os.close(fd)
-    cmd = [cc, *BASE_FLAGS, *ISA_FLAGS[isa], "-o", tmp, str(CSRC / "fastfood.c"), "-lm"]
+    cmd = [cc, *flags(isa), "-o", tmp, str(CSRC / "fastfood.c"), "-lm"]
     try:
         try:
             proc = subprocess.run(cmd, capture_output=True, text=True)

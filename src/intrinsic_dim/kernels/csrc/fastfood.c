@@ -23,15 +23,22 @@
 #include <sys/mman.h>
 #endif
 
-#define GOLDEN 0x9E3779B97F4A7C15ULL
-#define MIX1 0xBF58476D1CE4E5B9ULL
-#define MIX2 0x94D049BB133111EBULL
-#define STREAM_SIGN 1u
-#define STREAM_GAUSS 2u
-#define STREAM_PERM 3u
-#define PERM_ROUNDS 4
-#define GAUSS_CENTER 131070
-#define GAUSS_SCALE (1.0 / sqrt(4.0 * ((65536.0 * 65536.0 - 1.0) / 12.0)))
+/* The generator's constants come from intrinsic_dim/rng.py, passed as -DFF_* by the build
+ * (intrinsic_dim.kernels.toolchain), so that the recipe has one source. */
+#if !defined(FF_GOLDEN) || !defined(FF_MIX1) || !defined(FF_MIX2) || !defined(FF_STREAM_SIGN) || \
+    !defined(FF_STREAM_GAUSS) || !defined(FF_STREAM_PERM) || !defined(FF_PERM_ROUNDS) ||        \
+    !defined(FF_GAUSS_CENTER) || !defined(FF_GAUSS_SCALE)
+#error "build with python -m intrinsic_dim.kernels.build: it passes the constants of intrinsic_dim/rng.py"
+#endif
+#define GOLDEN ((uint64_t)FF_GOLDEN)
+#define MIX1 ((uint64_t)FF_MIX1)
+#define MIX2 ((uint64_t)FF_MIX2)
+#define STREAM_SIGN ((uint64_t)FF_STREAM_SIGN)
+#define STREAM_GAUSS ((uint64_t)FF_STREAM_GAUSS)
+#define STREAM_PERM ((uint64_t)FF_STREAM_PERM)
+#define PERM_ROUNDS FF_PERM_ROUNDS
+#define GAUSS_CENTER FF_GAUSS_CENTER
+#define GAUSS_SCALE FF_GAUSS_SCALE
 
 /* Elements below which work stays on one thread. */
 #define PAR_ELEMS (1 << 17)
@@ -367,9 +374,44 @@ static inline void acc_add_f64(double *acc, vd4 v) {
 #define TILE_MAX_LOG 16
 #include "fastfood_impl.h"
 
+/* ---------------------------------------------------------------- normaliser */
+
+/* out[b * 2**L + i] = G_i**2 of block block0 + b, float64 (each square one IEEE multiply, as torch's
+ * pow(2)): what make_segment sums into its normaliser, regenerated at the cost of one hash per entry. */
+void ff_gauss_sq_f64(double *out, uint64_t seed, int64_t block0, int64_t nblocks, int L, int nt) {
+    const int64_t n = (int64_t)1 << L;
+    const int team = (nblocks << L >= PAR_ELEMS && nt > 1) ? nt : 1;
+#pragma omp parallel for num_threads(team) schedule(static)
+    for (int64_t b = 0; b < nblocks; b++) {
+        const uint64_t kg = ff_key_of(seed, STREAM_GAUSS, (uint64_t)(block0 + b));
+        double *row = out + b * n;
+        if (n < 4) {
+            for (int64_t i = 0; i < n; i++) {
+                const double g = (double)gauss_int(bits64(kg, (uint64_t)i)) * GAUSS_SCALE;
+                row[i] = g * g;
+            }
+            continue;
+        }
+        vu64 c = ctr_at(kg, 0);
+        for (int64_t i = 0; i < n; i += 4) {
+            const vd4 g = gauss_next_f64(&c);
+            const vd4 sq = g * g;
+            memcpy(row + i, &sq, sizeof sq);
+        }
+    }
+}
+
 /* ---------------------------------------------------------------- introspection */
 
 uint64_t ff_key(uint64_t seed, uint64_t stream, uint64_t block) { return ff_key_of(seed, stream, block); }
+
+/* The generator constants this library was built with: GOLDEN, MIX1, MIX2, the three stream ids,
+ * PERM_ROUNDS and GAUSS_CENTER into u[0..7], GAUSS_SCALE into *scale. */
+void ff_constants(uint64_t *u, double *scale) {
+    const uint64_t v[8] = {GOLDEN, MIX1, MIX2, STREAM_SIGN, STREAM_GAUSS, STREAM_PERM, PERM_ROUNDS, GAUSS_CENTER};
+    memcpy(u, v, sizeof v);
+    *scale = GAUSS_SCALE;
+}
 
 int ff_isa(void) {
 #if defined(__AVX512DQ__) && defined(__AVX512VL__)
