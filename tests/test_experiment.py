@@ -138,3 +138,16 @@ def test_the_gap_plot_leaves_out_runs_without_training_values(tmp_path, monkeypa
         [t.get_text() for t in fig.legends[0].get_texts()]) or saved(plt, fig, path))
     plot_gap([run("measured", 0.85), run("before", None)], tmp_path / "gap")
     assert len(legends) == 1 and len(legends[0]) == 1 and "measured" in legends[0][0]
+
+
+def test_a_summary_keeps_the_checkpoint_fields_of_a_checkpoint_that_is_not_here(tmp_path):
+    """Regenerating a summary in a clone without runs/ keeps each row's pre-training step and loss from the earlier summary."""
+    from intrinsic_dim.experiment import summarise
+
+    spec = tmp_path / "e.yaml"
+    spec.write_text("name: e\nruns: [{name: a, model: runs/absent/checkpoint-400}]\nplots: [{name: p, x: step}]\n")
+    out = tmp_path / "out"
+    out.mkdir()
+    (out / "summary.json").write_text(json.dumps([{"run": "a", "step": 400, "mlm_loss": 7.27, "status": "not run"}]))
+    rows = json.loads(summarise(load_experiment(spec), out).read_text())
+    assert (rows[0]["step"], rows[0]["mlm_loss"], rows[0]["status"]) == (400, 7.27, "not run")

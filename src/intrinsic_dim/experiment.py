@@ -247,6 +247,15 @@ def _checkpoint_fields(model: str) -> dict[str, Any]:
     return {"step": info["step"], "mlm_loss": info["eval_loss"], "params": info["params"], "non_embedding_params": info["non_embedding_params"]}
 
 
+CHECKPOINT_KEYS = ("step", "mlm_loss", "params", "non_embedding_params")
+"""Fields a summary row takes from a pre-training checkpoint; kept from the earlier summary when the checkpoint is not here."""
+
+
+def _keep_checkpoint_fields(row: dict[str, Any], earlier: dict[str, Any]) -> dict[str, Any]:
+    """The row with the checkpoint fields its earlier summary row had and it lacks (a fresh clone has no runs/ folder)."""
+    return row | {k: earlier[k] for k in CHECKPOINT_KEYS if k in earlier and k not in row}
+
+
 def _planned_row(run: ExperimentRun, status: str) -> dict[str, Any]:
     """The summary row of a run without a d90: what it was asked to measure, so a reader can filter it like the others."""
     d = run.spec.data
@@ -259,6 +268,7 @@ def summarise(exp: Experiment, out: Path, command: str = "") -> Path:
     out.mkdir(parents=True, exist_ok=True)
     rows, results = [], {}
     commit = _git_commit()
+    earlier = {r.get("run"): r for r in json.loads((out / SUMMARY).read_text())} if (out / SUMMARY).is_file() else {}
     for run in exp.runs:
         run_dir = out / run.name
         outcome = json.loads((run_dir / RESULT_NAME).read_text()) if (run_dir / RESULT_NAME).is_file() else {}
@@ -271,6 +281,7 @@ def summarise(exp: Experiment, out: Path, command: str = "") -> Path:
                                                                           "commit": made.get("commit", commit)})
         else:
             rows.append(_planned_row(run, "not run"))
+        rows[-1] = _keep_checkpoint_fields(rows[-1], earlier.get(run.name, {}))
     (out / SUMMARY).write_text(json.dumps(rows, indent=2, default=float) + "\n")
     for plot in exp.plots or [{"name": "curves", "runs": [r.name for r in exp.runs]}]:
         if "x" in plot:
