@@ -39,8 +39,11 @@ def test_experiment_runs_in_parts_resumes_and_summarises(tmp_path, capsys):
     assert text.count("resumed") == len(json.loads((out / "a" / "d90.json").read_text())["trials"])
     rows = json.loads((out / "summary.json").read_text())
     assert rows[1]["mode"] == "curve" and rows[1]["n_train"] == 150 and rows[1]["status"] != "not run"
-    for name in ("both", "d90_vs_n", "generalisation", "generalisation_vs_d90"):
+    for name in ("both", "d90_vs_n", "generalisation"):
         assert (out / f"{name}.png").stat().st_size > 0 and (out / f"{name}.pdf").stat().st_size > 0
+    from intrinsic_dim.report import gap_rows
+
+    assert (out / "generalisation_vs_d90.png").is_file() == bool(gap_rows(rows))  # drawn only where a gap was measured at a d90
     assert "| run |" in (out / "report.md").read_text()
 
 
@@ -58,8 +61,8 @@ def test_bad_experiment_files_are_refused(tmp_path, capsys):
 
 
 def test_pretraining_checkpoints_bring_their_step_and_mlm_loss(tmp_path, monkeypatch):
-    from intrinsic_dim import report
     from intrinsic_dim.experiment import summary_row
+    from intrinsic_dim.report import plots
     from intrinsic_dim.report import plot_d90_against
 
     rows = []
@@ -72,9 +75,9 @@ def test_pretraining_checkpoints_bring_their_step_and_mlm_loss(tmp_path, monkeyp
                   "status": "found", "points": [], "trials": [], "compute_s": 1.0}
         rows.append(summary_row(f"r{step}", result, {"task_short": "t", "size": f"s{step}"}))
     assert [(r["step"], r["mlm_loss"]) for r in rows] == [(0, 9.5), (400, 6.1), (2000, 4.2)]
-    saved = report._save
+    saved = plots.save_figure
     drawn = []
-    monkeypatch.setattr(report, "_save", lambda plt, fig, path: drawn.append([t.get_text() for t in fig.axes[0].texts]) or saved(plt, fig, path))
+    monkeypatch.setattr(plots, "save_figure", lambda plt, fig, path: drawn.append([t.get_text() for t in fig.axes[0].texts]) or saved(plt, fig, path))
     paths = plot_d90_against(rows, {"name": "p", "x": "step", "series": "task_short", "logx": False, "y2": "mlm_loss", "annotate": "size"},
                              tmp_path / "p")
     assert all(p.stat().st_size > 0 for p in paths)
@@ -125,16 +128,15 @@ def test_a_run_takes_its_baseline_from_an_earlier_run(tmp_path):
 
 def test_the_gap_plot_leaves_out_runs_without_training_values(tmp_path, monkeypatch):
     """A run stored before the training sample was drawn at random has no training values: no line, no legend entry."""
-    from intrinsic_dim import report
-    from intrinsic_dim.report import plot_gap
+    from intrinsic_dim.report import plot_gap, plots
 
     def run(name, train):
         points = [{"d": d, "n_ok": 3, "mean": 0.8, "train_mean": train} for d in (100, 1000)]
         return {"model": name, "task": "t", "said": False, "metric": "accuracy", "d90": 100, "points": points}
 
-    saved, legends = report._save, []
-    monkeypatch.setattr(report, "_save", lambda plt, fig, path: legends.append(
-        [t.get_text() for t in fig.axes[0].get_legend().get_texts()]) or saved(plt, fig, path))
+    saved, legends = plots.save_figure, []
+    monkeypatch.setattr(plots, "save_figure", lambda plt, fig, path: legends.append(
+        [t.get_text() for t in fig.legends[0].get_texts()]) or saved(plt, fig, path))
     plot_gap([run("measured", 0.85), run("before", None)], tmp_path / "gap")
     assert len(legends) == 1 and len(legends[0]) == 1 and "measured" in legends[0][0]
 
@@ -156,3 +158,16 @@ def test_the_glue_table_file_is_validated_and_costed_offline(tmp_path, capsys):
     assert parameter_count("some/unknown-model") is None
     spec = MeasureSpec.from_dict({"dims": [100, 1000], "seeds": 2, "precision": 0.3})
     assert max_trials(spec) == 2 + 2 * (2 + 1 + 4)  # baseline; grid, a step down and log2(ln 10 / ln 1.3) = 3.1 -> 4 bisections
+
+
+def test_a_summary_keeps_the_checkpoint_fields_of_a_checkpoint_that_is_not_here(tmp_path):
+    """Regenerating a summary in a clone without runs/ keeps each row's pre-training step and loss from the earlier summary."""
+    from intrinsic_dim.experiment import summarise
+
+    spec = tmp_path / "e.yaml"
+    spec.write_text("name: e\nruns: [{name: a, model: runs/absent/checkpoint-400}]\nplots: [{name: p, x: step}]\n")
+    out = tmp_path / "out"
+    out.mkdir()
+    (out / "summary.json").write_text(json.dumps([{"run": "a", "step": 400, "mlm_loss": 7.27, "status": "not run"}]))
+    rows = json.loads(summarise(load_experiment(spec), out).read_text())
+    assert (rows[0]["step"], rows[0]["mlm_loss"], rows[0]["status"]) == (400, 7.27, "not run")

@@ -368,40 +368,6 @@ def test_d_beyond_the_model_is_refused_before_any_trial():
         measure_d90(lambda seed: Loaded(), _task(), dims=[10, 100], seeds=1, runner=run, trial=TrialConfig(said=False),
                     log=lambda s: None)
     assert run.calls == []  # not even the baseline ran
-
-
-@pytest.mark.parametrize("runs", [1, 2, 3, 5])
-def test_a_plot_of_many_runs_puts_its_legend_under_the_curves(runs):
-    """Up to two runs the legend sits in a corner of the axes; more runs' legend would cover curves, so it
-    goes to its own row below, and every run is named in it."""
-    from intrinsic_dim.report import LEGEND_INSIDE_MAX_RUNS, curves_figure
-
-    results = [measure_d90(None, _task(), dims=[100, 1000, 10000], curve=True, seeds=2, baseline=1.0, runner=Synthetic(replicate=k),
-                           trial=TrialConfig(said=False), log=lambda s: None, model_name=f"m{k}").to_dict() for k in range(runs)]
-    fig = curves_figure(results)
-    legends = [(ax, ax.get_legend()) for ax in fig.axes if ax.get_legend() is not None]
-    assert len(legends) == 1
-    ax, legend = legends[0]
-    assert (ax is fig.axes[0]) == (runs <= LEGEND_INSIDE_MAX_RUNS)
-    assert sum(f"m{k} " in t.get_text() for t in legend.get_texts() for k in range(runs)) == runs
-    if runs > LEGEND_INSIDE_MAX_RUNS:
-        assert not ax.get_position().overlaps(fig.axes[0].get_position())
-
-
-def test_a_loss_plot_keeps_its_legend_off_the_falling_curves():
-    """On a lower-is-better metric the curves fall to the lower right: the legend goes to the upper right, names
-    the loss threshold rule, and lists no chance level (a loss has none)."""
-    from intrinsic_dim.report import curves_figure
-
-    r = measure_d90(None, _task(), dims=[100, 1000], curve=True, seeds=1, baseline=1.0, runner=Synthetic(),
-                    trial=TrialConfig(said=False), log=lambda s: None).to_dict()
-    loss = r | {"lower_is_better": True, "chance": None}
-    texts = {name: [t.get_text() for t in curves_figure([x]).axes[0].get_legend().get_texts()] for name, x in (("acc", r), ("loss", loss))}
-    assert curves_figure([loss]).axes[0].get_legend()._loc == 1 and curves_figure([r]).axes[0].get_legend()._loc == 4
-    assert any("base - fraction" in t for t in texts["loss"]) and not any("chance" in t for t in texts["loss"])
-    assert any("chance" in t for t in texts["acc"])
-
-
 class Noisy(Synthetic):
     """Synthetic with Gaussian seed noise on the baseline too (its seeds differ), for the sequential rule and the interval."""
 

@@ -15,7 +15,8 @@ File format::
       - {name: d90_vs_n, x: n_train, series: net, where: {rule: own}}   # d90 (with interval) against a
                                        # row field, one line per `series` value, rows filtered by `where`;
                                        # `y2: mlm_loss` adds a field on a second axis; `annotate: size`
-                                       # writes a field beside each point
+                                       # writes a field beside each point; `floors: {size: {bert-tiny: 42}}`
+                                       # marks SAID's smallest d (groups + 1) of the rows with that value
 
 A run's ``reuse`` may name other runs of the file: their finished, identical trials are copied in.
 A run's ``baseline: {from: RUN}`` takes the measured full fine-tuning baseline of an earlier run of the
@@ -39,7 +40,8 @@ from pathlib import Path
 from typing import Any, Callable, Sequence
 
 from intrinsic_dim.configfile import ConfigFileError, load_mapping, show
-from intrinsic_dim.report import RESULT_NAME, load_result, plot_curves, plot_d90_against, plot_gap, plot_gap_against_bound, write_report
+from intrinsic_dim.report import (RESULT_NAME, knife_edge, load_result, plot_curves, plot_d90_against, plot_gap, plot_gap_against_bound,
+                                  write_report)
 from intrinsic_dim.search import BaselineError
 from intrinsic_dim.spec import MeasureSpec
 
@@ -49,7 +51,7 @@ PROVENANCE = "provenance.json"
 RUN_KEYS = {"name", "label", "quiet"}
 """Keys of a run (or the defaults) that are not measure options: its name, its summary label, and quiet (no progress bars)."""
 TOP_KEYS = {"name", "description", "defaults", "runs", "plots"}
-PLOT_KEYS = {"name", "runs", "title", "axis", "x", "series", "where", "logx", "y2", "y2label", "xlabel", "annotate"}
+PLOT_KEYS = {"name", "runs", "title", "axis", "x", "series", "where", "logx", "y2", "y2label", "xlabel", "annotate", "floors"}
 _SAFE_NAME = re.compile(r"^[A-Za-z0-9_][A-Za-z0-9_.-]*$")
 
 
@@ -152,7 +154,7 @@ def _plots(plots: Any, names: set[str], where: str) -> list[dict[str, Any]]:
             raise ExperimentError(f"{where}: plot {pname!r}: 'runs' must be a list of run names, got {show(runs)}")
         if set(runs) - names:
             raise ExperimentError(f"{where}: plot {pname!r} names runs that do not exist: {sorted(set(runs) - names)}")
-        for key in ("where", "label"):
+        for key in ("where", "label", "floors"):
             if key in p and not isinstance(p[key], dict):
                 raise ExperimentError(f"{where}: plot {pname!r}: '{key}' must be a mapping, got {show(p[key])}")
     return plots
@@ -229,7 +231,7 @@ def summary_row(name: str, r: dict[str, Any], label: dict[str, Any] | None = Non
         "seeds": r.get("seeds"), "mode": r.get("mode"), "baseline": r["baseline"], "baseline_source": r["baseline_source"],
         "baseline_values": r.get("baseline_values"), "threshold": r["threshold"], "chance": r.get("chance"),
         "d90": r["d90"], "crossing": r["crossing"], "bracket": r.get("bracket"), "interval": r.get("interval"),
-        "status": r["status"], "monotone": r.get("monotone"), "gap_at_d90": _gap_at(r, r["d90"]),
+        "status": r["status"], "monotone": r.get("monotone"), "knife_edge": knife_edge(r), "gap_at_d90": _gap_at(r, r["d90"]),
         "bound_sqrt_d90_over_n": r.get("bound_sqrt_d90_over_n"), "trials": len(r["trials"]),
         "compute_s": r["compute_s"], "threads": r.get("threads"), **_checkpoint_fields(r["model"]), **(label or {}),
     }
@@ -245,6 +247,15 @@ def _checkpoint_fields(model: str) -> dict[str, Any]:
     return {"step": info["step"], "mlm_loss": info["eval_loss"], "params": info["params"], "non_embedding_params": info["non_embedding_params"]}
 
 
+CHECKPOINT_KEYS = ("step", "mlm_loss", "params", "non_embedding_params")
+"""Fields a summary row takes from a pre-training checkpoint; kept from the earlier summary when the checkpoint is not here."""
+
+
+def _keep_checkpoint_fields(row: dict[str, Any], earlier: dict[str, Any]) -> dict[str, Any]:
+    """The row with the checkpoint fields its earlier summary row had and it lacks (a fresh clone has no runs/ folder)."""
+    return row | {k: earlier[k] for k in CHECKPOINT_KEYS if k in earlier and k not in row}
+
+
 def _planned_row(run: ExperimentRun, status: str) -> dict[str, Any]:
     """The summary row of a run without a d90: what it was asked to measure, so a reader can filter it like the others."""
     d = run.spec.data
@@ -257,6 +268,7 @@ def summarise(exp: Experiment, out: Path, command: str = "") -> Path:
     out.mkdir(parents=True, exist_ok=True)
     rows, results = [], {}
     commit = _git_commit()
+    earlier = {r.get("run"): r for r in json.loads((out / SUMMARY).read_text())} if (out / SUMMARY).is_file() else {}
     for run in exp.runs:
         run_dir = out / run.name
         outcome = json.loads((run_dir / RESULT_NAME).read_text()) if (run_dir / RESULT_NAME).is_file() else {}
@@ -269,6 +281,7 @@ def summarise(exp: Experiment, out: Path, command: str = "") -> Path:
                                                                           "commit": made.get("commit", commit)})
         else:
             rows.append(_planned_row(run, "not run"))
+        rows[-1] = _keep_checkpoint_fields(rows[-1], earlier.get(run.name, {}))
     (out / SUMMARY).write_text(json.dumps(rows, indent=2, default=float) + "\n")
     for plot in exp.plots or [{"name": "curves", "runs": [r.name for r in exp.runs]}]:
         if "x" in plot:
@@ -276,7 +289,8 @@ def summarise(exp: Experiment, out: Path, command: str = "") -> Path:
             continue
         chosen = [results[n] for n in plot.get("runs", results) if n in results]
         if chosen:
-            plot_curves(chosen, out / f"{plot['name']}.png", title=plot.get("title"), x=plot.get("axis", "d"))
+            plot_curves(chosen, out / f"{plot['name']}.png", title=plot.get("title"), x=plot.get("axis", "d"),
+                        missing=[n for n in plot.get("runs", []) if n not in results])
     if results:
         plot_gap(list(results.values()), out / "generalisation.png")
         plot_gap_against_bound(rows, out / "generalisation_vs_d90.png")
