@@ -324,8 +324,15 @@ def check_targets(records: list[dict]) -> list[str]:
 
 def main(argv: list[str] | None = None) -> int:
     """Command line: run the benchmarks, print the table, optionally write the JSON records."""
+    argv = list(sys.argv[1:] if argv is None else argv)
+    if argv[:1] == ["--sweep-cost"]:  # its own options: reference names, --threads, --json
+        from intrinsic_dim.sweepcost import main as sweep_cost
+
+        return sweep_cost(argv[1:])
     ap = argparse.ArgumentParser(prog="intrinsic-dim bench", description=__doc__.splitlines()[0])
     ap.add_argument("--quick", action="store_true", help="smaller sizes, fewer repeats (under a minute)")
+    ap.add_argument("--sweep-cost", action="store_true", help="instead (first option): the cost of whole d90 sweeps, today's "
+                    "settings against the cheaper ones; see `intrinsic-dim bench --sweep-cost --help`")
     ap.add_argument("--json", metavar="FILE", help="write the records to FILE as JSON")
     ap.add_argument("--threads", type=int, help="torch (and kernel) threads (default: torch's)")
     ap.add_argument("--memory", action="store_true",
