@@ -12,6 +12,7 @@ import argparse
 import json
 import math
 import os
+import re
 import signal
 import sys
 from pathlib import Path
@@ -66,8 +67,30 @@ def _common(p: argparse.ArgumentParser) -> None:
     p.add_argument("--config", default=None, help="YAML/JSON file of options; flags override it")
 
 
+def plain(text: str) -> str:
+    """Docstring text as a terminal shows it: reStructuredText's ``literals`` and :role:`targets` without their markup."""
+    text = re.sub(r":[a-z]+:`~?([^`]+)`", lambda m: m.group(1).rsplit(".", 1)[-1] if m.group(0).count("~") else m.group(1), text)
+    return re.sub(r"``([^`]+)``", r"\1", text)
+
+
+def _check_results(run_dirs: Sequence[str]) -> None:
+    """Refuse a run directory whose d90.json is missing, unreadable or not a JSON object, naming the file (before any plot)."""
+    for run_dir in run_dirs:
+        path = Path(run_dir) / "d90.json"
+        if not path.is_file():
+            continue  # the report's own message says to run measure first
+        try:
+            res = json.loads(path.read_text(encoding="utf-8"))
+        except (OSError, UnicodeDecodeError, ValueError, RecursionError) as e:
+            raise ValueError(f"{path} cannot be read as JSON ({type(e).__name__}: {e}): rerun `intrinsic-dim measure --run-dir "
+                             f"{run_dir}` to rewrite it (finished trials are kept)") from None
+        if not isinstance(res, dict):
+            raise ValueError(f"{path} holds a JSON {type(res).__name__}, not the object `measure` writes: rerun `intrinsic-dim "
+                             f"measure --run-dir {run_dir}` to rewrite it (finished trials are kept)")
+
+
 def _build_parser() -> argparse.ArgumentParser:
-    parser = argparse.ArgumentParser(prog="intrinsic-dim", description=__doc__.splitlines()[0])
+    parser = argparse.ArgumentParser(prog="intrinsic-dim", description=plain(__doc__.splitlines()[0]))
     parser.add_argument("--version", action="version", version=f"intrinsic-dim {__version__}")
     sub = parser.add_subparsers(dest="verb", required=True, metavar="VERB")
 
@@ -233,6 +256,10 @@ def _parse(argv: Sequence[str]) -> argparse.Namespace:
         elif args.verb == "evaluate":
             args.adapter, args.seed = local["adapter"], local["seed"]
             args.batch_size = 128 if local["batch_size"] is None else local["batch_size"]
+            for dest in ("seed", "batch_size"):
+                value = getattr(args, dest)
+                if value is not None and not (isinstance(value, int) and RANGES[dest][0](value)):
+                    raise ValueError(f"--{dest.replace('_', '-')} must be {RANGES[dest][1]}, got {show(value)}")
         else:
             args.d = 1000 if local["d"] is None else local["d"]
             args.seed = 0 if local["seed"] is None else local["seed"]
@@ -332,6 +359,7 @@ def cmd_report(args: argparse.Namespace) -> int:
     from intrinsic_dim.report import load_result, report_runs
     from intrinsic_dim.store import RunDirError, check_writable
 
+    _check_results(args.run_dirs)
     for run_dir in args.run_dirs:
         load_result(run_dir)
     try:

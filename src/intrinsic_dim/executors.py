@@ -10,7 +10,9 @@ from __future__ import annotations
 
 import math
 import multiprocessing
+import sys
 from concurrent.futures import ProcessPoolExecutor, as_completed
+from concurrent.futures.process import BrokenProcessPool
 from dataclasses import dataclass
 from typing import Callable, Protocol, Sequence
 
@@ -77,19 +79,57 @@ def run_spec_trial(spec: LoadOptions, cfg: TrialConfig) -> TrialResult:
     return run_trial(lambda seed: load_model(spec.model, task, seed=seed, max_length=spec.max_length), task, cfg, progress=False)
 
 
-class LocalWorkers:
-    """``workers`` spawned processes on this machine, each with ``spec.threads`` torch threads."""
+def lost_trial(spec: LoadOptions, cfg: TrialConfig, why: str) -> TrialResult:
+    """The failed result recorded for a trial whose worker process died under it (killed, or out of memory)."""
+    from intrinsic_dim.models.registry import IMAGE_MODELS
 
-    def __init__(self, spec: LoadOptions, workers: int) -> None:
+    return TrialResult(config=cfg.to_dict(), status="failed", metric=float("nan"),
+                       lr=cfg.resolved_lr("image" if spec.model in IMAGE_MODELS else "text"), error=why)
+
+
+class LocalWorkers:
+    """``workers`` spawned processes on this machine, each with ``spec.threads`` torch threads. A worker that dies
+    (killed, out of memory) loses only the trials in flight: they run once more on a fresh pool, and a trial lost
+    twice is recorded as failed, so the sweep goes on with every finished trial kept. ``trial`` (a module-level
+    function, as a spawned process imports it) runs one trial; ``say`` prints what became of lost trials (default: stderr)."""
+
+    def __init__(self, spec: LoadOptions, workers: int, say: Callable[[str], None] | None = None,
+                 trial: Callable[[LoadOptions, TrialConfig], TrialResult] = run_spec_trial) -> None:
         if workers < 1:
             raise ValueError(f"workers must be at least 1, got {workers}")
-        self.spec, self.workers = spec, workers
-        self.pool = ProcessPoolExecutor(workers, mp_context=multiprocessing.get_context("spawn"))
+        self.spec, self.workers, self.trial = spec, workers, trial
+        self.say = say or (lambda s: print(s, file=sys.stderr, flush=True))
+        self.pool = self._pool()
+
+    def _pool(self) -> ProcessPoolExecutor:
+        return ProcessPoolExecutor(self.workers, mp_context=multiprocessing.get_context("spawn"))
 
     def run_many(self, cfgs: Sequence[TrialConfig], on_done: OnDone) -> None:
-        futures = {self.pool.submit(run_spec_trial, self.spec, cfg): i for i, cfg in enumerate(cfgs)}
-        for future in as_completed(futures):
-            on_done(futures[future], future.result())
+        pending, tries = list(range(len(cfgs))), dict.fromkeys(range(len(cfgs)), 0)
+        while pending:
+            futures = {self.pool.submit(self.trial, self.spec, cfgs[i]): i for i in pending}
+            lost = []
+            for future in as_completed(futures):
+                i = futures[future]
+                try:
+                    result = future.result()
+                except BrokenProcessPool:
+                    lost.append(i)
+                    continue
+                on_done(i, result)
+            if not lost:
+                return
+            self.pool.shutdown(wait=False, cancel_futures=True)
+            self.pool = self._pool()
+            for i in lost:
+                tries[i] += 1
+            pending = sorted(i for i in lost if tries[i] < 2)
+            failed = sorted(i for i in lost if tries[i] >= 2)
+            self.say(f"a worker process died (killed, or out of memory) with {len(lost)} trial(s) in flight; finished trials are "
+                     f"kept; {f'rerunning {len(pending)} once' if pending else 'none left to rerun'}"
+                     f"{f', recording {len(failed)} lost twice as failed' if failed else ''}")
+            for i in failed:
+                on_done(i, lost_trial(self.spec, cfgs[i], "its worker process died twice while running it (killed, or out of memory)"))
 
     def close(self) -> None:
         """Stop the worker processes (cancelling trials not started)."""

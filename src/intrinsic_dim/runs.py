@@ -7,6 +7,7 @@ from __future__ import annotations
 
 import json
 import os
+import shutil
 import sys
 import tempfile
 from dataclasses import dataclass, replace
@@ -84,11 +85,16 @@ def run_measure(spec: MeasureSpec, run_dir: str | Path | None = None, *, progres
     spec = apply_threads(spec)
     run_dir = check_writable(run_dir or spec.default_run_dir(), create=False)
     check_store(run_dir)  # a store it cannot read is refused before the task and model load
-    task, _ = spec_factory(spec)
+    task, factory = spec_factory(spec)
+    if spec.trial.method == "lora":
+        from intrinsic_dim.train import check_lora_targets
+
+        check_lora_targets(factory(0).model, spec.trial.lora_targets)
+    made = _first_missing(run_dir)
     check_writable(run_dir)
     executor = make_executor(spec)
     method, d = spec.trial.method, spec.data
-    log(f"d{round(100 * spec.search.fraction)} of {d.model} on {task.name} ({len(task.train):,} train / {len(task.eval):,} validation / "
+    log(f"{'r' if method == 'lora' else 'd'}{round(100 * spec.search.fraction)} of {d.model} on {task.name} ({len(task.train):,} train / {len(task.eval):,} validation / "
         f"{len(task.report_split):,} test, metric {task.metric}), "
         f"{'LoRA (PEFT), searching the rank' if method == 'lora' else f'{method.upper()} with {spec.trial.projection}'}, "
         f"{'every --dims point' if spec.search.curve else 'search'}; results in {run_dir}/")
@@ -102,6 +108,10 @@ def run_measure(spec: MeasureSpec, run_dir: str | Path | None = None, *, progres
     except BaselineError as e:
         atomic_write_text(run_dir / "d90.json", json.dumps({"status": "no_baseline", "reason": str(e), "notes": task.notes}, indent=2) + "\n")
         raise
+    except Exception:
+        if made is not None:
+            _drop_if_no_trials(run_dir, made)
+        raise
     finally:
         if executor is not None:
             executor.close()
@@ -113,6 +123,37 @@ def run_measure(spec: MeasureSpec, run_dir: str | Path | None = None, *, progres
     res = result.to_dict()
     plots = plot_curves([res], run_dir / "curve.png")
     return MeasureOutcome(result, run_dir, plots, write_report([res], run_dir / "report.md"), list(task.notes))
+
+
+def _first_missing(path: Path) -> Path | None:
+    """The outermost folder of ``path`` (itself included) that does not exist yet: what making it would create."""
+    missing = [p for p in (path, *path.absolute().parents) if not p.exists()]
+    return missing[-1] if missing else None
+
+
+def _drop_made(path: Path, top: Path) -> None:
+    """Remove ``path`` and then its parents up to ``top`` (folders a failed command made) while they are empty."""
+    shutil.rmtree(path, ignore_errors=True)
+    for folder in (path.absolute(), *path.absolute().parents):
+        if folder.is_dir() and not any(folder.iterdir()):
+            folder.rmdir()
+        if folder == top.absolute() or folder.exists():
+            break
+
+
+def _drop_if_no_trials(run_dir: Path, top: Path) -> None:
+    """Remove a run directory this command made (with the parents it made, ``top`` the outermost) when it failed before
+    storing any trial (a d above D, a model that does not load), so nothing of it stands in the corrected command's way."""
+    from intrinsic_dim.store import DB_NAME, Store
+
+    if (run_dir / DB_NAME).is_file():
+        store = Store(run_dir, read_only=True)
+        try:
+            if store.rows():
+                return
+        finally:
+            store.close()
+    _drop_made(run_dir, top)
 
 
 @dataclass
@@ -154,14 +195,40 @@ def run_train(spec: MeasureSpec, d: int, seed: int, out: str | Path, *, progress
     data = spec.data
     meta = {"model": data.model, "task": data.task, "seed": seed, "max_length": data.max_length,
             "metric": task.metric, "validation": result.val_metric, "test": result.metric}
+    return TrainOutcome(result, save_adapter(sm, out, meta), task.metric, size, rank)
+
+
+def save_adapter(sm: Any, out: Path, meta: dict[str, Any]) -> Path:
+    """Save a trained adapter to ``out`` through a folder filled beside it and moved in file by file, so a full disk or
+    an unwritable ``out`` leaves ``out`` as it was (no empty or half-written folder); the adapter then goes to a
+    temporary folder, which is said, so the training is not lost. Returns where it went."""
+    from safetensors import SafetensorError
+
+    from intrinsic_dim.store import OutputError
+
+    made = _first_missing(out)
     try:
-        sm.save_pretrained(out, metadata=meta)
-    except OSError as e:
+        out.mkdir(parents=True, exist_ok=True)
+        with tempfile.TemporaryDirectory(prefix=f".{out.name}.", suffix=".tmp", dir=out) as tmp:
+            sm.save_pretrained(tmp, metadata=meta)
+            for f in sorted(Path(tmp).iterdir(), key=lambda f: f.name == "adapter_config.json"):  # the config, which vouches for the weights, last
+                os.replace(f, out / f.name)
+        return out
+    except (OSError, SafetensorError) as e:
+        if made is not None:
+            _drop_made(out, made)
+        first = f"could not write the adapter to {out} ({e})"
+    rescue = None
+    try:
         rescue = Path(tempfile.mkdtemp(prefix="intrinsic-dim-adapter-"))
         sm.save_pretrained(rescue, metadata=meta)
-        print(f"could not write {out} ({e}); the trained adapter was saved to {rescue}/ instead", file=sys.stderr)
-        out = rescue
-    return TrainOutcome(result, out, task.metric, size, rank)
+    except (OSError, SafetensorError) as e:
+        if rescue is not None:
+            shutil.rmtree(rescue, ignore_errors=True)
+        raise OutputError(f"{first}, nor to a temporary folder ({e}): the trained adapter is lost; free disk space (or pass "
+                          "another --out) and train again") from None
+    print(f"{first}; the trained adapter was saved to {rescue}/ instead: move it where you want it", file=sys.stderr)
+    return rescue
 
 
 def run_evaluate(spec: MeasureSpec, adapter: str | Path | None = None, *, given: set[str] = frozenset(), seed: int | None = None,
@@ -182,6 +249,8 @@ def run_evaluate(spec: MeasureSpec, adapter: str | Path | None = None, *, given:
         return getattr(d, name) if name in given or meta.get(name) is None else meta[name]
 
     seed = seed if seed is not None else meta.get("seed", 0)
+    if "model" not in given:
+        _check_adapter_model(adapter, pick("model"))
     task = load_task(pick("task"), max_train=d.max_train, max_eval=d.max_eval, seed=0, metric=d.metric)
     loaded = load_model(pick("model"), task, seed=seed, max_length=pick("max_length"))
     model = SubspaceModel.from_pretrained(loaded.model, adapter) if adapter else loaded.model
@@ -206,9 +275,22 @@ def run_merge(adapter: str | Path, out: str | Path, *, model: str | None = None,
     if model_name is None or task_name is None or seed is None:
         raise ValueError(f"{adapter} does not say which model, task and seed it was trained with (made outside `intrinsic-dim "
                          "train`): pass --model, --task and --seed")
+    if model is None:
+        _check_adapter_model(adapter, model_name)
     loaded = load_model(model_name, load_task(task_name, max_train=1, max_eval=1, seed=0), seed=seed,
                         max_length=max_length or meta.get("max_length", 128))
     return merge_adapter(loaded.model, adapter, out, tokenizer=loaded.tokenizer)
+
+
+def _check_adapter_model(adapter: str | Path | None, name: str) -> None:
+    """Refuse a base model named only by an adapter's metadata that is neither registered nor a folder here: the hub is
+    asked for a model only when the user names it (--model), never on the strength of a file's contents."""
+    from intrinsic_dim.models import ModelError
+    from intrinsic_dim.models.registry import is_local
+
+    if adapter is not None and not is_local(name):
+        raise ModelError(f"{adapter} was trained on model {name!r}, which is neither a registered name nor a folder here: "
+                         "pass --model (that model's folder, or its hub id to download it)")
 
 
 def run_experiment(path: str | Path, *, out: str | Path | None = None, only: Sequence[str] | None = None, threads: int | None = None,
@@ -228,7 +310,13 @@ def run_experiment(path: str | Path, *, out: str | Path | None = None, only: Seq
     def measure(run: ExperimentRun, spec: MeasureSpec, run_dir: Path) -> None:
         run_measure(spec.replace(**forced) if forced else spec, run_dir, progress=progress and not run.quiet, log=log)
 
-    return run_runs(exp, measure, out, only=only, command=command, log=log)
+    made = _first_missing(out)
+    try:
+        return run_runs(exp, measure, out, only=only, command=command, log=log)
+    except Exception:
+        if made is not None and not any(p.is_file() for p in made.rglob("*")):
+            _drop_made(out, made)
+        raise
 
 
 def plan_experiment(path: str | Path) -> list[dict[str, Any]]:

@@ -297,12 +297,14 @@ class Store:
         return self._json(row[0], "run configuration") if row else None
 
     def check_run_config(self, run_config: dict[str, Any]) -> None:
-        """Record the run's configuration, or refuse if the directory holds a different one."""
+        """Record the run's configuration, or refuse if the directory holds trials of a different one. A configuration
+        recorded by a command that failed before its first trial (an unknown model, a d above D) binds nothing: it is
+        replaced, so the corrected command runs in the same directory."""
         want = config_key(run_config)
         row = self.db.execute("SELECT value FROM meta WHERE key = 'run_config'").fetchone()
-        if row is None:
+        if row is None or (row[0] != want and self.db.execute("SELECT COUNT(*) FROM trials").fetchone()[0] == 0):
             with self.db:
-                self.db.execute("INSERT INTO meta VALUES ('run_config', ?)", (want,))
+                self.db.execute("INSERT OR REPLACE INTO meta VALUES ('run_config', ?)", (want,))
             return
         if row[0] != want:
             old = self._json(row[0], "run configuration")

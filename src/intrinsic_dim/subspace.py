@@ -108,7 +108,8 @@ class _Reparametrization(nn.Module):
         self.i = i
 
     def forward(self, theta0: torch.Tensor) -> torch.Tensor:
-        return self._owner[0]._weight(self.i, theta0)
+        owner = self._owner[0]
+        return theta0 if owner._disabled else owner._weight(self.i, theta0)
 
 
 _SPECIALISED: dict[tuple[type, type], type] = {}
@@ -158,6 +159,10 @@ class SubspaceModel(nn.Module):
     trained as usual and count in :meth:`num_trainable`. Frozen parameters and buffers are left
     alone; tied weights count once. Base weights may be bfloat16/float16: z and lambda stay float32
     and the update is added in the weight's dtype.
+
+    Wrapping is in place: ``model`` itself is changed (every parameter frozen but the ``train_directly`` ones, each
+    projected tensor's name gaining ``parametrizations.<name>.original``); :meth:`unload` undoes it,
+    :meth:`merge_and_unload` writes theta0 + P(z) in, :meth:`disable_adapter` computes with theta0 for a while.
 
     An instance's class is a subclass named after the wrapped model's (``SubspaceModel[BertFor...]``)
     whose ``forward`` has that model's signature; :meth:`state_dict` holds only what training changes.
@@ -210,7 +215,7 @@ class SubspaceModel(nn.Module):
         self.z = nn.Parameter(torch.zeros(self.d - m, device=device))
         self.lam = nn.Parameter(torch.ones(m, device=device)) if self.said else None
         self._live: dict[int, tuple[weakref.ref, int]] = {}
-        self._merged = False
+        self._merged = self._disabled = False
         self._source: tuple[str, tuple[int, ...]] | None = None  # the adapter file loaded, and z/lambda's versions then
         # only now, so that a refused configuration leaves the model as it was
         for name, p in params.items():
@@ -301,6 +306,16 @@ class SubspaceModel(nn.Module):
         gradients off: for evaluation. theta0 is never written, so leaving restores it exactly."""
         with torch.no_grad(), parametrize.cached():
             yield self
+
+    @contextlib.contextmanager
+    def disable_adapter(self) -> Iterator["SubspaceModel"]:
+        """Inside the block the model computes with theta0 alone (z and lambda ignored), as PEFT's ``disable_adapter``:
+        the base model's outputs without unwrapping it."""
+        self._disabled, before = True, self._disabled
+        try:
+            yield self
+        finally:
+            self._disabled = before
 
     # ---- accounting ------------------------------------------------------------------------
     def trainable_parameters(self) -> list[nn.Parameter]:
@@ -447,6 +462,12 @@ class SubspaceModel(nn.Module):
         for name, flag in self._requires_grad.items():
             params[name].requires_grad_(flag)
         self._merged = True
+
+    def unload(self) -> nn.Module:
+        """The wrapped model as it was before wrapping (the inverse of ``SubspaceModel(model)``): parametrizations removed,
+        theta0 and each parameter's requires_grad given back; z is dropped (directly trained tensors keep their training)."""
+        self.unwrap()
+        return self.base
 
     def merge_and_unload(self) -> nn.Module:
         """Write theta0 + update into the wrapped model and return it as a plain module."""

@@ -178,6 +178,29 @@ def build(loaded: LoadedModel, cfg: TrialConfig) -> tuple[nn.Module, list[nn.Par
     return sm, sm.trainable_parameters()
 
 
+def check_lora_targets(model: nn.Module, targets: str | None) -> None:
+    """Refuse, before any training, LoRA targets PEFT would reject: none given for a model type PEFT has no default
+    modules for, ``all-linear`` on a model that is not a transformers model, or names that match no module."""
+    leaves = sorted({name.rsplit(".", 1)[-1] for name, m in model.named_modules() if isinstance(m, (nn.Linear, nn.Conv2d, nn.Embedding))})
+    hint = f"pass --lora-targets with some of its module names ({', '.join(leaves[:12])})"
+    model_type = getattr(getattr(model, "config", None), "model_type", None)
+    if not targets:
+        from peft.utils.constants import TRANSFORMERS_MODELS_TO_LORA_TARGET_MODULES_MAPPING as DEFAULTS
+
+        if model_type not in DEFAULTS:
+            raise ValueError(f"--method lora: PEFT has no default target modules for {model_type or type(model).__name__}; {hint}"
+                             + (" or all-linear" if model_type else ""))
+    elif targets == "all-linear":
+        if model_type is None:
+            raise ValueError(f"--lora-targets all-linear works on transformers models only, not {type(model).__name__}; {hint}")
+    else:
+        names = [name for name, _ in model.named_modules()]
+        wanted = [t.strip() for t in targets.split(",") if t.strip()]
+        missing = [t for t in wanted if not any(n == t or n.endswith("." + t) for n in names)]
+        if missing or not wanted:
+            raise ValueError(f"--lora-targets {targets}: {', '.join(missing) or 'no name'} matches no module of the model; {hint}")
+
+
 def _lora(loaded: LoadedModel, cfg: TrialConfig) -> tuple[nn.Module, list[nn.Parameter]]:
     """The model with LoRA adapters of rank ``cfg.d`` (PEFT; A drawn from ``cfg.seed``, B zero, alpha 2r by
     default); a classifier's head is trained whole, as PEFT's sequence-classification task does."""
@@ -185,6 +208,7 @@ def _lora(loaded: LoadedModel, cfg: TrialConfig) -> tuple[nn.Module, list[nn.Par
         from peft import LoraConfig, get_peft_model
     except ImportError:
         raise ValueError("--method lora needs PEFT: pip install -e '.[lora]' (peft==0.21.2)") from None
+    check_lora_targets(loaded.model, cfg.lora_targets)
     targets = cfg.lora_targets
     if targets and targets != "all-linear":
         targets = [t.strip() for t in targets.split(",") if t.strip()]
@@ -259,7 +283,8 @@ def _train(model, params, loaded, task, cfg, lr, result: TrialResult, progress: 
     sched = torch.optim.lr_scheduler.LambdaLR(opt, _schedule(total, cfg.warmup))
     gen = torch.Generator().manual_seed(cfg.seed)
     model.train()
-    bar = tqdm(total=total, desc=f"{cfg.method} d={cfg.d} seed={cfg.seed}", disable=not progress, leave=False)
+    letter = "r" if cfg.method == "lora" else "d"  # a LoRA trial's d is its rank
+    bar = tqdm(total=total, desc=f"{cfg.method} {letter}={cfg.d} seed={cfg.seed}", disable=not progress, leave=False)
     lower = task.lower_is_better
     best, best_state = (math.inf if lower else -math.inf), None
     ema = first = None

@@ -10,8 +10,11 @@ bit-identical weights in any process, and the caller's global RNG is left exactl
 
 from __future__ import annotations
 
+import os
 from pathlib import Path
 from typing import Any, Callable
+
+from safetensors import SafetensorError
 
 from intrinsic_dim.models.base import LoadedModel, ModelError, seeded
 from intrinsic_dim.models.nets import FCNet, LeNet, _image_model
@@ -159,6 +162,38 @@ def _check_kind(name: str, model_kind: str, task: Task) -> None:
         )
 
 
+def hub_offline() -> bool:
+    """Whether the user switched the Hugging Face hub off (HF_HUB_OFFLINE or TRANSFORMERS_OFFLINE set to a true value)."""
+    return any(os.environ.get(k, "").strip().upper() in ("1", "ON", "YES", "TRUE") for k in ("HF_HUB_OFFLINE", "TRANSFORMERS_OFFLINE"))
+
+
+def _exists(name: str) -> bool:
+    """Whether ``name`` is an existing path (a name too long for the file system is not one)."""
+    try:
+        return Path(name).exists()
+    except OSError:
+        return False
+
+
+def is_local(name: str) -> bool:
+    """Whether ``name`` loads without the hub: a registered short name or an existing path."""
+    return name in list_models() or _exists(name)
+
+
+def check_reachable(name: str) -> None:
+    """Refuse at once, without contacting the hub, a model name that can only be a hub id when the hub cannot serve it:
+    a name with no '/' (hub ids are owner/name), or any hub id while HF_HUB_OFFLINE is set."""
+    if is_local(name):
+        return
+    known = ", ".join(list_models())
+    if "/" not in name:
+        raise ModelError(f"unknown model {name!r}: not a registered name ({known}) nor an existing folder; pass one of those, "
+                         "a Hugging Face model folder, or a hub id of the form owner/name")
+    if hub_offline():
+        raise ModelError(f"model {name!r} is not a folder here and HF_HUB_OFFLINE is set, so the hub is not asked: pass a "
+                         f"registered name ({known}) or a local model folder, or unset HF_HUB_OFFLINE to download it")
+
+
 def load_model(name: str, task: Task, *, seed: int = 0, max_length: int = 128) -> LoadedModel:
     """A model for ``task`` by short name (:func:`list_models`), local Hugging Face folder or hub id:
     for a classification task with a fresh head of ``task.num_labels`` outputs initialised from ``seed``,
@@ -171,21 +206,26 @@ def load_model(name: str, task: Task, *, seed: int = 0, max_length: int = 128) -
             return registry[name](task, seed, max_length)
     if task.kind == "image":
         _check_kind(name, "text", task)
-    if Path(name).is_dir() and not (Path(name) / "config.json").is_file():
+    check_reachable(name)
+    if _exists(name) and Path(name).is_dir() and not (Path(name) / "config.json").is_file():
         raise ModelError(
             f"{name} is a folder without config.json, so not a Hugging Face model folder (which holds config.json, "
             f"the weights and the tokenizer files). Known short names: {', '.join(list_models())}"
         )
     try:
         loaded = (causal_lm if task.kind == "generative" else hf_model)(name, name, task, seed, max_length)
+    except SafetensorError as e:
+        weights = Path(name) / "model.safetensors"
+        raise ModelError(f"{weights if weights.is_file() else name}: the weights file cannot be read ({e}); it is cut off or "
+                         "damaged: copy or download it again") from None
     except (OSError, ValueError, KeyError) as e:
-        where = "a local folder" if Path(name).exists() else "a Hugging Face hub id (needs a reachable hub; HF_HUB_OFFLINE unset)"
+        where = "a local folder" if _exists(name) else "a Hugging Face hub id"
         reason = " ".join(str(e).split()).rstrip(".")
         raise ModelError(
             f"cannot load model {name!r}: it is not a known short name ({', '.join(list_models())}), and loading it "
             f"as {where} failed: {type(e).__name__}: {reason}. Any local Hugging Face model folder or hub id works too"
         ) from None
-    if Path(name).is_dir() and not any((Path(name) / f).is_file() for f in TOKENIZER_FILES):
+    if _exists(name) and Path(name).is_dir() and not any((Path(name) / f).is_file() for f in TOKENIZER_FILES):
         raise ModelError(
             f"{name} has no tokenizer files ({', '.join(TOKENIZER_FILES)}); transformers would silently build an empty "
             "vocabulary from config.json alone. Save the tokenizer into the folder (tokenizer.save_pretrained)"

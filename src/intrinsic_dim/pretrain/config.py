@@ -90,10 +90,12 @@ class PretrainConfig:
             raise PretrainError(f"--warmup must be at least 0 and below --max-steps {self.max_steps}, got {self.warmup}")
         if not (self.lr > 0 and math.isfinite(self.lr)):
             raise PretrainError(f"--lr must be a positive number, got {self.lr}")
-        if not 0 < self.mask_prob < 1:
+        if not 0 < self.mask_prob < 1:  # NaN fails this too
             raise PretrainError(f"--mask-prob must be strictly between 0 and 1, got {self.mask_prob}")
-        if self.weight_decay < 0 or self.clip <= 0:
-            raise PretrainError("--weight-decay must be >= 0 and --clip > 0")
+        if not (math.isfinite(self.weight_decay) and self.weight_decay >= 0):
+            raise PretrainError(f"--weight-decay must be a finite number >= 0, got {self.weight_decay}")
+        if not (math.isfinite(self.clip) and self.clip > 0):
+            raise PretrainError(f"--clip must be a positive finite number (a gradient-norm bound), got {self.clip}")
         if self.eval_blocks < 0:
             raise PretrainError(f"--eval-blocks must be >= 0, got {self.eval_blocks}")
         if any(not 1 <= s <= self.max_steps for s in self.save_at):

@@ -30,17 +30,23 @@ def pretrain(cfg: PretrainConfig, *, progress: bool = True, log: Callable[[str],
         shutil.rmtree(stale, ignore_errors=True)
     if cfg.threads:
         torch.set_num_threads(cfg.threads)
-    docs = read_corpus(cfg.corpus)
-    tokenizer = load_tokenizer(cfg.tokenizer, docs, out / "tokenizer")
-    tokenizer.model_max_length = cfg.max_length
-    blocks = pack_blocks(docs, tokenizer, cfg.max_length)
-    held = seeded_order(len(blocks), EVAL_SEED, 0)
-    eval_blocks, train_blocks = blocks[held[: cfg.eval_blocks]], blocks[held[cfg.eval_blocks :]]
-    if len(train_blocks) < cfg.batch_size:
-        raise PretrainError(
-            f"the corpus gives {len(train_blocks)} training blocks of {cfg.max_length} tokens (after {len(eval_blocks)} held out), "
-            f"fewer than --batch-size {cfg.batch_size}; give more text, or lower --batch-size, --max-length or --eval-blocks"
-        )
+    made = [p for p in (out, out / "tokenizer") if not p.exists()] if not checkpoints(out) else []
+    try:
+        docs = read_corpus(cfg.corpus)
+        tokenizer = load_tokenizer(cfg.tokenizer, docs, out / "tokenizer")
+        tokenizer.model_max_length = cfg.max_length
+        blocks = pack_blocks(docs, tokenizer, cfg.max_length)
+        held = seeded_order(len(blocks), EVAL_SEED, 0)
+        eval_blocks, train_blocks = blocks[held[: cfg.eval_blocks]], blocks[held[cfg.eval_blocks :]]
+        if len(train_blocks) < cfg.batch_size:
+            raise PretrainError(
+                f"the corpus gives {len(train_blocks)} training blocks of {cfg.max_length} tokens (after {len(eval_blocks)} held out), "
+                f"fewer than --batch-size {cfg.batch_size}; give more text, or lower --batch-size, --max-length or --eval-blocks"
+            )
+    except Exception:
+        for p in made:  # a tokenizer trained on a corpus the corrected command may not use: nothing of a failed start is kept
+            shutil.rmtree(p, ignore_errors=True)
+        raise
     lock = lock_run_dir(out)
     (out / "pretrain_config.json").write_text(json.dumps(cfg.identity(), indent=2) + "\n")
     special = sorted(set(tokenizer.all_special_ids))

@@ -33,8 +33,10 @@ def checkpoint_info(path: str | Path) -> dict[str, Any] | None:
 
 
 def check_run_dir(out: Path, cfg: PretrainConfig) -> None:
+    """Refuse a run directory holding checkpoints of other options; options recorded by a start that failed before its
+    first checkpoint bind nothing (they are rewritten), so the corrected command runs in the same directory."""
     saved = out / "pretrain_config.json"
-    if saved.is_file():
+    if saved.is_file() and checkpoints(out):
         old = json.loads(saved.read_text())
         diff = sorted(k for k in set(old) | set(cfg.identity()) if old.get(k) != cfg.identity().get(k))
         if diff:

@@ -27,9 +27,17 @@ _PLAIN_SPLIT_STREAM = 0x5B12
 Row = dict[str, Any]
 
 
+def _exists(path: str | Path) -> bool:
+    """Whether ``path`` exists (a name too long for the file system does not)."""
+    try:
+        return Path(path).exists()
+    except OSError:
+        return False
+
+
 def looks_like_files(name: str) -> bool:
     """True when ``name`` names data files rather than a registered task."""
-    return "," in name or name.lower().endswith(EXTENSIONS) or Path(name).exists()
+    return "," in name or name.lower().endswith(EXTENSIONS) or _exists(name)
 
 
 def _read_json(path: Path, text: str) -> list[Any]:
@@ -61,7 +69,7 @@ def read_rows(path: Path) -> list[Row]:
     suffix = path.suffix.lower()
     if suffix not in EXTENSIONS:
         raise TaskError(f"{path}: unsupported file type {suffix!r}; use one of {', '.join(EXTENSIONS)}")
-    if path.exists() and not path.is_file():
+    if _exists(path) and not path.is_file():
         raise TaskError(f"{path} is not a regular file (a folder, named pipe or device cannot be read as data): pass a data file")
     try:
         text = path.read_text(encoding="utf-8-sig")
@@ -73,6 +81,8 @@ def read_rows(path: Path) -> list[Row]:
         raise TaskError(f"data file not found: {path}") from None
     except UnicodeDecodeError:
         raise TaskError(f"{path} is not UTF-8 text; re-save it as UTF-8") from None
+    except OSError as e:
+        raise TaskError(f"data file {path} cannot be read ({e.strerror}): pass a readable data file") from None
     except (OSError, csv.Error, json.JSONDecodeError) as e:
         raise TaskError(f"cannot read {path}: {e}") from None
     except RecursionError:
@@ -171,7 +181,7 @@ def resolve_files(name: str) -> tuple[Path, Path | None]:
             raise TaskError(f"{name!r}: give exactly two files as TRAIN,EVAL (e.g. train.csv,validation.csv)")
         return Path(parts[0]), Path(parts[1])
     path = Path(name)
-    if not path.is_dir():
+    if not (_exists(path) and path.is_dir()):
         return path, None
     found = {p.stem.lower(): p for p in sorted(path.iterdir()) if p.suffix.lower() in EXTENSIONS}
     evals = [found[s] for s in EVAL_STEMS if s in found]
