@@ -133,6 +133,24 @@ def test_an_interrupt_inside_exec_of_a_string_still_exits_130(tmp_path):
     assert "rerun the same command to resume" in proc.stderr
 
 
+def test_an_interrupt_during_the_first_optimizer_arrives_after_it_not_inside_tritons_import():
+    # CI once caught SIGTERM landing inside `torch.optim.Adam(...)`'s first, lazy import of Triton: its
+    # nanobind binding cannot unwind a KeyboardInterrupt and the process aborted (status -6) instead of 130
+    from intrinsic_dim import interrupts
+
+    previous = signal.signal(signal.SIGINT, signal.default_int_handler)
+    reached = []
+    try:
+        with pytest.raises(KeyboardInterrupt):
+            with interrupts.deferred():
+                os.kill(os.getpid(), signal.SIGINT)
+                time.sleep(0.05)
+                reached.append("after the signal, inside the block")
+    finally:
+        signal.signal(signal.SIGINT, previous)
+    assert reached == ["after the signal, inside the block"]
+
+
 def test_a_sweep_whose_every_trial_diverges_still_reports(tmp_path):
     from test_search import _task
 

@@ -13,12 +13,12 @@ import json
 import math
 import os
 import re
-import signal
 import sys
 from pathlib import Path
 from typing import Any, Sequence
 
 from intrinsic_dim.configfile import load_mapping, show
+from intrinsic_dim.interrupts import sigterm_as_interrupt
 from intrinsic_dim.spec import PARTS, MeasureSpec, spec_fields
 from intrinsic_dim.version import __version__
 
@@ -422,20 +422,17 @@ def main(argv: Sequence[str] | None = None) -> int:
         return 2
     verbs = {"measure": cmd_measure, "train": cmd_train, "evaluate": cmd_evaluate, "merge": cmd_merge, "report": cmd_report,
              "experiment": cmd_experiment, "pretrain": cmd_pretrain}
-    previous = signal.signal(signal.SIGTERM, _interrupt)
-    try:
-        _quiet_hub()
-        return verbs[args.verb](args)
-    except (ValueError, FileNotFoundError, KeyError) as e:
-        print(f"intrinsic-dim {args.verb}: error: {e}", file=sys.stderr)
-        return 2
-    except KeyboardInterrupt:
-        resume = " finished trials are kept; rerun the same command to resume." if args.verb in ("measure", "experiment") else ""
-        print(f"\nintrinsic-dim {args.verb}: interrupted.{resume}", file=sys.stderr)
-        return 130
-    finally:
-        signal.signal(signal.SIGTERM, previous)
-        _forget_caught_interrupt()
+    with sigterm_as_interrupt():
+        try:
+            _quiet_hub()
+            return verbs[args.verb](args)
+        except (ValueError, FileNotFoundError, KeyError) as e:
+            print(f"intrinsic-dim {args.verb}: error: {e}", file=sys.stderr)
+            return 2
+        except KeyboardInterrupt:
+            resume = " finished trials are kept; rerun the same command to resume." if args.verb in ("measure", "experiment") else ""
+            print(f"\nintrinsic-dim {args.verb}: interrupted.{resume}", file=sys.stderr)
+            return 130
 
 
 def _quiet_hub() -> None:
@@ -446,19 +443,6 @@ def _quiet_hub() -> None:
         hf_logging.disable_progress_bar()
     except ImportError:
         pass
-
-
-def _interrupt(signum: int, frame: Any) -> None:
-    raise KeyboardInterrupt
-
-
-def _forget_caught_interrupt() -> None:
-    """Let an interrupt caught by a verb or by ``main`` exit with the status ``main`` returns (130).
-
-    CPython marks an interrupt as unhandled when it escapes code run by ``exec`` of a string (as
-    ``dataclasses`` does while torch imports lazily) even if an outer ``except`` catches it, and then
-    kills the process with SIGINT at exit. Any later ``exec`` of a string clears that mark."""
-    exec("None")
 
 
 if __name__ == "__main__":

@@ -25,7 +25,7 @@ import torch
 from torch import nn
 from tqdm.auto import tqdm
 
-from intrinsic_dim import distributed
+from intrinsic_dim import distributed, interrupts
 from intrinsic_dim.config import SubspaceConfig
 from intrinsic_dim.generative import evaluate_generative, lm_loss
 from intrinsic_dim.results import TrialResult, stored_key
@@ -276,10 +276,11 @@ def _train(model, params, loaded, task, cfg, lr, result: TrialResult, progress: 
             raise ValueError("a data-parallel trial trains a subspace model only: full fine-tuning would all-reduce "
                              "every weight's gradient (D numbers); run the baseline in one process")
         distributed.check_same_projection(model)
-    if cfg.method == "full":
-        opt = torch.optim.AdamW(params, lr=lr, weight_decay=cfg.weight_decay)
-    else:
-        opt = torch.optim.Adam(params, lr=lr)
+    with interrupts.deferred():  # the first optimizer imports Triton, which aborts if interrupted
+        if cfg.method == "full":
+            opt = torch.optim.AdamW(params, lr=lr, weight_decay=cfg.weight_decay)
+        else:
+            opt = torch.optim.Adam(params, lr=lr)
     sched = torch.optim.lr_scheduler.LambdaLR(opt, _schedule(total, cfg.warmup))
     gen = torch.Generator().manual_seed(cfg.seed)
     model.train()

@@ -8,6 +8,7 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
+from intrinsic_dim import interrupts
 from intrinsic_dim.pretrain.config import EVAL_SEED, PretrainConfig
 from intrinsic_dim.tasks.base import seeded_order
 
@@ -41,10 +42,11 @@ def mlm_loss(model: nn.Module, inputs: torch.Tensor, labels: torch.Tensor) -> to
 def make_optimizer(model: nn.Module, cfg: PretrainConfig) -> tuple[torch.optim.Optimizer, torch.optim.lr_scheduler.LambdaLR]:
     decay = [p for p in model.parameters() if p.ndim >= 2]
     plain = [p for p in model.parameters() if p.ndim < 2]
-    opt = torch.optim.AdamW(
-        [{"params": decay, "weight_decay": cfg.weight_decay}, {"params": plain, "weight_decay": 0.0}],
-        lr=cfg.lr, betas=(0.9, 0.98), eps=1e-6,
-    )
+    with interrupts.deferred():  # the first optimizer imports Triton, which aborts if interrupted
+        opt = torch.optim.AdamW(
+            [{"params": decay, "weight_decay": cfg.weight_decay}, {"params": plain, "weight_decay": 0.0}],
+            lr=cfg.lr, betas=(0.9, 0.98), eps=1e-6,
+        )
     warm, total = cfg.warmup, cfg.max_steps
 
     def factor(step: int) -> float:
