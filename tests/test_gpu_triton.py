@@ -82,3 +82,25 @@ def test_projection_on_gpu_matches_cpu():
         z, y = torch.randn(d, dtype=torch.float64), torch.randn(D, dtype=torch.float64)
         assert _rel(P(z.cuda()), P(z)) < 1e-12
         assert _rel(P.T(y.cuda()), P.T(y)) < 1e-12
+
+
+def test_the_kernels_take_the_random_recipe_from_rng(monkeypatch):
+    """A changed constant in rng.py changes the Triton kernels' P the same way it changes the reference's."""
+    import importlib
+
+    from intrinsic_dim import rng
+
+    seg = kernels.make_segment(2, 0, 64, 300)
+    z = torch.randn(50, dtype=torch.float64)
+    before = tf.segment_forward(z.to(DEVICE), 2, 0, seg.nblocks, 64, 300, seg.scale)
+    monkeypatch.setattr(rng, "MIX2", rng.MIX2 ^ (1 << 40))
+    monkeypatch.setattr(rng, "GAUSS_CENTER", rng.GAUSS_CENTER + 1)
+    try:
+        changed = importlib.reload(tf)
+        got = changed.segment_forward(z.to(DEVICE), 2, 0, seg.nblocks, 64, 300, seg.scale)
+        want = kernels.segment_forward(seg, z, kernel="reference")
+    finally:
+        monkeypatch.undo()
+        importlib.reload(tf)
+    assert not torch.equal(got.cpu(), before.cpu())
+    assert torch.equal(got.cpu(), want)

@@ -21,11 +21,18 @@ MAX_FUSED_LOG2N = 13
 MAX_CHUNKS = 512
 ELEMENTWISE_BLOCK = 1024
 
+# The random recipe's constants, taken from rng.py (the one place they are written) as compile-time values
+_GOLDEN: tl.constexpr = tl.constexpr(rng.GOLDEN)
+_MIX1: tl.constexpr = tl.constexpr(rng.MIX1)
+_MIX2: tl.constexpr = tl.constexpr(rng.MIX2)
+_GAUSS_CENTER: tl.constexpr = tl.constexpr(rng.GAUSS_CENTER)
+_PERM_ROUNDS: tl.constexpr = tl.constexpr(rng.PERM_ROUNDS)
+
 
 @triton.jit
 def _mix64(z):
-    z = (z ^ (z >> 30)) * 0xBF58476D1CE4E5B9
-    z = (z ^ (z >> 27)) * 0x94D049BB133111EB
+    z = (z ^ (z >> 30)) * _MIX1
+    z = (z ^ (z >> 27)) * _MIX2
     return z ^ (z >> 31)
 
 
@@ -36,18 +43,18 @@ def _u64(v):
 
 @triton.jit
 def _bits(key, pos):
-    return _mix64(key + (pos + 1) * 0x9E3779B97F4A7C15)
+    return _mix64(key + (pos + 1) * _GOLDEN)
 
 
 @triton.jit
 def _block_key(stream_hash, block):
-    return _mix64(_u64(stream_hash) ^ (_u64(block) * 0xBF58476D1CE4E5B9))
+    return _mix64(_u64(stream_hash) ^ (_u64(block) * _MIX1))
 
 
 @triton.jit
 def _gauss(h, gscale):
     s = (h & 0xFFFF) + ((h >> 16) & 0xFFFF) + ((h >> 32) & 0xFFFF) + (h >> 48)
-    return (s.to(tl.int64) - 131070).to(gscale.dtype) * gscale
+    return (s.to(tl.int64) - _GAUSS_CENTER).to(gscale.dtype) * gscale
 
 
 @triton.jit
@@ -65,15 +72,15 @@ def _round_constants(kp, r, mask):
 def _perm(kp, x, LOG2N: tl.constexpr, SHIFT: tl.constexpr, INVERSE: tl.constexpr):
     mask = tl.full([], (1 << LOG2N) - 1, tl.uint64)
     if INVERSE:
-        for k in tl.static_range(4):
-            mult, add = _round_constants(kp, 3 - k, mask)
+        for k in tl.static_range(_PERM_ROUNDS):
+            mult, add = _round_constants(kp, _PERM_ROUNDS - 1 - k, mask)
             inv = mult
             for _ in tl.static_range(6):
                 inv = inv * (2 - mult * inv)
             x = ((x - add) * inv) & mask
             x = x ^ (x >> SHIFT)
     else:
-        for r in tl.static_range(4):
+        for r in tl.static_range(_PERM_ROUNDS):
             mult, add = _round_constants(kp, r, mask)
             x = x ^ (x >> SHIFT)
             x = (x * mult + add) & mask
