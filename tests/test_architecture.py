@@ -81,3 +81,11 @@ def test_no_module_is_over_the_size_that_reads_as_one_thing():
     sizes = {p.relative_to(SRC).as_posix(): len(p.read_text().splitlines()) for p in SRC.rglob("*.py")}
     big = {k: v for k, v in sizes.items() if v > 480}
     assert big == {}, f"modules over 480 lines: split them by what they do: {big}"
+
+
+def test_every_module_has_its_sentence_in_docs_architecture():
+    doc = (SRC.parents[1] / "docs" / "architecture.md").read_text()
+    tops = {p.stem if p.is_file() else p.name + "/" for p in SRC.iterdir()
+            if (p.suffix == ".py" and p.stem != "__init__") or (p.is_dir() and (p / "__init__.py").exists())}
+    missing = sorted(t for t in tops if f"`{t}.py`" not in doc and not (t.endswith("/") and f"`{t}" in doc))
+    assert missing == [], f"modules with no line in docs/architecture.md's table: {missing}"
