@@ -262,6 +262,18 @@ ALIASES = {"said": "method"}
 """Keys accepted beside the fields: ``said: true/false`` (written by older config files) means method said / did."""
 
 
+def check_values(values: dict[str, Any], source: str) -> None:
+    """Check each spec field of ``values`` on its own (kind, choices, range): a bad value in a file is refused even
+    where a flag overrides it. Unknown keys and combinations of fields are left to :meth:`MeasureSpec.from_dict`."""
+    for key, value in values.items():
+        name = str(key).replace("-", "_")
+        if name in FIELD_PART:
+            try:
+                PARTS[FIELD_PART[name]](**{name: coerce(name, value)})
+            except SpecError as e:
+                raise SpecError(f"{source}: {e}") from None
+
+
 @dataclass(frozen=True)
 class MeasureSpec:
     """Everything that defines a d90 measurement; see the module docstring. Immutable: ``replace`` to vary it."""
