@@ -107,6 +107,18 @@ def test_flags_override_the_config_file_which_overrides_the_defaults(tmp_path):
     assert args.spec.trial.batch_size == MeasureSpec().trial.batch_size
 
 
+@pytest.mark.parametrize("verb, text, flags, message", [
+    ("measure", "max_length: .inf\n", ["--max-length", "16"], "max_length: expected an integer, got inf"),
+    ("train", "d: .inf\n", ["--d", "100"], "d must be a positive integer, got inf"),
+    ("evaluate", "batch_size: 0\n", ["--batch-size", "8"], "batch_size must be a positive integer, got 0"),
+])
+def test_a_bad_value_in_a_config_file_is_refused_even_where_a_flag_overrides_it(tmp_path, verb, text, flags, message):
+    path = tmp_path / "run.yaml"
+    path.write_text(text)
+    with pytest.raises(ValueError, match=f"{path}: {message}"):
+        _parse([verb, "--config", str(path), *flags])
+
+
 _values = st.one_of(
     st.none(), st.booleans(), st.integers(-2**70, 2**70), st.floats(allow_nan=True, allow_infinity=True), st.text(max_size=8),
     st.lists(st.one_of(st.integers(-5, 10**5), st.floats(allow_nan=True)), max_size=4), st.dictionaries(st.text(max_size=3), st.integers(), max_size=2),

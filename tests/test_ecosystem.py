@@ -103,3 +103,26 @@ def test_push_to_hub_uploads_the_adapter_folder_with_its_card(tiny_bert, monkeyp
     assert calls == [("token", "t"), ("create", "me/adapter", True, True),
                      ("upload", "me/adapter", ["README.md", "adapter_config.json", "adapter_model.safetensors"],
                       "Upload intrinsic-dim adapter")]
+
+
+def _snippet(card: str, folder: Path) -> str:
+    block = card.split("## Use\n\n```python\n")[1].split("```")[0]
+    return block.replace('"FOLDER or owner/repo"', repr(str(folder)))
+
+
+def test_the_cards_use_snippet_rebuilds_the_seeded_head_and_reproduces_the_adapter(tmp_path):
+    from intrinsic_dim.models import load_model
+    from intrinsic_dim.tasks import load_task
+
+    task = load_task("tweet-sentiment", max_train=8, max_eval=4)
+    loaded = load_model("bert-tiny-random", task, seed=5, max_length=16)  # its head (and here all of it) drawn from seed 5
+    sm = idim.SubspaceModel(loaded.model, d=100, said=True, seed=2)
+    with torch.no_grad():
+        sm.z.normal_()
+    meta = {"model": "bert-tiny-random", "task": "tweet-sentiment", "seed": 5, "max_length": 16}
+    out = sm.save_pretrained(tmp_path / "adapter", metadata=meta)
+    batch = loaded.encode(task.test, list(range(4)))
+    expected = sm(**batch).logits
+    scope: dict = {}
+    exec(compile(_snippet((out / "README.md").read_text(), out), "README.md", "exec"), scope)
+    assert torch.equal(scope["model"](**batch).logits, expected)

@@ -2,7 +2,9 @@
 
 from __future__ import annotations
 
+import json
 import os
+import re
 import signal
 from pathlib import Path
 
@@ -94,3 +96,55 @@ def test_a_named_pipe_as_a_data_file_is_refused_without_blocking(tmp_path):
         signal.alarm(0)
         signal.signal(signal.SIGALRM, previous)
     assert Path(pipe).exists()
+
+
+def _saved_reviews(tmp_path: Path) -> Path:
+    """A DatasetDict with its own column names (review, stars), saved with save_to_disk as a user would."""
+    table = _table().rename_column("text", "review").rename_column("label", "stars")
+    folder = tmp_path / "reviews"
+    datasets.DatasetDict({"train": table.select(range(48)), "validation": table.select(range(48, 60))}).save_to_disk(str(folder))
+    return folder
+
+
+def test_a_saved_dataset_trains_from_the_command_line_with_its_columns(tmp_path, capsys):
+    from intrinsic_dim.cli import main
+
+    folder, adapter = _saved_reviews(tmp_path), tmp_path / "adapter"
+    assert main(["train", "--model", "bert-tiny-random", "--task", str(folder), "--text-columns", "review", "--label-column", "stars",
+                 "--d", "50", "--max-steps", "2", "--batch-size", "8", "--max-length", "16", "--threads", "1", "--quiet",
+                 "--out", str(adapter)]) == 0
+    assert "adapter saved" in capsys.readouterr().out
+    meta = json.loads((adapter / "adapter_config.json").read_text())["metadata"]
+    assert meta["text_columns"] == ["review"] and meta["label_column"] == "stars"
+    assert main(["evaluate", "--adapter", str(adapter), "--quiet"]) == 0  # the columns come back from the adapter
+    assert json.loads(capsys.readouterr().out)["examples"] == 6
+    task = load_task(str(folder), text_columns=("review",), label_column="stars")
+    assert task.label_names == NAMES and task.train.texts[0] == (TEXTS[0],) and len(task.train) == 48
+
+
+@pytest.mark.parametrize("args, message", [
+    (["--text-columns", "body", "--label-column", "stars"], r"no column\(s\) body \(columns: review, idx, stars\)"),
+    ([], r"no column\(s\) label .*pass label_column= and text_columns= \(--label-column, --text-columns\)"),
+    (["--task", "tweet-sentiment", "--label-column", "stars"], "task 'tweet-sentiment' is not one: drop them"),
+    (["--task", "owner/never-published"], "could not load the hub dataset 'owner/never-published'"),
+])
+def test_a_dataset_task_that_cannot_load_is_one_line_before_any_model(tmp_path, capsys, args, message):
+    from intrinsic_dim.cli import main
+
+    out, folder = tmp_path / "adapter", _saved_reviews(tmp_path)
+    capsys.readouterr()
+    assert main(["train", "--model", "bert-tiny-random", "--task", str(folder), "--d", "50", "--max-steps", "1",
+                 "--threads", "1", "--quiet", "--out", str(out), *args]) == 2
+    err = capsys.readouterr().err.strip()
+    assert len(err.splitlines()) == 1 and re.search(message, err), err
+    assert not out.exists()
+
+
+def test_dataset_columns_are_in_a_run_directorys_key_only_when_given():
+    from intrinsic_dim.spec import MeasureSpec
+
+    plain = MeasureSpec().run_config(1)
+    assert "text_columns" not in plain and "label_column" not in plain  # stores made before these options still resume
+    assert MeasureSpec.from_dict({"label_column": "label"}).run_config(1) == plain
+    keyed = MeasureSpec.from_dict({"text_columns": "title,body", "label_column": "stars"}).run_config(1)
+    assert keyed == plain | {"text_columns": ["title", "body"], "label_column": "stars"}

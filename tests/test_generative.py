@@ -370,3 +370,16 @@ def test_a_metric_the_task_does_not_offer_is_refused_before_any_work(tmp_path, t
     err = capsys.readouterr().err
     assert f"--metric {metric}" in err and "pick one of those" in err
     assert not run.exists()
+
+
+@pytest.mark.parametrize("n, small", [(80, True), (250, False)])
+def test_a_generative_file_with_a_tiny_held_out_split_is_noted_once(tmp_path, n, small):
+    sft = tmp_path / "sft.jsonl"
+    sft.write_text("".join(json.dumps({"prompt": f"Q: {i}?\nA:", "completion": f" {i}"}) + "\n" for i in range(n)))
+    text = tmp_path / "corpus.txt"
+    text.write_text("".join(f"line {i} of the corpus\n" for i in range(n)))
+    for path in (sft, text):
+        notes = [m for m in load_task(str(path), max_eval=1000).notes if "held-out examples" in m]
+        assert notes == ([f"{path}: only {n // 10} held-out examples, halved into validation and test: their losses are too "
+                          "few to tell trials apart reliably; hold out at least 20 (more data, or a larger EVAL file)"]
+                         if small else [])

@@ -340,3 +340,12 @@ def test_metric_input_errors():
         compute_metrics(_task("accuracy"), torch.tensor([0, 1]), torch.tensor([0]))
     with pytest.raises(ValueError, match="unknown metric"):
         compute_metrics(_task("bleu"), torch.tensor([0]), torch.tensor([0]))
+
+
+@pytest.mark.parametrize("max_eval, subsampled, more", [(6, 0, 0), (5, 2, 0), (7, 0, 2), (None, 0, 0)])
+def test_a_split_is_noted_as_subsampled_only_when_it_was(tmp_path, max_eval, subsampled, more):
+    (tmp_path / "train.csv").write_text("sentence,label\n" + "".join(f"text {i},{'ab'[i % 2]}\n" for i in range(20)))
+    (tmp_path / "validation.csv").write_text("sentence,label\n" + "".join(f"held {i},{'ab'[i % 2]}\n" for i in range(12)))
+    task = load_task(str(tmp_path), max_eval=max_eval)
+    assert (len(task.eval), len(task.test)) == (min(6, max_eval or 6),) * 2
+    assert sum("subsampled" in n for n in task.notes) == subsampled and sum("is more than" in n for n in task.notes) == more

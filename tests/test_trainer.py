@@ -45,8 +45,8 @@ def _data(n: int = 16) -> list[dict]:
              "label": i % 3, "text": f"example {i}"} for i in range(n)]
 
 
-def _trainer(out: Path, callbacks=None, **options) -> Trainer:
-    sm = idim.SubspaceModel(_bert(), d=D_SUB, said=True, seed=3)
+def _trainer(out: Path, callbacks=None, base: nn.Module | None = None, **options) -> Trainer:
+    sm = idim.SubspaceModel(base or _bert(), d=D_SUB, said=True, seed=3)
     args = TrainingArguments(output_dir=str(out), per_device_train_batch_size=4, max_steps=4, save_steps=2,
                              logging_steps=1, learning_rate=0.1, report_to=[], use_cpu=True, seed=7,
                              disable_tqdm=True, **options)
@@ -124,6 +124,21 @@ def test_resume_from_a_trainer_checkpoint_is_bit_identical(accelerate, tmp_path)
     assert resumed.state.global_step == 4
     assert torch.equal(resumed.model.z, straight.model.z) and torch.equal(resumed.model.lam, straight.model.lam)
     assert not torch.equal(straight.model.z, _checkpoint_z(tmp_path / "a" / "checkpoint-2"))
+
+
+def test_resuming_onto_other_base_weights_is_refused_before_any_step(accelerate, tmp_path):
+    _trainer(tmp_path / "a", callbacks=[SubspaceCallback()]).train()
+    checkpoint = str(tmp_path / "a" / "checkpoint-2")
+    same = _trainer(tmp_path / "b", callbacks=[SubspaceCallback()])
+    same.train(resume_from_checkpoint=checkpoint)  # the same base: resumes
+    assert same.state.global_step == 4
+    other = _bert()
+    with torch.no_grad():
+        other.classifier.bias.add_(0.01)  # another head, as another seed would give: z would move other weights
+    refused = _trainer(tmp_path / "c", callbacks=[SubspaceCallback()], base=other)
+    with pytest.raises(idim.AdapterError, match="with other weights than this Trainer's model .*resume with the exact base model"):
+        refused.train(resume_from_checkpoint=checkpoint)
+    assert refused.state.global_step == 2 and not list((tmp_path / "c").glob("checkpoint-*"))
 
 
 def test_evaluation_finds_the_labels_and_the_best_checkpoint_loads_back(accelerate, tmp_path):

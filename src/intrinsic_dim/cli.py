@@ -19,7 +19,7 @@ from typing import Any, Sequence
 
 from intrinsic_dim.configfile import load_mapping, show
 from intrinsic_dim.interrupts import sigterm_as_interrupt
-from intrinsic_dim.spec import PARTS, MeasureSpec, spec_fields
+from intrinsic_dim.spec import PARTS, MeasureSpec, check_values, spec_fields
 from intrinsic_dim.version import __version__
 
 os.environ.setdefault("TRANSFORMERS_VERBOSITY", "error")
@@ -240,6 +240,10 @@ def _parse(argv: Sequence[str]) -> argparse.Namespace:
     cfg = load_mapping(args.config) if getattr(args, "config", None) else {}
     cfg = {str(k).replace("-", "_"): v for k, v in cfg.items()}
     if args.verb in CLI_ONLY:
+        check_values(cfg, str(args.config))
+        for dest in sorted(set(cfg) & {"d", "seed", "batch_size"} & CLI_ONLY[args.verb]):
+            if not (isinstance(cfg[dest], int) and not isinstance(cfg[dest], bool) and RANGES[dest][0](cfg[dest])):
+                raise ValueError(f"{args.config}: {dest} must be {RANGES[dest][1]}, got {show(cfg[dest])}")
         given = {k: v for k, v in vars(args).items() if k not in ("verb", "config")}
         local = {k: given.pop(k, cfg.pop(k, None)) for k in CLI_ONLY[args.verb]}
         if args.verb != "measure":

@@ -59,6 +59,8 @@ class LoadOptions:
     max_length: int
     threads: int
     metric: str | None = None
+    text_columns: tuple[str, ...] | None = None
+    label_column: str | None = None
 
 
 _TASKS: dict[LoadOptions, object] = {}
@@ -74,7 +76,8 @@ def run_spec_trial(spec: LoadOptions, cfg: TrialConfig) -> TrialResult:
 
     torch.set_num_threads(spec.threads)
     if spec not in _TASKS:
-        _TASKS[spec] = load_task(spec.task, max_train=spec.max_train, max_eval=spec.max_eval, seed=0, metric=spec.metric)
+        _TASKS[spec] = load_task(spec.task, max_train=spec.max_train, max_eval=spec.max_eval, seed=0, metric=spec.metric,
+                                 text_columns=spec.text_columns, label_column=spec.label_column)
     task = _TASKS[spec]
     return run_trial(lambda seed: load_model(spec.model, task, seed=seed, max_length=spec.max_length), task, cfg, progress=False)
 

@@ -12,8 +12,10 @@ from typing import Any
 
 import torch
 from transformers import TrainerCallback, TrainerControl, TrainerState, TrainingArguments
+from transformers.trainer_callback import ExportableState
 from transformers.trainer_utils import PREFIX_CHECKPOINT_DIR
 
+from intrinsic_dim.adapter import AdapterError
 from intrinsic_dim.subspace import SubspaceModel
 
 
@@ -28,14 +30,43 @@ def subspace_stats(sm: SubspaceModel) -> dict[str, float]:
     return stats
 
 
-class SubspaceCallback(TrainerCallback):
+def _base_of(sm: SubspaceModel) -> dict[str, str]:
+    """The base model's identity as an adapter records it: its name and the fingerprint of its weights."""
+    config = sm.adapter_config()
+    return {"base_model_name": config["base_model_name"], "base_fingerprint": config["base_fingerprint"]}
+
+
+class SubspaceCallback(TrainerCallback, ExportableState):
     """Adds :func:`subspace_stats` to every log entry (``trainer_state.json``'s ``log_history`` and the
     callbacks after this one), and saves the adapter (``adapter_config.json``,
-    ``adapter_model.safetensors``, ``README.md``) into every checkpoint folder, with ``metadata``."""
+    ``adapter_model.safetensors``, ``README.md``) into every checkpoint folder, with ``metadata``.
+    Every checkpoint's ``trainer_state.json`` records the base model's fingerprint, and training resumed from a
+    checkpoint of another base model (whose z would silently move other weights) is refused at its start."""
 
     def __init__(self, metadata: dict[str, Any] | None = None, save_adapter: bool = True) -> None:
         self.metadata = metadata or {}
         self.save_adapter = save_adapter
+        self.base: dict[str, str] | None = None
+
+    def state(self) -> dict[str, Any]:
+        """What a checkpoint's ``trainer_state.json`` keeps of this callback: its arguments and the base it trained."""
+        return {"args": {"metadata": self.metadata, "save_adapter": self.save_adapter}, "attributes": {"base": self.base}}
+
+    def on_train_begin(self, args: TrainingArguments, state: TrainerState, control: TrainerControl,
+                       model: Any = None, **kwargs: Any) -> None:
+        """Refuse to resume from a checkpoint whose adapter was trained on other base weights than the model's."""
+        ours = _base_of(self._subspace(model))
+        saved = (state.stateful_callbacks or {}).get(type(self).__name__)
+        for record in saved if isinstance(saved, list) else [saved]:
+            theirs = ((record or {}).get("attributes") or {}).get("base")
+            if state.global_step > 0 and theirs and theirs.get("base_fingerprint") != ours["base_fingerprint"]:
+                raise AdapterError(
+                    f"the checkpoint being resumed (step {state.global_step}) was trained on base model "
+                    f"{theirs.get('base_model_name')!r} with other weights than this Trainer's model {ours['base_model_name']!r} "
+                    f"(base fingerprint {str(theirs.get('base_fingerprint'))[:12]}... against {ours['base_fingerprint'][:12]}...): "
+                    "resume with the exact base model and head initialisation it was trained from, or train without "
+                    "resume_from_checkpoint")
+        self.base = ours
 
     @staticmethod
     def _subspace(model: Any) -> SubspaceModel:

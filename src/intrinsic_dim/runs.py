@@ -56,7 +56,8 @@ def make_executor(spec: MeasureSpec):
     from intrinsic_dim.executors import LoadOptions, LocalWorkers, RayExecutor, TrialResources
 
     d, r = spec.data, spec.run
-    load = LoadOptions(d.model, d.task, d.max_train, d.max_eval, d.max_length, torch.get_num_threads(), d.metric)
+    load = LoadOptions(d.model, d.task, d.max_train, d.max_eval, d.max_length, torch.get_num_threads(), d.metric, d.text_columns,
+                       d.label_column)
     if r.executor == "ray":
         return RayExecutor(load, TrialResources(r.trial_cpus or float(torch.get_num_threads()), r.trial_gpus), r.ray_address)
     return LocalWorkers(load, r.workers) if r.workers > 1 else None
@@ -195,6 +196,7 @@ def run_train(spec: MeasureSpec, d: int, seed: int, out: str | Path, *, progress
     data = spec.data
     meta = {"model": data.model, "task": data.task, "seed": seed, "max_length": data.max_length,
             "metric": task.metric, "validation": result.val_metric, "test": result.metric}
+    meta |= {k: v for k, v in (("text_columns", list(data.text_columns or ())), ("label_column", data.label_column)) if v}
     return TrainOutcome(result, save_adapter(sm, out, meta), task.metric, size, rank)
 
 
@@ -251,7 +253,7 @@ def run_evaluate(spec: MeasureSpec, adapter: str | Path | None = None, *, given:
     seed = seed if seed is not None else meta.get("seed", 0)
     if "model" not in given:
         _check_adapter_model(adapter, pick("model"))
-    task = load_task(pick("task"), max_train=d.max_train, max_eval=d.max_eval, seed=0, metric=d.metric)
+    task = load_task(pick("task"), seed=0, **(d.task_options() | _task_columns(meta, given)))
     loaded = load_model(pick("model"), task, seed=seed, max_length=pick("max_length"))
     model = SubspaceModel.from_pretrained(loaded.model, adapter) if adapter else loaded.model
     metrics = evaluate(model, loaded, task, task.report_split, batch_size=batch_size)
@@ -277,9 +279,18 @@ def run_merge(adapter: str | Path, out: str | Path, *, model: str | None = None,
                          "train`): pass --model, --task and --seed")
     if model is None:
         _check_adapter_model(adapter, model_name)
-    loaded = load_model(model_name, load_task(task_name, max_train=1, max_eval=1, seed=0), seed=seed,
+    columns = _task_columns(meta, {"task"} if task else set())
+    loaded = load_model(model_name, load_task(task_name, max_train=1, max_eval=1, seed=0, **columns), seed=seed,
                         max_length=max_length or meta.get("max_length", 128))
     return merge_adapter(loaded.model, adapter, out, tokenizer=loaded.tokenizer)
+
+
+def _task_columns(meta: dict[str, Any], given: set[str]) -> dict[str, Any]:
+    """The dataset columns an adapter's metadata records, for the task it names (none where the task was ``given``)."""
+    if "task" in given or "text_columns" in given or "label_column" in given:
+        return {}
+    columns = meta.get("text_columns")
+    return {"text_columns": tuple(columns) if isinstance(columns, list) else columns, "label_column": meta.get("label_column")}
 
 
 def _check_adapter_model(adapter: str | Path | None, name: str) -> None:

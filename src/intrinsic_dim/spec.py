@@ -41,7 +41,7 @@ def _sub_default(name: str) -> Any:
 
 def _opt(default: Any, help: str, kind: str = "", choices: tuple[str, ...] | None = None,
          check: tuple[Callable[[Any], bool], str] | None = None) -> Any:
-    """A spec field: its default, help text, value kind (int, float, ints, floats, limit, text, texts, flag) and range."""
+    """A spec field: its default, help text, value kind (int, float, ints, floats, limit, text, texts, names, flag) and range."""
     return field(default=default, metadata={"help": help, "kind": kind, "choices": choices, "check": check})
 
 
@@ -99,6 +99,11 @@ def _convert(kind: str, value: Any, default: Any) -> Any:
     if kind in ("ints", "floats"):
         items = value.replace(",", " ").split() if isinstance(value, str) else (value if isinstance(value, (list, tuple)) else [value])
         return tuple(_scalar(int if kind == "ints" else float, v) for v in items)
+    if kind == "names":  # a,b on a command line, or a list in a file
+        items = [v.strip() for v in value.split(",")] if isinstance(value, str) else value
+        if not isinstance(items, (list, tuple)) or not all(isinstance(v, str) and v for v in items):
+            raise TypeError(f"expected names separated by commas, or a list of names, got {show(value)}")
+        return tuple(items)
     if kind == "texts":
         items = [value] if isinstance(value, str) else value
         if not isinstance(items, (list, tuple)) or not all(isinstance(v, str) for v in items):
@@ -133,6 +138,15 @@ class DataSpec(_Part):
     max_length: int = _opt(64, "token truncation length for text models", "int", check=_POS_INT)
     metric: str | None = _opt(None, "measure on another metric the task offers (default: the task's own); a generative task "
                               "scored by label words offers 'loss' (lower is better)", "text")
+    text_columns: tuple[str, ...] | None = _opt(None, "for a Hugging Face dataset task (hub id owner/name or save_to_disk folder): "
+                                                "the one or two text columns, e.g. title,body (default: the first one or two "
+                                                "text columns)", "names", check=(lambda v: 1 <= len(v) <= 2, "one or two column names"))
+    label_column: str | None = _opt(None, "for a Hugging Face dataset task: the column holding the targets (default: label)", "text")
+
+    def task_options(self) -> dict[str, Any]:
+        """The keyword arguments of ``tasks.load_task`` besides the name (the seed of subsampling is always 0)."""
+        return {"max_train": self.max_train, "max_eval": self.max_eval, "metric": self.metric, "text_columns": self.text_columns,
+                "label_column": self.label_column}
 
 
 @dataclass(frozen=True)
@@ -248,6 +262,18 @@ ALIASES = {"said": "method"}
 """Keys accepted beside the fields: ``said: true/false`` (written by older config files) means method said / did."""
 
 
+def check_values(values: dict[str, Any], source: str) -> None:
+    """Check each spec field of ``values`` on its own (kind, choices, range): a bad value in a file is refused even
+    where a flag overrides it. Unknown keys and combinations of fields are left to :meth:`MeasureSpec.from_dict`."""
+    for key, value in values.items():
+        name = str(key).replace("-", "_")
+        if name in FIELD_PART:
+            try:
+                PARTS[FIELD_PART[name]](**{name: coerce(name, value)})
+            except SpecError as e:
+                raise SpecError(f"{source}: {e}") from None
+
+
 @dataclass(frozen=True)
 class MeasureSpec:
     """Everything that defines a d90 measurement; see the module docstring. Immutable: ``replace`` to vary it."""
@@ -331,11 +357,14 @@ class MeasureSpec:
         return cls.from_dict(load_mapping(path), source=str(path))
 
     def run_config(self, threads: int) -> dict[str, Any]:
-        """What a run directory's trials depend on beyond their own settings: a resume must match it (the store's key)."""
+        """What a run directory's trials depend on beyond their own settings: a resume must match it (the store's key).
+        Options at their defaults are left out, so the key of a run made before they existed is unchanged."""
         d = self.data
         config = {"model": d.model, "task": d.task, "max_train": d.max_train, "max_eval": d.max_eval, "max_length": d.max_length,
                   "threads": threads}
-        return config | ({"metric": d.metric} if d.metric else {})
+        columns = {"text_columns": list(d.text_columns)} if d.text_columns else {}
+        label = {"label_column": d.label_column} if d.label_column not in (None, "label") else {}
+        return config | ({"metric": d.metric} if d.metric else {}) | columns | label
 
     def default_run_dir(self) -> Path:
         """runs/<model>-<task>-<method>."""

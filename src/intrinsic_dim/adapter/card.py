@@ -93,6 +93,27 @@ def _rows(config: dict[str, Any]) -> str:
     return "\n".join(f"| {k} | {v} |" for k, v in rows)
 
 
+def _use_snippet(meta: dict[str, Any]) -> str:
+    """Python that loads the adapter onto its base model: for one made by intrinsic-dim (model, task and seed recorded),
+    the base rebuilt by the library's own loader, so that a fresh head is drawn from the same seed as in training."""
+    if not all(isinstance(meta.get(k), t) for k, t in (("model", str), ("task", str), ("seed", int))):
+        return """import intrinsic_dim as idim
+
+base = ...  # the exact model it was trained on: the same weights, a new head's initialisation included
+sm = idim.SubspaceModel.from_pretrained(base, "FOLDER or owner/repo")  # refuses other base weights
+model = sm.merge_and_unload()  # a plain model with θ0 + P(z) written in"""
+    columns = "".join(f", {k}={meta[k]!r}" for k in ("text_columns", "label_column") if meta.get(k))
+    length = f", max_length={meta['max_length']!r}" if isinstance(meta.get("max_length"), int) else ""
+    return f"""import intrinsic_dim as idim
+from intrinsic_dim.models import load_model
+from intrinsic_dim.tasks import load_task
+
+task = load_task({meta['task']!r}, max_train=1, max_eval=1{columns})  # its labels size the head
+loaded = load_model({meta['model']!r}, task, seed={meta['seed']!r}{length})  # the base, its new head drawn from the seed, as in training
+sm = idim.SubspaceModel.from_pretrained(loaded.model, "FOLDER or owner/repo")  # refuses other base weights
+model = sm.merge_and_unload()  # a plain model with θ0 + P(z) written in"""
+
+
 def model_card(config: dict[str, Any], pipeline_tag: str | None = None) -> str:
     """Markdown with YAML front matter describing the adapter whose ``adapter_config.json`` is ``config``."""
     meta = config.get("metadata") or {}
@@ -114,11 +135,7 @@ z{', the SAID scales λ' if config['said'] else ''} and the config, a few kiloby
 ## Use
 
 ```python
-import intrinsic_dim as idim
-
-base = ...  # the exact model it was trained on: the same weights, a new head's initialisation included
-sm = idim.SubspaceModel.from_pretrained(base, "FOLDER or owner/repo")  # refuses other base weights
-model = sm.merge_and_unload()  # a plain model with θ0 + P(z) written in
+{_use_snippet(meta)}
 ```
 {cli}
 PEFT cannot load this adapter type (its `PeftType` is a closed enum); `merge_and_unload()` or

@@ -52,7 +52,7 @@ def spec_factory(spec: MeasureSpec, task: Task | None = None) -> tuple[Task, Mod
     from intrinsic_dim.tasks import load_task
 
     d = spec.data
-    task = task or load_task(d.task, max_train=d.max_train, max_eval=d.max_eval, seed=0, metric=d.metric)
+    task = task or load_task(d.task, seed=0, **d.task_options())
 
     def factory(seed: int):
         return load_model(d.model, task, seed=seed, max_length=d.max_length)

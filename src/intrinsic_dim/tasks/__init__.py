@@ -6,9 +6,8 @@ import torch
 
 from intrinsic_dim.tasks.base import Split, Task, TaskError
 from intrinsic_dim.tasks.encoders import ImageEncoder, TextEncoder
-from intrinsic_dim.tasks.hfdata import from_datasets
 from intrinsic_dim.tasks.metrics import METRIC_KEYS, metric_values
-from intrinsic_dim.tasks.registry import list_tasks, load_task
+from intrinsic_dim.tasks.registry import from_datasets, list_tasks, load_task
 
 
 def compute_metrics(task: Task, predictions: torch.Tensor, labels: torch.Tensor) -> dict[str, float]:

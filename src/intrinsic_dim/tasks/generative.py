@@ -23,6 +23,8 @@ GENERATIVE_KIND = "generative"
 TEXT_FORMATS = ("completion", "messages", "text")
 TWEET_PROMPT = "Tweet: {text}\nSentiment (negative, neutral or positive):"
 _GEN_SPLIT_STREAM = 0x5B13
+SMALL_HELD_OUT = 20
+"""Fewer held-out examples than this give validation and test losses too noisy to compare trials on: noted once."""
 
 
 def _zeros(n: int) -> torch.Tensor:
@@ -101,6 +103,14 @@ def _hold_out(n: int, path: Path) -> tuple[torch.Tensor, torch.Tensor]:
     return torch.sort(order[k:]).values, torch.sort(order[:k]).values
 
 
+def _small_split_notes(held: int, where: str) -> list[str]:
+    """The task's note when its held-out split is too small to select on and report from (empty otherwise)."""
+    if held >= SMALL_HELD_OUT:
+        return []
+    return [f"{where}: only {held} held-out examples, halved into validation and test: their losses are too few to tell "
+            f"trials apart reliably; hold out at least {SMALL_HELD_OUT} (more data, or a larger EVAL file)"]
+
+
 def sft_task(name: str) -> Task:
     """Prompt/completion or chat-message JSONL: ``TRAIN.jsonl,EVAL.jsonl`` or one file split 90/10 (fixed seed)."""
     paths = [Path(p.strip()) for p in name.split(",")]
@@ -125,6 +135,7 @@ def sft_task(name: str) -> Task:
         name=name, kind=GENERATIVE_KIND, label_names=[], metric="loss", text_format=fmt,
         train=Split(labels=_zeros(len(train)), texts=train), eval=Split(labels=_zeros(len(held)), texts=held),
         description=f"Your files: {how}; {what}; metric: validation loss per target token (perplexity alongside).",
+        notes=_small_split_notes(len(held), name),
     )
 
 
@@ -149,6 +160,7 @@ def text_lm_task(name: str) -> Task:
             f"Language modelling on {path}: one example per non-empty line (truncated to --max-length tokens), "
             f"split 0.9/0.1 by a fixed shuffle (seed {SPLIT_SEED}); metric: loss per token (perplexity alongside)."
         ),
+        notes=_small_split_notes(len(eval_idx), name),
     )
 
 

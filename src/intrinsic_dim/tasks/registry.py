@@ -2,12 +2,13 @@
 
 from __future__ import annotations
 
-from typing import Callable
+from typing import Any, Callable, Sequence
 
 from intrinsic_dim.tasks.base import Split, Task, TaskError, check_limit, subsample, validation_test_halves
 from intrinsic_dim.tasks.files import file_task, looks_like_files
 from intrinsic_dim.tasks.generative import generative_file_task, looks_generative, tweet_sentiment_generative
 from intrinsic_dim.tasks.glue import GLUE, glue_task
+from intrinsic_dim.tasks.hfdata import dataset_task, is_hub_dataset_id, is_saved_dataset, named_dataset_task
 from intrinsic_dim.tasks.images import fashion_mnist, mnist_5k, to_unit_float
 from intrinsic_dim.tasks.text import newsgroups_20, reuters_r8, tweet_sentiment
 
@@ -24,7 +25,8 @@ PACKAGED: dict[str, Callable[[], Task]] = {
 FILE_SYNTAX = (
     "DIR (holding train.EXT and validation.EXT), TRAIN,EVAL (two files), or FILE (split 90/10), "
     "EXT one of csv, tsv, json, jsonl, with a 'label' column; for causal LMs a JSONL with prompt/completion or "
-    "messages (FILE or TRAIN,EVAL), or a .txt file (plain language modelling)"
+    "messages (FILE or TRAIN,EVAL), or a .txt file (plain language modelling); or a Hugging Face dataset: a hub id "
+    "owner/name or a save_to_disk folder"
 )
 
 
@@ -33,7 +35,12 @@ def list_tasks() -> list[str]:
     return list(PACKAGED) + list(GLUE)
 
 
-def _load_full(name: str) -> Task:
+def _load_full(name: str, text_columns: Sequence[str] | None, label_column: str | None) -> Task:
+    if is_saved_dataset(name) or is_hub_dataset_id(name):
+        return named_dataset_task(name, text_columns, label_column)
+    if text_columns or label_column:
+        raise TaskError(f"text_columns / label_column (--text-columns, --label-column) pick the columns of a Hugging Face "
+                        f"dataset (a hub id owner/name or a save_to_disk folder); task {name!r} is not one: drop them")
     key = name.strip().lower()
     if key in PACKAGED:
         return PACKAGED[key]()
@@ -47,7 +54,7 @@ def _load_full(name: str) -> Task:
 
 
 def load_task(name: str, *, max_train: int | None = None, max_eval: int | None = None, seed: int = 0,
-              metric: str | None = None) -> Task:
+              metric: str | None = None, text_columns: Sequence[str] | None = None, label_column: str | None = None) -> Task:
     """Load a task by name, optionally subsampled.
 
     ``name`` is a registered task (:func:`list_tasks`), or your own data files in the convention of
@@ -55,14 +62,26 @@ def load_task(name: str, *, max_train: int | None = None, max_eval: int | None =
     two files ``TRAIN,EVAL``, or one file split 90/10 by a fixed seeded shuffle; EXT is csv, tsv,
     json (a list of objects, ``{"data": [...]}``, an object of columns, or JSON lines) or jsonl. Files
     need a ``label`` column; the texts are ``sentence1``[/``sentence2``] or else the first one or two
-    non-numeric columns (see :mod:`intrinsic_dim.tasks.files`). The held-out split is cut into fixed
+    non-numeric columns (see :mod:`intrinsic_dim.tasks.files`). Or a Hugging Face dataset, a hub id ``owner/name``
+    or a ``save_to_disk`` folder, read as :func:`from_datasets` reads it, with its ``text_columns`` and
+    ``label_column``. The held-out split is cut into fixed
     validation and test halves. ``max_train`` keeps that many training examples, ``max_eval`` that many
     of each half, drawn after the fixed splits by a counter-based shuffle of ``seed``, so the same
     arguments always give the same examples; ``task.notes`` says when a limit subsampled or exceeded a split.
     ``metric`` measures the task on another of the metrics it offers (:func:`metrics_offered`) than its default.
     """
     check_options(max_train, max_eval, seed)
-    return finish_task(_load_full(name), name, max_train=max_train, max_eval=max_eval, seed=seed, metric=metric)
+    task = _load_full(name, text_columns, label_column)
+    return finish_task(task, name, max_train=max_train, max_eval=max_eval, seed=seed, metric=metric)
+
+
+def from_datasets(data: Any, text_columns: Sequence[str] | None = None, label_column: str = "label", name: str = "dataset", *,
+                  max_train: int | None = None, max_eval: int | None = None, seed: int = 0, metric: str | None = None) -> Task:
+    """A text task from a ``datasets.Dataset`` or ``DatasetDict``: ``text_columns`` (default: as for files, the first
+    one or two text columns), ``label_column`` the targets; split, checked and subsampled as :func:`load_task` does."""
+    check_options(max_train, max_eval, seed)
+    task = dataset_task(data, text_columns, label_column, name)
+    return finish_task(task, name, max_train=max_train, max_eval=max_eval, seed=seed, metric=metric)
 
 
 def check_options(max_train: int | None, max_eval: int | None, seed: int) -> None:
