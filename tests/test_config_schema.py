@@ -195,3 +195,20 @@ def test_non_utf8_config_is_one_line(tmp_path, capsys):
     path = tmp_path / "run.yaml"
     path.write_bytes(b"seeds: \xff\xfe\n")
     assert "not UTF-8" in _err(["measure", "--config", str(path)], capsys)
+
+
+@pytest.mark.parametrize("argv, text", [
+    (["pretrain", "--max-steps", "1"], "max_steps: -1\n"),
+    (["merge", "adapter", "--out", "o", "--seed", "1"], "seed: -1\n"),
+])
+def test_the_hand_written_verbs_refuse_a_bad_config_value_a_flag_replaces(argv, text, tmp_path, capsys):
+    cfg = tmp_path / "options.yaml"
+    cfg.write_text(text)
+    try:
+        code = main([*argv, "--config", str(cfg)])
+    except SystemExit as e:
+        code = e.code
+    err = capsys.readouterr().err
+    key = text.split(":")[0]
+    assert code == 2 and "options.yaml" in err and (key in err or key.replace("_", "-") in err), err
+    assert list(tmp_path.iterdir()) == [cfg]

@@ -238,7 +238,8 @@ def test_fuzz_every_verb_refuses_bad_input_cleanly(space, capsys, monkeypatch):
         err = capsys.readouterr().err
         after = _tree(space)
         if code in (0, None) or not isinstance(code, int) or "Traceback" in err or before != after:
-            failures.append(f"{what}: {argv[:1] + argv[-4:]} -> {code}; tree {'same' if before == after else 'CHANGED'}; "
+            given = Path(argv[-1]).read_text(errors="replace")[:200] if Path(argv[-1]).is_file() else ""
+            failures.append(f"{what}: {argv[:1] + argv[-4:]} {given!r} -> {code}; tree {'same' if before == after else 'CHANGED'}; "
                             f"{err.strip().splitlines()[-1:] }")
     assert not failures, "\n".join(failures)
     assert len(cases) >= 100

@@ -279,8 +279,13 @@ def _parse(argv: Sequence[str]) -> argparse.Namespace:
         unknown = sorted(set(cfg) - set(actions) - {"help"})
         if unknown:
             parser.error(f"unknown option(s) in {args.config}: {unknown}; valid: {sorted(set(actions) - {'help', 'config'})}")
-        sub.set_defaults(**{k: _coerce(actions[k], v, parser) for k, v in cfg.items()})
+        coerced = {k: _coerce(actions[k], v, parser) for k, v in cfg.items()}
+        for dest, value in coerced.items():
+            if dest in RANGES and value is not None and not RANGES[dest][0](value):
+                parser.error(f"config option {dest} in {args.config} must be {RANGES[dest][1]}, got {show(value)}")
+        sub.set_defaults(**coerced)
         args = parser.parse_args(argv)
+        args.file_only = parser.parse_args([args.verb]) if args.verb == "pretrain" else None
     for dest, (ok, what) in RANGES.items():
         value = getattr(args, dest, None)
         if value is not None and not ok(value):
@@ -395,10 +400,18 @@ def cmd_pretrain(args: argparse.Namespace) -> int:
     from intrinsic_dim.pretrain import PretrainConfig
     from intrinsic_dim.runs import run_pretrain
 
-    options = {k: v for k, v in vars(args).items() if k not in ("verb", "config", "quiet")}
-    options["out"] = options["out"] or f"runs/pretrain-{args.size}"
-    options["size"] = None if args.size == "custom" else args.size
-    cfg = PretrainConfig(**options)
+    def config(ns: argparse.Namespace) -> PretrainConfig:
+        options = {k: v for k, v in vars(ns).items() if k not in ("verb", "config", "quiet", "file_only")}
+        options["out"] = options["out"] or f"runs/pretrain-{ns.size}"
+        options["size"] = None if ns.size == "custom" else ns.size
+        return PretrainConfig(**options)
+
+    if getattr(args, "file_only", None) is not None:  # the file alone must hold valid values, whatever flags replace
+        try:
+            config(args.file_only)
+        except ValueError as e:
+            raise ValueError(f"{args.config}: {e}") from None
+    cfg = config(args)
     try:
         summary = run_pretrain(cfg, progress=not args.quiet)
     except KeyboardInterrupt:
