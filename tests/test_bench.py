@@ -1,5 +1,7 @@
 """The benchmark's target check reads the records it writes."""
 
+import pytest
+
 from intrinsic_dim.bench import check_targets
 
 
@@ -22,3 +24,19 @@ def test_check_targets_reports_misses_with_their_size():
     assert any("11% of a MiniLM-L6 step" in line for line in lines)
     assert not any("fwht_2^16" in line for line in lines)
     assert check_targets([_rec("fwht_2^16", 0.02, 0.2, 0.01)]) == ["all targets met"]
+
+
+@pytest.mark.parametrize("argv, message", [
+    (["--json", "{tmp}"], "is a folder"),
+    (["--json", "{tmp}/no/such/folder/out.json"], "does not exist"),
+    (["--memory", "--json", "{tmp}"], "is a folder"),
+    (["--threads", "0"], "--threads must be"),
+    (["--sweep-cost", "--json", "{tmp}"], "is a folder"),
+])
+def test_bench_refuses_an_output_it_could_not_write_before_measuring(argv, message, tmp_path, capsys):
+    from intrinsic_dim.bench import main
+
+    with pytest.raises(SystemExit) as e:
+        main([a.format(tmp=tmp_path) for a in argv])
+    assert e.value.code == 2 and message in capsys.readouterr().err
+    assert list(tmp_path.iterdir()) == []

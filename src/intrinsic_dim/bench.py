@@ -36,6 +36,7 @@ import torch
 import intrinsic_dim as idim
 from intrinsic_dim.kernels import fwht, fwht_torch, native
 from intrinsic_dim.membench import LLAMA_METHODS, LLAMA_SHAPES, MALLOC
+from intrinsic_dim.store import output_file_problem
 
 MINILM_D = 22_713_216
 COPY_ELEMS = 1 << 25
@@ -349,6 +350,12 @@ def main(argv: list[str] | None = None) -> int:
     llama.add_argument("--malloc", choices=sorted(MALLOC), default="mmap64k",
                        help="glibc setting of the children (default mmap64k: freed large blocks return at once)")
     args = ap.parse_args(argv)
+    if args.threads is not None and not 1 <= args.threads <= 1024:
+        ap.error(f"--threads must be an integer from 1 to 1024, got {args.threads}")
+    if args.json:
+        problem = output_file_problem(args.json)
+        if problem:
+            ap.error(f"--json {args.json}: {problem}")
     if args.threads:
         torch.set_num_threads(args.threads)
     if args.memory and (args.shape or args.hidden):

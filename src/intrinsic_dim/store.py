@@ -86,6 +86,18 @@ def _umask() -> int:
     return mask
 
 
+def output_file_problem(path: str | Path) -> str | None:
+    """Why a command could not write its output file ``path``, checked before minutes of work, or None."""
+    target = Path(path)
+    if target.is_dir():
+        return "is a folder; give a file name"
+    if not target.parent.is_dir():
+        return f"its folder {target.parent} does not exist"
+    if not os.access(target.parent, os.W_OK) or (target.exists() and not os.access(target, os.W_OK)):
+        return "cannot be written here"
+    return None
+
+
 def atomic_write_text(path: str | Path, text: str) -> Path:
     """Write ``text`` to ``path`` through a temporary file in the same folder and a rename, so that a crash
     leaves either the old file or the new one, never a cut-off one; the mode is 0666 less the umask."""

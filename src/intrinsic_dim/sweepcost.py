@@ -17,6 +17,7 @@ import torch
 
 from intrinsic_dim.runs import run_measure
 from intrinsic_dim.spec import MeasureSpec
+from intrinsic_dim.store import output_file_problem
 
 REFERENCES: dict[str, dict[str, Any]] = {
     "fc-mnist-2000": {"model": "fc-784-200-200-10", "task": "mnist-5k", "max_train": 2000, "max_eval": "all", "epochs": 30,
@@ -73,6 +74,8 @@ def main(argv: Sequence[str] | None = None) -> int:
     unknown = sorted(set(args.references) - set(REFERENCES))
     if unknown or args.threads < 1:
         p.error(f"unknown reference(s) {unknown}; choose from {sorted(REFERENCES)}" if unknown else "--threads must be >= 1")
+    if args.json and (problem := output_file_problem(args.json)):
+        p.error(f"--json {args.json}: {problem}")
     torch.set_num_threads(args.threads)
     records: list[dict[str, Any]] = []
     with tempfile.TemporaryDirectory(prefix="intrinsic-dim-sweep-cost-") as tmp:
