@@ -5,8 +5,8 @@ interpolated in log d) and its seed noise (the standard deviation pooled over it
 A synthetic objective returns curve(d) + noise x N(0, 1) per (d, seed, replicate), and full fine-tuning returns the
 baseline mean + noise x N(0, 1), so the true d90 is where the curve crosses 0.9 x the baseline mean. Every replicate
 runs the same search (the run's own grid, seeds and precision) with ``seed_rule`` all and sequential; the table gives
-each rule's median and spread of log(d90 / true d90), how often the true d90 lies in the bracket, and the mean number of
-trials. Run: ``.venv/bin/python benchmarks/search_calibration.py [--replicates 200]`` (seconds: no training).
+each rule's median and spread of log(d90 / true d90), how often the true d90 lies in the bracket and in the 95%
+interval, the interval's median width in log d, and the mean number of trials. Run: ``.venv/bin/python benchmarks/search_calibration.py [--replicates 200]`` (seconds: no training).
 """
 
 from __future__ import annotations
@@ -87,16 +87,15 @@ def _task() -> Task:
 def calibrate(run: str, replicates: int, seeds: int = 3, precision: float = 0.15) -> dict[str, Any]:
     """Both seed rules on ``replicates`` noise draws of the run's calibrated objective."""
     result = json.loads((ROOT / "experiments" / "results" / run / "d90.json").read_text())
-    grid = sorted({p["d"] for p in result["points"]})
-    coarse = [d for d in grid if any(abs(math.log10(d) - k / 2) < 0.3 for k in range(2, 12))] or grid
-    out: dict[str, Any] = {"run": run, "noise": pooled_noise(result), "grid": coarse}
+    grid = sorted({p["d"] for p in result["points"]})  # every d the run evaluated, its bisection points included
+    out: dict[str, Any] = {"run": run, "noise": pooled_noise(result), "grid": grid}
     truth = Calibrated(result, 0).true_d90(result["fraction"])
     out["true_d90"] = truth
     for rule in ("all", "sequential"):
-        errors, covered, trials = [], 0, []
+        errors, covered, trials, in_interval, widths = [], 0, [], 0, []
         for rep in range(replicates):
             objective = Calibrated(result, rep)
-            r = measure_d90(None, _task(), dims=coarse, seeds=seeds, precision=precision, seed_rule=rule, runner=objective,
+            r = measure_d90(None, _task(), dims=grid, seeds=seeds, precision=precision, seed_rule=rule, runner=objective,
                             trial=TrialConfig(said=False), full_trial=TrialConfig(method="full"), progress=False, log=lambda s: None)
             trials.append(objective.calls)
             if r.d90 is None:
@@ -105,6 +104,10 @@ def calibrate(run: str, replicates: int, seeds: int = 3, precision: float = 0.15
             errors.append(math.log(r.d90 / truth))
             lo, hi = r.bracket
             covered += (lo or 0) < truth <= hi
+            if r.interval is not None:
+                ilo, ihi = r.interval
+                in_interval += ilo <= truth <= (ihi if ihi is not None else math.inf)
+                widths.append(math.log(ihi / ilo) if ihi is not None else math.inf)
         finite = sorted(e for e in errors if math.isfinite(e))
         out[rule] = {
             "median_log_error": finite[len(finite) // 2] if finite else None,
@@ -112,6 +115,8 @@ def calibrate(run: str, replicates: int, seeds: int = 3, precision: float = 0.15
             "spread_log": (sum((e - sum(finite) / len(finite)) ** 2 for e in finite) / max(1, len(finite) - 1)) ** 0.5 if finite else None,
             "not_found": sum(not math.isfinite(e) for e in errors) / replicates,
             "bracket_covers_truth": covered / replicates,
+            "interval_covers_truth": in_interval / replicates,
+            "median_interval_log_width": sorted(widths)[len(widths) // 2] if widths else None,
             "mean_trials": sum(trials) / replicates,
         }
     return out
@@ -124,12 +129,13 @@ def main(argv: list[str] | None = None) -> int:
     args = p.parse_args(argv)
     rows = [calibrate(run, args.replicates) for run in RUNS]
     print(f"{'run':38s} {'noise':>6s} {'true d90':>9s} | {'rule':10s} {'median err':>10s} {'|err|':>6s} {'spread':>6s} "
-          f"{'covers':>6s} {'trials':>6s}")
+          f"{'covers':>6s} {'interval covers':>15s} {'width':>6s} {'trials':>6s}")
     for r in rows:
         for rule in ("all", "sequential"):
             s = r[rule]
             print(f"{r['run']:38s} {r['noise']:6.4f} {r['true_d90']:9.0f} | {rule:10s} {s['median_log_error']:10.3f} "
-                  f"{s['mean_abs_log_error']:6.3f} {s['spread_log']:6.3f} {s['bracket_covers_truth']:6.2f} {s['mean_trials']:6.1f}")
+                  f"{s['mean_abs_log_error']:6.3f} {s['spread_log']:6.3f} {s['bracket_covers_truth']:6.2f} "
+                  f"{s['interval_covers_truth']:15.2f} {s['median_interval_log_width']:6.2f} {s['mean_trials']:6.1f}")
         print(f"{'':38s} {'':6s} {'':9s} | trials saved by sequential: {1 - r['sequential']['mean_trials'] / r['all']['mean_trials']:.0%}")
     if args.json:
         Path(args.json).write_text(json.dumps(rows, indent=2) + "\n")

@@ -416,6 +416,32 @@ def test_the_interval_resamples_the_baseline_seeds_and_a_close_pass_is_a_knife_e
     assert r.cost_full_trials == pytest.approx(sum(t["wall_s"] for t in r.trials) / 2.0)
 
 
+def test_a_sequential_interval_borrows_the_pooled_noise_for_points_of_one_seed():
+    """Under the sequential rule a point of one seed has no spread to resample: its mean is drawn with the pooled
+    seed noise, so the interval is wider than the bracket, not equal to it, and the knife-edge margin has an error."""
+    from intrinsic_dim.search.stats import bootstrap_interval, pass_margin
+
+    one = lambda m: [TrialResult(config={}, status="ok", metric=m)]  # noqa: E731
+    results = {100: one(0.80), 200: [TrialResult(config={}, status="ok", metric=0.89 + e) for e in (-0.01, 0.0, 0.01)],
+               400: one(0.905), 800: one(0.97)}
+    ds = [100, 200, 400, 800]
+    with pytest.raises(ValueError, match="pooled seed noise"):
+        bootstrap_interval(results, ds, 0.9, 3)
+    lo, hi = bootstrap_interval(results, ds, 0.9, 3, noise=0.01)
+    assert lo < 200 and (hi is None or hi > 400)  # the bracket is (200, 400]
+    assert bootstrap_interval(results, ds, 0.9, 3, noise=0.001)[0] > lo  # less noise, a tighter interval
+    assert pass_margin([0.905], 0.9, [], 0.9, noise=0.01)[1] == pytest.approx(0.01)
+    assert pass_margin([0.905], 0.9, [], 0.9)[1] == 0.0  # without the pooled noise one seed has no error
+
+    for rep in range(3):
+        r = measure_d90(None, _task(), seeds=3, precision=0.05, seed_rule="sequential", runner=Noisy(noise=0.01, replicate=rep),
+                        trial=TrialConfig(said=False), full_trial=TrialConfig(method="full"), log=lambda s: None, progress=False)
+        lo_b, hi_b = r.bracket
+        assert r.interval is not None and (r.interval[0] < lo_b or r.interval[1] is None or r.interval[1] > hi_b)
+        tau_se = 0.9 * float(torch.tensor(r.baseline_values, dtype=torch.float64).std()) / math.sqrt(len(r.baseline_values))
+        assert r.margin_se > 1.01 * tau_se  # the point's own error is in the margin's, one seed or not
+
+
 def test_a_sibling_runs_full_fine_tuning_trials_are_shared_not_rerun(tmp_path):
     """A DID run next to a SAID run of the same model, task and data trains no baseline of its own: the full
     fine-tuning trials read no subspace setting. A sibling of other data is passed over."""

@@ -275,15 +275,16 @@ def _result(s: Sweep, task: Task, q: SearchSpec, b: _Baseline, full_template: Tr
     below = [d for d in ds if d90 and d < d90]
     bracket = (max(below) if below else None, d90) if d90 else (ds[-1], None)
     interval = None
+    noise = s.noise() if q.seed_rule == "sequential" else None  # the rule's own noise estimate, for points of one seed
     if d90 and seeds >= MIN_SEEDS_FOR_INTERVAL:
         lo, hi = bootstrap_interval(s.results, ds, tau, seeds, lower=lower, baseline_values=b.values, fraction=q.fraction,
-                                    base_value=b.base_value)
+                                    base_value=b.base_value, noise=noise)
         interval = (min(lo, bracket[0] or lo), None if hi is None else max(hi, float(d90)))
     status = "found" if d90 and d90 != ds[0] else ("at_or_below_smallest" if d90 else "above_largest")
     notes = list(task.notes) + s.notes
     margin = margin_se = None
     if d90:
-        margin, margin_se = pass_margin([r.metric for r in s.results[d90] if r.ok], tau, b.values, q.fraction, lower)
+        margin, margin_se = pass_margin([r.metric for r in s.results[d90] if r.ok], tau, b.values, q.fraction, lower, noise)
     knife_edge = margin is not None and margin < margin_se
     if knife_edge:
         notes.append(f"knife-edge: d = {d90:,} passes tau by {margin:.4f}, less than that margin's standard error {margin_se:.4f} "

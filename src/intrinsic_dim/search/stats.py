@@ -83,10 +83,16 @@ def check_baseline(baseline: float, fraction: float, chance: float | None, sourc
 
 def bootstrap_interval(results: dict[int, list[TrialResult]], ds: list[int], tau: float, seeds: int,
                         n_boot: int = 2000, lower: bool = False, baseline_values: Sequence[float] = (),
-                        fraction: float = 0.9, base_value: float | None = None) -> tuple[float, float | None]:
+                        fraction: float = 0.9, base_value: float | None = None,
+                        noise: float | None = None) -> tuple[float, float | None]:
     """95% percentile interval of the crossing, resampling the seeds of every point independently and, when the
     threshold comes from measured baseline seeds (``baseline_values``), those seeds too, so that tau's own seed
-    noise is in the interval. The upper end is None when over 2.5% of the resamples pass at no evaluated d."""
+    noise is in the interval. The upper end is None when over 2.5% of the resamples pass at no evaluated d.
+
+    When the points hold different numbers of seeds (the sequential seed rule), a point of one seed has no spread of
+    its own to resample, so every point's mean is drawn instead from its seed mean plus ``noise`` (the pooled seed
+    standard deviation the rule decided with) / sqrt(n) times a standard normal; a point with a failed seed stays
+    failed."""
     gen = torch.Generator().manual_seed(0)
     worst = math.inf if lower else -math.inf
     rows = [[r.metric if r.ok else worst for r in results[d]] for d in ds]
@@ -95,8 +101,12 @@ def bootstrap_interval(results: dict[int, list[TrialResult]], ds: list[int], tau
         idx = torch.randint(0, seeds, (n_boot, len(ds), seeds), generator=gen)
         means = torch.gather(vals.expand(n_boot, -1, -1), 2, idx).mean(2)
     else:
-        means = torch.stack([torch.tensor(v, dtype=torch.float64)[torch.randint(0, len(v), (n_boot, len(v)), generator=gen)].mean(1)
-                             for v in rows], 1)
+        if noise is None or not math.isfinite(noise):
+            raise ValueError("points with different numbers of seeds need the pooled seed noise to resample them")
+        centre = torch.tensor([mean(v) for v in rows], dtype=torch.float64)
+        scale = torch.tensor([noise / math.sqrt(len(v)) for v in rows], dtype=torch.float64)
+        means = centre + scale * torch.randn(n_boot, len(ds), generator=gen, dtype=torch.float64)
+        means = torch.where(torch.isfinite(centre), means, centre)
     taus = [tau] * n_boot
     if len(baseline_values) > 1:
         b = torch.tensor(list(baseline_values), dtype=torch.float64)
@@ -108,11 +118,13 @@ def bootstrap_interval(results: dict[int, list[TrialResult]], ds: list[int], tau
 
 
 def pass_margin(values: Sequence[float], tau: float, baseline_values: Sequence[float], fraction: float,
-                lower: bool = False) -> tuple[float, float]:
+                lower: bool = False, noise: float | None = None) -> tuple[float, float]:
     """How far a point's seed mean passes tau (positive: passes) and the standard error of that margin, from the
-    point's seeds and, for a measured baseline, tau's own (fraction x the baseline seeds' standard error)."""
+    point's seeds (or, given ``noise``, the pooled seed standard deviation / sqrt(n), which a point of one seed
+    needs) and, for a measured baseline, tau's own (fraction x the baseline seeds' standard error)."""
     def se(v: Sequence[float]) -> float:
         return float(torch.tensor(list(v), dtype=torch.float64).std().item()) / math.sqrt(len(v)) if len(v) > 1 else 0.0
 
     margin = (tau - mean(values)) if lower else (mean(values) - tau)
-    return margin, math.sqrt(se(values) ** 2 + (fraction * se(baseline_values)) ** 2)
+    point_se = noise / math.sqrt(len(values)) if noise is not None and values else se(values)
+    return margin, math.sqrt(point_se ** 2 + (fraction * se(baseline_values)) ** 2)
