@@ -24,6 +24,7 @@ from intrinsic_dim.projection import KINDS, LAYOUTS, NORMALISATIONS
 
 METHODS = ("said", "did", "lora")
 SELECT = ("best", "final")
+AUTOCAST = ("bf16",)
 SEED_RULES = ("all", "sequential")
 EXECUTORS = ("local", "ray")
 TRACKERS = ("none", "tensorboard", "mlflow")
@@ -208,6 +209,9 @@ class TrialSpec(_Part):
     gap_examples: int | None = _opt(None, "training examples the chosen checkpoint is evaluated on for the generalisation gap; 0 "
                                     "skips it (default: as many as the test split)", "int",
                                     check=(lambda v: v >= 0, "a non-negative integer"))
+    autocast: str | None = _opt(None, "bf16: the training steps' forward pass under torch.autocast in bfloat16 (fast on GPUs and on "
+                                "CPUs with AVX512-BF16 or AMX, emulated and slower elsewhere); P(z) and evaluation stay float32. "
+                                "Without it, float32 throughout", "text", AUTOCAST)
 
 
 @dataclass(frozen=True)

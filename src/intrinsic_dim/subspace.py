@@ -239,7 +239,8 @@ class SubspaceModel(nn.Module):
     def _effective(self, i: int, theta0: torch.Tensor, z: torch.Tensor, lam: torch.Tensor | None) -> torch.Tensor:
         """theta0_i + lambda_g * P_i(z), without autograd, in place on the fresh P_i(z): one
         tensor-sized buffer (two for half-precision weights); bit-identical to the out-of-place form."""
-        part = self.projection.forward_part(z, i)
+        with torch.autocast(theta0.device.type, enabled=False):  # P(z) in z's dtype under a caller's autocast, as in backward
+            part = self.projection.forward_part(z, i)
         if lam is not None:
             part.mul_(lam[self._group_index[i]])
         return part.view(theta0.shape).to(theta0.dtype).add_(theta0)

@@ -29,7 +29,7 @@ from intrinsic_dim import distributed, interrupts
 from intrinsic_dim.config import SubspaceConfig
 from intrinsic_dim.generative import evaluate_generative, lm_loss
 from intrinsic_dim.results import TrialResult, stored_key
-from intrinsic_dim.spec import SELECT, TrialSpec
+from intrinsic_dim.spec import AUTOCAST, SELECT, TrialSpec
 from intrinsic_dim.subspace import SubspaceModel
 from intrinsic_dim.tasks import Split, Task, compute_metrics
 from intrinsic_dim.tasks.base import selection_sample, train_sample
@@ -81,12 +81,15 @@ class TrialConfig:
     lora_targets: str | None = _SPEC.lora_targets
     select_examples: int | None = _SPEC.select_examples
     gap_examples: int | None = _SPEC.gap_examples
+    autocast: str | None = _SPEC.autocast
 
     def __post_init__(self) -> None:
         if self.method not in METHODS:
             raise ValueError(f"method must be one of {METHODS}, got {self.method!r}")
         if self.select not in SELECT:
             raise ValueError(f"select must be one of {SELECT}, got {self.select!r}")
+        if self.autocast is not None and self.autocast not in AUTOCAST:
+            raise ValueError(f"autocast must be one of {AUTOCAST} or None, got {self.autocast!r}")
         if self.batch_size < 1 or self.epochs <= 0 or (self.max_steps is not None and self.max_steps < 1):
             raise ValueError("batch_size, epochs and max_steps must be positive")
         # one JSON form per value, whether it came as 30 or 30.0: the store keys a trial by that form
@@ -293,7 +296,8 @@ def _train(model, params, loaded, task, cfg, lr, result: TrialResult, progress: 
     for step in range(total):
         idx = next(batches)
         local = distributed.shard(idx, rank, size) if size > 1 else idx
-        loss = _batch_loss(model, params, loaded, task, local)
+        with _autocast(cfg, params):
+            loss = _batch_loss(model, params, loaded, task, local)
         if size > 1:
             loss = distributed.global_loss(loss, len(local), len(idx))
         first = loss.item() if first is None else first
@@ -326,6 +330,15 @@ def _train(model, params, loaded, task, cfg, lr, result: TrialResult, progress: 
     if selection is not task.eval:  # chosen on a subset: its validation value on the whole split, once
         result.val_metric = evaluate(model, loaded, task, batch_size=cfg.eval_batch_size)[task.metric]
     _report(model, loaded, task, cfg, result)
+
+
+def _autocast(cfg: TrialConfig, params: list[nn.Parameter]) -> contextlib.AbstractContextManager:
+    """The training forward's precision: torch.autocast in bfloat16 on the trained parameters' device when the trial
+    asks for it (the backward follows the forward's casts), else nothing."""
+    if cfg.autocast != "bf16":
+        return contextlib.nullcontext()
+    device = params[0].device.type if params else "cpu"
+    return torch.autocast(device, dtype=torch.bfloat16)
 
 
 def _batch_loss(model, params, loaded, task, idx: list[int]) -> torch.Tensor:

@@ -42,6 +42,7 @@ def trial_templates(spec: MeasureSpec) -> tuple[TrialConfig, TrialConfig]:
         said=spec.said, projection=t.projection, layout=t.layout, groups=t.groups, normalisation=t.normalisation,
         dense_max_elements=t.dense_max_elements, lr=t.lr, epochs=t.epochs, max_steps=t.max_steps, batch_size=t.batch_size,
         eval_every=t.eval_every, select=t.select, select_examples=t.select_examples, gap_examples=t.gap_examples,
+        autocast=t.autocast,
     )
     return trial, replace(trial, method="full", lr=spec.full.full_lr, epochs=spec.full.full_epochs or t.epochs)
 
