@@ -442,6 +442,30 @@ def test_a_sequential_interval_borrows_the_pooled_noise_for_points_of_one_seed()
         assert r.margin_se > 1.01 * tau_se  # the point's own error is in the margin's, one seed or not
 
 
+class Collapsing(Synthetic):
+    """Below d = 1,000 every seed predicts the majority class (metric exactly 0.5, as bert-tiny's early trials did);
+    above it, Synthetic's curve with wide seed noise."""
+
+    def __call__(self, cfg: TrialConfig) -> TrialResult:
+        if cfg.method == "full" or cfg.d >= 1000:
+            return super().__call__(cfg)
+        self.calls.append((cfg.method, cfg.d, cfg.seed))
+        return TrialResult(config=cfg.to_dict(), status="ok", metric=0.5, val_metric=0.5, train_metric=0.5,
+                           train_sample="synthetic", lr=0.1)
+
+
+def test_seeds_that_all_collapse_to_one_value_are_not_counted_as_seed_noise():
+    """A given baseline has no seeds, and points where every seed predicts the majority class agree exactly: pooled, they
+    made the seed noise 0, so one seed 'settled' every later point however close to tau (trajectory8k_tiny's
+    did-last-8000 passed d = 1,500 on one seed at 0.752 against tau 0.746, where three seeds average 0.715)."""
+    run = Collapsing(noise=0.05)
+    r = measure_d90(None, _task(), dims=[100, 300, 3000, 10000], seeds=3, precision=0.05, baseline=1.0, seed_rule="sequential",
+                    runner=run, trial=TrialConfig(said=False), log=lambda s: None, progress=False)
+    seeds = {p["d"]: len(p["values"]) for p in r.points}
+    assert seeds[100] == 3 and seeds[3000] == 3  # the first point off the majority class still needs all its seeds
+    assert r.margin_se > 0  # and the d90 point's error is the pooled noise of real spreads, not zero
+
+
 def test_a_sibling_runs_full_fine_tuning_trials_are_shared_not_rerun(tmp_path):
     """A DID run next to a SAID run of the same model, task and data trains no baseline of its own: the full
     fine-tuning trials read no subspace setting. A sibling of other data is passed over."""

@@ -154,9 +154,11 @@ class Sweep:
 
     def noise(self) -> float | None:
         """The seed noise (standard deviation of one trial's metric), pooled over the baseline's seeds and every point
-        with two or more successful seeds; None until two such samples exist."""
+        with two or more successful seeds that do not all agree; None until two degrees of freedom exist. Seeds that
+        agree exactly (every one predicting the majority class) are an outcome the seed does not touch, not a noise of
+        zero: pooled, they let one seed settle every later point."""
         groups = [self.baseline_values] + [[r.metric for r in rs if r.ok] for rs in self.results.values()]
-        groups = [g for g in groups if len(g) > 1]
+        groups = [g for g in groups if len(g) > 1 and max(g) > min(g)]
         dof = sum(len(g) - 1 for g in groups)
         if dof < 2:
             return None
