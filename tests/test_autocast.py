@@ -63,3 +63,24 @@ def test_a_bf16_trial_trains_keys_its_setting_and_leaves_float32_keys_alone():
     assert max(abs(x[1] - y[1]) for x, y in zip(a.losses, b.losses)) < 0.05  # and stayed close to float32
     with pytest.raises(ValueError, match="autocast"):
         TrialConfig(d=50, autocast="fp16")
+
+
+@pytest.mark.parametrize("flags", [[], ["amx_bf16"]])
+def test_a_bf16_run_on_a_cpu_without_native_bf16_says_it_is_emulated(tmp_path, monkeypatch, flags):
+    """bf16 is emulated (8x slower on a MiniLM trial here) where the CPU lacks AVX512-BF16 and AMX: the run says so
+    before its first trial, and says nothing where the CPU has them."""
+    import intrinsic_dim.runs as runs
+    from intrinsic_dim.spec import MeasureSpec
+
+    data = tmp_path / "data"
+    data.mkdir()
+    for split, n in (("train", 32), ("validation", 16)):
+        rows = [f"{'good fine' if i % 2 else 'bad poor'} day,{'pos' if i % 2 else 'neg'}" for i in range(n)]
+        (data / f"{split}.csv").write_text("sentence,label\n" + "\n".join(rows) + "\n")
+    monkeypatch.setattr(runs, "native_bf16", lambda: flags)
+    spec = MeasureSpec.from_dict({"model": "bert-tiny-random", "task": str(data), "seeds": 1, "dims": [50], "max_steps": 1,
+                                  "batch_size": 8, "max_length": 8, "baseline": 0.9, "autocast": "bf16"})
+    said: list[str] = []
+    runs.run_measure(spec, tmp_path / "run", progress=False, log=said.append)
+    emulated = [s for s in said if "emulated" in s]
+    assert (len(emulated) == 1) == (not flags)

@@ -16,6 +16,7 @@ from typing import Any, Callable, Sequence
 
 import torch
 
+from intrinsic_dim.kernels.toolchain import native_bf16
 from intrinsic_dim.spec import MeasureSpec
 
 Log = Callable[[str], None]
@@ -101,6 +102,9 @@ def run_measure(spec: MeasureSpec, run_dir: str | Path | None = None, *, progres
         f"{'every --dims point' if spec.search.curve else 'search'}; results in {run_dir}/")
     for n in task.notes:
         log(f"note: {n}")
+    if spec.trial.autocast == "bf16" and not native_bf16():
+        log("note: this CPU has no native bfloat16 (AVX512-BF16 or AMX), so --autocast bf16 is emulated: a trial runs "
+            "several times slower than in float32 (8x on a MiniLM SAID trial, benchmarks/RESULTS.md); leave it out here")
     siblings = [] if spec.run.private_baseline else sorted(p for p in run_dir.parent.iterdir()
                                                            if p != run_dir and p.is_dir() and (p / DB_NAME).is_file())
     try:

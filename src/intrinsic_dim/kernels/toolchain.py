@@ -64,6 +64,15 @@ def cpu_flags() -> set[str]:
     return set()
 
 
+NATIVE_BF16_FLAGS = frozenset({"avx512_bf16", "amx_bf16"})
+"""CPU flags with which torch runs bfloat16 matrix products natively; without them it emulates them, far slower."""
+
+
+def native_bf16(flags: set[str] | None = None) -> list[str]:
+    """This CPU's native bfloat16 instruction sets (empty: bf16 autocast is emulated here)."""
+    return sorted((cpu_flags() if flags is None else flags) & NATIVE_BF16_FLAGS)
+
+
 def supported_isas(flags: set[str] | None = None) -> list[str]:
     """The instruction-set variants this CPU can run, best first ('generic' always last)."""
     have = cpu_flags() if flags is None else flags
