@@ -171,6 +171,7 @@ def test_a_yaml_alias_bomb_is_refused_in_a_short_message(tmp_path, capsys):
     [
         ("name: x\nruns: [{name: a}\n", "cannot parse"),
         ("name: x\nruns: [{name: a}]\nplots: [3]\n", "every plot must be a mapping"),
+        ("name: x\nruns: [{name: a}]\nplots: [{name: p, x: step, logx: sideways}]\n", "'logx' must be true, false or symlog"),
         ("name: x\nruns: [{name: a, reuse: [[a]]}]\n", "reuse: expected a list of text"),
         ("name: x\nruns: [{name: a, label: [1]}]\n", "'label' must be a mapping"),
         ("name: ../../x\nruns: [{name: a}]\n", "'name' must be a name"),

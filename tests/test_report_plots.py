@@ -89,6 +89,9 @@ def test_knife_edges_and_said_floors_are_marked():
     texts = [t.get_text() for t in fig.legends[0].get_texts()]
     assert any("knife edge" in t for t in texts) and any("groups + 1" in t for t in texts)
     assert knife_edge(result(mean_at_d90=0.7201, std=0.02)) and not knife_edge(result(mean_at_d90=0.76, std=0.02))
+    # a result that records the search's verdict (margin against its standard error, baseline seeds included) keeps it
+    assert knife_edge(result(mean_at_d90=0.76, std=0.02, knife_edge=True))
+    assert not knife_edge(result(mean_at_d90=0.7201, std=0.02, knife_edge=False))
 
 
 def overlaps(a, b) -> bool:
@@ -174,3 +177,16 @@ def test_the_committed_trajectory_plot_draws_its_summary_rows():
     listed = " ".join(t.get_text() for t in fig.legends[0].get_texts())
     assert all(r["run"] in listed for r in chosen if r["status"] == "no_baseline")
     assert all(isinstance(h, Line2D) for h in ax.lines)
+
+
+def test_series_are_dodged_sideways_and_symlog_ticks_name_every_step():
+    """Two methods at the same steps (DID and SAID both above the grid at step 0) are drawn apart, their data exact;
+    a symlog x axis keeps step 0 and has a tick labelled at every step."""
+    two = rows() + [r | {"method": "did", "run": r["run"] + "-did"} for r in rows()]
+    fig = drawn(d90_figure(two, {"x": "step", "series": "method", "logx": "symlog"}))
+    ax = fig.axes[0]
+    arrows = [a for a in ax.texts if getattr(a, "arrow_patch", None) is not None]
+    assert [a.xy[0] for a in arrows] == [0, 0]  # both at step 0 in data
+    starts = [a.arrow_patch.get_path().vertices[0][0] for a in arrows]
+    assert abs(starts[0] - starts[1]) > 3  # but drawn apart on the page
+    assert ax.get_xscale() == "symlog" and [t.get_text() for t in ax.get_xticklabels()] == ["0", "100", "1,200", "2,000"]

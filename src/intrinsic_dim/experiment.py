@@ -154,6 +154,8 @@ def _plots(plots: Any, names: set[str], where: str) -> list[dict[str, Any]]:
             raise ExperimentError(f"{where}: plot {pname!r}: 'runs' must be a list of run names, got {show(runs)}")
         if set(runs) - names:
             raise ExperimentError(f"{where}: plot {pname!r} names runs that do not exist: {sorted(set(runs) - names)}")
+        if p.get("logx", True) not in (True, False, "symlog"):
+            raise ExperimentError(f"{where}: plot {pname!r}: 'logx' must be true, false or symlog, got {show(p['logx'])}")
         for key in ("where", "label", "floors"):
             if key in p and not isinstance(p[key], dict):
                 raise ExperimentError(f"{where}: plot {pname!r}: '{key}' must be a mapping, got {show(p[key])}")

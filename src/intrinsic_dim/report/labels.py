@@ -64,8 +64,12 @@ KNIFE_EDGE_SE = 0.25
 
 
 def knife_edge(r: dict[str, Any]) -> bool:
-    """Whether d90 rests on a knife edge: the mean at d90 passes, or the mean at the bracket's lower end fails, the
-    threshold by less than KNIFE_EDGE_SE standard errors of that mean (sd / sqrt(seeds))."""
+    """Whether d90 rests on a knife edge. A result that records the search's own verdict (the d90 point passes tau by
+    less than the margin's standard error, baseline seeds included) is taken at its word, so d90.json, the report and
+    the plots agree; for results written before it: the mean at d90 passes, or the mean at the bracket's lower end
+    fails, the threshold by less than KNIFE_EDGE_SE standard errors of that mean (sd / sqrt(seeds))."""
+    if r.get("knife_edge") is not None:
+        return bool(r["knife_edge"])
     bracket = r.get("bracket") or (None, None)
     sign = -1.0 if r.get("lower_is_better") else 1.0
     for p in r.get("points") or []:

@@ -16,6 +16,8 @@ from intrinsic_dim.report.labels import KNIFE_EDGE_SE, subspace, unique_labels
 
 ARROW_FACTOR = 1.8
 """A run above the grid is an arrow from the largest d tried up to this multiple of it."""
+DODGE_POINTS = 5
+"""Series of one d90 plot are drawn this many points apart sideways, so equal points and arrows stay visible."""
 
 
 def d90_figure(rows: list[dict[str, Any]], plot: dict[str, Any]) -> Any:
@@ -23,8 +25,12 @@ def d90_figure(rows: list[dict[str, Any]], plot: dict[str, Any]) -> Any:
     ``plot['series']`` joining measured d90s only, rows filtered by ``plot['where']``, points labelled with their
     ``plot['annotate']`` field. A run whose d90 lies above the grid is an upward arrow from the largest d tried, never
     joined to the line; a knife-edge d90 is ringed; ``plot['floors']`` ({field: {value: d}}) marks SAID's smallest d
-    (groups + 1) of rows whose field has that value; runs with no threshold above chance are listed in the legend, not drawn."""
+    (groups + 1) of rows whose field has that value; runs with no threshold above chance are listed in the legend, not drawn.
+    ``plot['logx']`` is true (log x), false (linear) or "symlog" (linear near 0, log above; ticks at the rows' x values,
+    for pre-training steps that start at 0). Series are drawn DODGE_POINTS apart sideways; their data stay exact."""
     from matplotlib.lines import Line2D
+    from matplotlib.ticker import NullLocator
+    from matplotlib.transforms import ScaledTranslation
 
     plt, fig, ax = new_figure()
     x, series, where = plot["x"], plot.get("series"), plot.get("where", {})
@@ -32,8 +38,10 @@ def d90_figure(rows: list[dict[str, Any]], plot: dict[str, Any]) -> Any:
             and all(r.get(k) == v for k, v in where.items())]
     styles: dict[str, Any] = {}
     unmeasured = []
-    for i, key in enumerate(sorted({str(r.get(series)) for r in done}) if series else [None]):
+    keys = sorted({str(r.get(series)) for r in done}) if series else [None]
+    for i, key in enumerate(keys):
         color = f"C{i}"
+        shift = ax.transData + ScaledTranslation(DODGE_POINTS * (i - (len(keys) - 1) / 2) / 72, 0, fig.dpi_scale_trans)
         pts = sorted((r for r in done if series is None or str(r.get(series)) == key), key=lambda r: r[x])
         measured = [r for r in pts if r.get("d90")]
         if measured:
@@ -41,19 +49,22 @@ def d90_figure(rows: list[dict[str, Any]], plot: dict[str, Any]) -> Any:
             ys = [r["d90"] for r in measured]
             lo = [y - (s[0] if s[0] is not None else y) for y, s in zip(ys, spans)]
             hi = [(s[1] if s[1] is not None else y) - y for y, s in zip(ys, spans)]
-            ax.errorbar([r[x] for r in measured], ys, yerr=[lo, hi], marker="o", capsize=3, color=color, label=key if series else "d90")
+            ax.errorbar([r[x] for r in measured], ys, yerr=[lo, hi], marker="o", capsize=3, color=color, label=key if series else "d90",
+                        transform=shift)
             knife = [(r[x], r["d90"]) for r in measured if r.get("knife_edge")]
             if knife:
-                ax.plot(*zip(*knife), "o", ms=13, mfc="none", mec=color, mew=1.2)
+                ax.plot(*zip(*knife), "o", ms=13, mfc="none", mec=color, mew=1.2, transform=shift)
                 styles["knife"] = Line2D([], [], marker="o", ms=10, mfc="none", mec="0.3", linestyle="none",
-                                         label=f"knife edge: d90 decided by a mean within {KNIFE_EDGE_SE:g} standard error of the threshold")
+                                         label="knife edge: d90's point passes the threshold by less than its standard error "
+                                               f"(older results: within {KNIFE_EDGE_SE:g} of the point's)")
         above = [r for r in pts if not r.get("d90") and r.get("status") == "above_largest" and r.get("bracket")]
         for r in above:
             top = r["bracket"][0]
-            ax.annotate("", xy=(r[x], top * ARROW_FACTOR), xytext=(r[x], top),
+            ax.annotate("", xy=(r[x], top * ARROW_FACTOR), xytext=(r[x], top), xycoords=shift, textcoords=shift,
                         arrowprops={"arrowstyle": "-|>", "color": color, "lw": 1.6, "shrinkA": 0, "shrinkB": 0})
         if above:
-            ax.plot([r[x] for r in above], [r["bracket"][0] for r in above], "_", ms=12, mew=2, color=color, linestyle="none")
+            ax.plot([r[x] for r in above], [r["bracket"][0] for r in above], "_", ms=8, mew=2, color=color, linestyle="none",
+                    transform=shift)
             ax.plot([r[x] for r in above], [r["bracket"][0] * ARROW_FACTOR for r in above], linestyle="none")  # room for the arrow heads
             styles["above"] = Line2D([], [], color="0.3", marker=r"$\uparrow$", ms=10, linestyle="none",
                                      label="d90 above the largest d tried (arrow from it; not joined to the line)")
@@ -70,7 +81,14 @@ def d90_figure(rows: list[dict[str, Any]], plot: dict[str, Any]) -> Any:
                                      label="SAID's smallest d (groups + 1): no smaller d exists")
     if unmeasured:
         styles["none"] = Line2D([], [], linestyle="none", label="not drawn, no threshold above chance: " + ", ".join(unmeasured))
-    ax.set_xscale("log" if plot.get("logx", True) else "linear")
+    logx = plot.get("logx", True)
+    if logx == "symlog":
+        xs = sorted({r[x] for r in done})
+        ax.set_xscale("symlog", linthresh=min((v for v in xs if v > 0), default=1))
+        ax.set_xticks(xs, [f"{v:,}" for v in xs])
+        ax.xaxis.set_minor_locator(NullLocator())
+    else:
+        ax.set_xscale("log" if logx else "linear")
     ax.set_yscale("log")
     if plot.get("annotate"):
         ax.margins(x=0.12)  # room for the label right of the last point
