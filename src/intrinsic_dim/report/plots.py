@@ -11,7 +11,7 @@ from typing import Any
 
 from intrinsic_dim.report.curves import MARKERS
 from intrinsic_dim.report.figure import drop_figure, legend_below, new_figure, save_figure
-from intrinsic_dim.report.labels import KNIFE_EDGE_SE, subspace, unique_labels
+from intrinsic_dim.report.labels import subspace, unique_labels
 
 
 ARROW_FACTOR = 1.8
@@ -55,8 +55,7 @@ def d90_figure(rows: list[dict[str, Any]], plot: dict[str, Any]) -> Any:
             if knife:
                 ax.plot(*zip(*knife), "o", ms=13, mfc="none", mec=color, mew=1.2, transform=shift)
                 styles["knife"] = Line2D([], [], marker="o", ms=10, mfc="none", mec="0.3", linestyle="none",
-                                         label="knife edge: d90's point passes the threshold by less than its standard error "
-                                               f"(older results: within {KNIFE_EDGE_SE:g} of the point's)")
+                                         label="knife edge: d90's point passes the threshold by less than one standard error")
         above = [r for r in pts if not r.get("d90") and r.get("status") == "above_largest" and r.get("bracket")]
         for r in above:
             top = r["bracket"][0]
