@@ -16,7 +16,7 @@ import platform
 import statistics
 from dataclasses import replace
 from pathlib import Path
-from typing import Any, Callable
+from typing import Any, Iterator
 
 import torch
 
@@ -29,22 +29,19 @@ SETTINGS = {"model": "minilm-l6", "task": "tweet-sentiment", "max_train": 512, "
             "batch_size": 32, "method": "said", "gap_examples": 0}
 
 
-def measure(d: int, seeds: int, done: Callable[[dict[str, Any]], None]) -> list[dict[str, Any]]:
-    """One record per (trial kind, seed): its test metric and wall time in float32 and in bf16; ``done`` sees each
-    record as it is made (a trial takes minutes here, so the table grows as they finish)."""
+def measure(d: int, seeds: int) -> Iterator[dict[str, Any]]:
+    """One record per (trial kind, seed): its test metric and wall time in float32 and in bf16, yielded as its two
+    trials finish (a trial takes minutes here, so the table grows as they do)."""
     spec = MeasureSpec.from_dict(SETTINGS)
     task, factory = spec_factory(spec)
     sub, full = trial_templates(spec)
-    rows = []
     for kind, template in (("said", replace(sub, d=d)), ("full", full)):
         for seed in range(seeds):
             row: dict[str, Any] = {"trial": kind, "d": d if kind == "said" else None, "seed": seed}
             for precision, autocast in (("float32", None), ("bf16", "bf16")):
                 res = run_trial(factory, task, replace(template, seed=seed, autocast=autocast), progress=False)
                 row[precision] = {"metric": res.metric, "wall_s": res.wall_s, "status": res.status}
-            rows.append(row)
-            done(row)
-    return rows
+            yield row
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -58,19 +55,16 @@ def main(argv: list[str] | None = None) -> int:
     native = native_bf16()
     machine = {"processor": platform.processor() or platform.machine(), "native_bf16": native, "threads": args.threads,
                "torch": torch.__version__}
-    made: list[dict[str, Any]] = []
-
-    def done(r: dict[str, Any]) -> None:
+    print(f"{'trial':6s} {'seed':>4s} {'float32':>8s} {'bf16':>8s} {'diff':>8s} {'f32 s':>7s} {'bf16 s':>7s}", flush=True)
+    rows: list[dict[str, Any]] = []
+    for r in measure(args.d, args.seeds):
         a, b = r["float32"], r["bf16"]
         print(f"{r['trial']:6s} {r['seed']:4d} {a['metric']:8.4f} {b['metric']:8.4f} {b['metric'] - a['metric']:+8.4f} "
               f"{a['wall_s']:7.1f} {b['wall_s']:7.1f}", flush=True)
-        made.append(r)
+        rows.append(r)
         if args.json:
-            record = {"settings": SETTINGS | {"d": args.d}, "machine": machine, "rows": made}
+            record = {"settings": SETTINGS | {"d": args.d}, "machine": machine, "rows": rows}
             Path(args.json).write_text(json.dumps(record, indent=2) + "\n")
-
-    print(f"{'trial':6s} {'seed':>4s} {'float32':>8s} {'bf16':>8s} {'diff':>8s} {'f32 s':>7s} {'bf16 s':>7s}", flush=True)
-    rows = measure(args.d, args.seeds, done)
     for kind in ("said", "full"):
         sel = [r for r in rows if r["trial"] == kind]
         diffs = [r["bf16"]["metric"] - r["float32"]["metric"] for r in sel]

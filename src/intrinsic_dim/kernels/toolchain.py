@@ -68,9 +68,9 @@ NATIVE_BF16_FLAGS = frozenset({"avx512_bf16", "amx_bf16"})
 """CPU flags with which torch runs bfloat16 matrix products natively; without them it emulates them, far slower."""
 
 
-def native_bf16(flags: set[str] | None = None) -> list[str]:
+def native_bf16() -> list[str]:
     """This CPU's native bfloat16 instruction sets (empty: bf16 autocast is emulated here)."""
-    return sorted((cpu_flags() if flags is None else flags) & NATIVE_BF16_FLAGS)
+    return sorted(cpu_flags() & NATIVE_BF16_FLAGS)
 
 
 def supported_isas(flags: set[str] | None = None) -> list[str]:
