@@ -140,6 +140,16 @@ def test_train_evaluate_merge_roundtrip(tmp_path, data_dir, capsys):
     assert "NaN or infinite" in capsys.readouterr().err and not (tmp_path / "inf").exists()
 
 
+def test_train_and_evaluate_an_int8_adapter_on_the_command_line(tmp_path, data_dir, capsys):
+    adapter = tmp_path / "adapter"
+    assert main(["train", "--model", "bert-tiny-random", "--task", str(data_dir), "--max-length", "16", "--quiet", "--d", "100",
+                 "--max-steps", "6", "--lr", "0.3", "--base-quant", "int8", "--out", str(adapter)]) == 0
+    final = float(capsys.readouterr().out.split(", test ")[1].split(";")[0])
+    assert json.loads((adapter / "adapter_config.json").read_text())["base_quant"] == "int8"
+    assert main(["evaluate", "--adapter", str(adapter), "--quiet"]) == 0
+    assert json.loads(capsys.readouterr().out)["accuracy"] == pytest.approx(final, abs=1e-9)
+
+
 def _resign_with_huge_z(adapter, out):
     import hashlib
 

@@ -16,13 +16,14 @@ from typing import Any, Callable
 
 from intrinsic_dim.groups import GROUPINGS
 from intrinsic_dim.projection import DEFAULT_MAX_DENSE_ELEMENTS, KINDS, LAYOUTS, NORMALISATIONS
+from intrinsic_dim.quant import QUANTS
 from intrinsic_dim.rng import MASK64
 
 CONFIG_NAME = "adapter_config.json"
 # keys of adapter_config.json that describe the file or the base model, not the subspace
 FILE_KEYS = frozenset(
     {"format_version", "library_version", "weights_sha256", "config_sha256", "projected", "D", "base_model_name",
-     "base_fingerprint", "metadata"}
+     "base_fingerprint", "base_quant_fingerprint", "metadata"}
 )
 MAX_PATTERN_LENGTH = 1000
 
@@ -61,7 +62,8 @@ class SubspaceConfig:
     'per_tensor') and, for 'per_tensor', column length ('released': sqrt(#tensors) as the released
     code, 'unit'). ``groups``: SAID grouping ('tensor', 'module', 'block' or a name -> group dict).
     ``include``/``exclude``/``train_directly``: regular expressions on parameter names.
-    ``dense_max_elements``: the largest d * D a dense projection may materialise.
+    ``dense_max_elements``: the largest d * D a dense projection may materialise. ``base_quant``: 'int8' stores
+    the projected matrices of the base as int8 codes with a scale per output channel (quant.py), dequantised when read.
     """
 
     d: int
@@ -75,6 +77,7 @@ class SubspaceConfig:
     exclude: Patterns = None
     train_directly: Patterns = None
     dense_max_elements: int = DEFAULT_MAX_DENSE_ELEMENTS
+    base_quant: str | None = None
     extra: dict[str, Any] = field(default_factory=dict, repr=False, compare=False)
 
     def __post_init__(self) -> None:
@@ -97,14 +100,18 @@ class SubspaceConfig:
             raise ValueError(f"seed must be an integer from 0 to 2**64 - 1 (the generator's range), got {self.seed!r}")
         if not _is_int(self.dense_max_elements) or self.dense_max_elements < 1:
             raise ValueError(f"dense_max_elements must be a positive integer, got {self.dense_max_elements!r}")
+        if self.base_quant is not None and self.base_quant not in QUANTS:
+            raise ValueError(f"unknown base_quant {self.base_quant!r}; choose one of {QUANTS} or None (the base's own dtype)")
         if not isinstance(self.said, bool):
             raise ValueError(f"said must be true or false, got {self.said!r}")
         self.include, self.exclude = _patterns("include", self.include), _patterns("exclude", self.exclude)
         self.train_directly = _patterns("train_directly", self.train_directly)
 
     def to_dict(self) -> dict[str, Any]:
-        """The JSON-serialisable fields (``extra`` left out)."""
-        return {f.name: getattr(self, f.name) for f in dataclasses.fields(self) if f.name != "extra"}
+        """The JSON-serialisable fields (``extra`` left out; ``base_quant`` only when set, so that an adapter of an
+        unquantised base is written as before it existed)."""
+        out = {f.name: getattr(self, f.name) for f in dataclasses.fields(self) if f.name != "extra"}
+        return out if self.base_quant else {k: v for k, v in out.items() if k != "base_quant"}
 
     @classmethod
     def from_dict(cls, data: dict[str, Any]) -> "SubspaceConfig":

@@ -10,7 +10,8 @@ from typing import Any
 from intrinsic_dim.projection import DEFAULT_MAX_DENSE_ELEMENTS
 
 LATER_DEFAULTS = {"normalisation": "released", "dense_max_elements": DEFAULT_MAX_DENSE_ELEMENTS, "lora_alpha": None, "lora_targets": None,
-                  "select_examples": None, "gap_examples": None, "autocast": None}
+                  "select_examples": None, "gap_examples": None, "autocast": None,
+                  "base_quant": None}
 """Trial settings added after 0.1.0 and their defaults: a key leaves them out at the default, so stores written before resume."""
 NOT_FULL = ("said", "projection", "layout", "groups", "normalisation", "dense_max_elements", "lora_alpha", "lora_targets")
 """Settings of the subspace or of LoRA: a full fine-tuning trial does not read them, so two full trials that differ only

@@ -21,6 +21,7 @@ from intrinsic_dim.config import SubspaceConfig
 from intrinsic_dim.configfile import ConfigFileError, load_mapping, show
 from intrinsic_dim.groups import GROUPINGS
 from intrinsic_dim.projection import KINDS, LAYOUTS, NORMALISATIONS
+from intrinsic_dim.quant import QUANTS
 
 METHODS = ("said", "did", "lora")
 SELECT = ("best", "final")
@@ -212,6 +213,9 @@ class TrialSpec(_Part):
     autocast: str | None = _opt(None, "bf16: the training steps' forward pass under torch.autocast in bfloat16 (fast on GPUs and on "
                                 "CPUs with AVX512-BF16 or AMX, emulated and slower elsewhere); P(z) and evaluation stay float32. "
                                 "Without it, float32 throughout", "text", AUTOCAST)
+    base_quant: str | None = _opt(None, "int8: the subspace trials keep the projected weight matrices of the base as int8 codes with "
+                                  "a scale per output channel (half of bf16's memory), dequantised when read; the full "
+                                  "fine-tuning baseline stays unquantised (default: the base's own dtype)", "text", QUANTS)
 
 
 @dataclass(frozen=True)
@@ -294,6 +298,8 @@ class MeasureSpec:
             clash = [f for f, v in (("full_lr", self.full.full_lr), ("baseline", s.baseline)) if v is not None]
             if clash:
                 raise SpecError(f"full_lr_search chooses the full fine-tuning rate of a measured baseline: drop {' and '.join(clash)}")
+        if self.trial.base_quant and self.trial.method == "lora":
+            raise SpecError("base_quant applies to the subspace methods (said, did), not lora: drop base_quant or choose method said / did")
         if r.executor == "local":
             given = [f for f, v in (("ray_address", r.ray_address), ("trial_cpus", r.trial_cpus), ("trial_gpus", r.trial_gpus or None))
                      if v is not None]

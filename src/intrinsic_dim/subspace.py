@@ -18,8 +18,6 @@ SAID with m groups: z has d - m entries and lambda m, so d <= m is an error.
 from __future__ import annotations
 
 import contextlib
-import inspect
-import math
 import weakref
 from collections import OrderedDict
 from dataclasses import dataclass
@@ -34,9 +32,12 @@ from torch.nn.utils import parametrize
 
 from intrinsic_dim.adapter import io as adapter_io
 from intrinsic_dim.adapter.format import AdapterError, fingerprint
+from intrinsic_dim.adapter.safety import check_outputs, check_range
 from intrinsic_dim.config import SubspaceConfig
 from intrinsic_dim.groups import assign_groups, select_parameters
 from intrinsic_dim.projection import Projection, make_projection
+from intrinsic_dim.quant import dequantize, quantizable, quantize_int8
+from intrinsic_dim.specialise import specialised
 from intrinsic_dim.version import __version__
 
 
@@ -69,36 +70,6 @@ class _Update(torch.autograd.Function):
         return None, grad_z, grad_lam, None, None
 
 
-def _check_range(name: str, w: torch.Tensor, base: torch.Tensor, where: str, how: str) -> None:
-    """Refuse a weight that is not finite or larger than max(sqrt(its dtype's largest value), the base's largest |value|)."""
-    limit = max(torch.finfo(base.dtype).max ** 0.5, float(base.detach().abs().max()) if base.numel() else 0.0)
-    largest = float(w.abs().max()) if w.numel() else 0.0
-    if not largest <= limit:
-        value = f"reach {largest:.3g}" if math.isfinite(largest) else "be NaN or infinite"
-        raise AdapterError(
-            f"{where}: {name} would {value} {how}, beyond the safe range +-{limit:.3g} of {base.dtype} "
-            "(z, lambda or a directly trained tensor is absurdly large): retrain the adapter or restore the original file"
-        )
-
-
-def _check_outputs(out: Any, source: str) -> None:
-    """Refuse the outputs of a model running an adapter loaded from ``source`` unless every floating tensor is finite."""
-    if isinstance(out, torch.Tensor):
-        items: list[Any] = [out]
-    elif isinstance(out, dict):
-        items = list(out.values())
-    elif isinstance(out, (tuple, list)):
-        items = list(out)
-    else:
-        return
-    for t in items:
-        if isinstance(t, torch.Tensor) and t.is_floating_point() and not bool(torch.isfinite(t.detach()).all()):
-            raise AdapterError(f"adapter at {source} makes the model output NaN or infinite values (its z or lambda is too "
-                               "large for this model): retrain the adapter or restore the original file")
-        if isinstance(t, (dict, tuple, list)):
-            _check_outputs(t, source)
-
-
 class _Reparametrization(nn.Module):
     """The parametrization of projected tensor i: theta0_i -> theta0_i + P_i(z), computed when read."""
 
@@ -109,33 +80,7 @@ class _Reparametrization(nn.Module):
 
     def forward(self, theta0: torch.Tensor) -> torch.Tensor:
         owner = self._owner[0]
-        return theta0 if owner._disabled else owner._weight(self.i, theta0)
-
-
-_SPECIALISED: dict[tuple[type, type], type] = {}
-
-
-def _specialised(cls: type, base_cls: type) -> type:
-    """``cls`` with ``forward`` showing ``base_cls.forward``'s signature and a name ending in the base
-    class's, so that code inspecting the class (``transformers.Trainer``'s column filter, label names
-    and ``can_return_loss``) sees the wrapped model's arguments."""
-    cls = getattr(cls, "_generic", cls)  # from_pretrained called on a specialised class
-    key = (cls, base_cls)
-    if key not in _SPECIALISED:
-        try:
-            sig = inspect.signature(base_cls.forward)
-        except (TypeError, ValueError, AttributeError):
-            return cls
-        parent = cls.forward
-
-        def forward(self: "SubspaceModel", *args: Any, **kwargs: Any) -> Any:
-            return parent(self, *args, **kwargs)
-
-        forward.__signature__ = sig  # type: ignore[attr-defined]
-        forward.__doc__ = parent.__doc__
-        name = f"{cls.__name__}[{base_cls.__name__}]"
-        _SPECIALISED[key] = type(name, (cls,), {"forward": forward, "_generic": cls, "__module__": cls.__module__, "__qualname__": name})
-    return _SPECIALISED[key]
+        return owner._base(self.i, theta0) if owner._disabled else owner._weight(self.i, theta0)
 
 
 @dataclass(frozen=True)
@@ -158,7 +103,9 @@ class SubspaceModel(nn.Module):
     ``requires_grad`` is projected; ``train_directly`` parameters (e.g. ``r"^classifier\\."``) are
     trained as usual and count in :meth:`num_trainable`. Frozen parameters and buffers are left
     alone; tied weights count once. Base weights may be bfloat16/float16: z and lambda stay float32
-    and the update is added in the weight's dtype.
+    and the update is added in the weight's dtype. ``base_quant="int8"`` stores the projected matrices as int8 codes
+    with a scale per output channel (one byte a number), dequantised when read; the fingerprint stays the
+    unquantised base's, and an adapter records the quantisation and the codes' own fingerprint.
 
     Wrapping is in place: ``model`` itself is changed (every parameter frozen but the ``train_directly`` ones, each
     projected tensor's name gaining ``parametrizations.<name>.original``); :meth:`unload` undoes it,
@@ -171,7 +118,7 @@ class SubspaceModel(nn.Module):
 
     def __new__(cls, model: nn.Module | None = None, *args: Any, **kwargs: Any) -> "SubspaceModel":
         """An instance of the subclass specialised to ``type(model)`` (copies and unpickling pass no model)."""
-        return super().__new__(_specialised(cls, type(model)) if isinstance(model, nn.Module) else cls)
+        return super().__new__(specialised(cls, type(model)) if isinstance(model, nn.Module) else cls)
 
     def __init__(self, model: nn.Module, config: SubspaceConfig | int | None = None, **kwargs: Any) -> None:
         super().__init__()
@@ -220,6 +167,10 @@ class SubspaceModel(nn.Module):
         # only now, so that a refused configuration leaves the model as it was
         for name, p in params.items():
             p.requires_grad_(name in self._direct)
+        self._quantised = self._quantise(config.base_quant)
+        self._quant_fingerprint = fingerprint(
+            [(f"{self._names[i]}{suffix}", t) for i in self._quantised for suffix, t in (("", self._theta0[i]), (".scale", self._scale(i)))]
+        ) if config.base_quant else None
         self._owners = self._find_owners(model)
         for i, owners in enumerate(self._owners):
             for module, pname in owners:
@@ -235,15 +186,36 @@ class SubspaceModel(nn.Module):
                     owners[index[id(p)]].append((module, pname))
         return owners
 
+    def _quantise(self, quant: str | None) -> list[int]:
+        """Replace every quantizable projected tensor's values by its int8 codes (the Parameter object is kept, so the
+        model's references stay valid) and keep its scales as buffers; the indices quantised."""
+        done = []
+        for i, p in enumerate(self._theta0):
+            if quant == "int8" and quantizable(p):
+                q, scale = quantize_int8(p)
+                self.register_buffer(f"base_scale_{i}", scale, persistent=False)
+                p.data = q
+                done.append(i)
+        return done
+
+    def _scale(self, i: int) -> torch.Tensor:
+        return getattr(self, f"base_scale_{i}")
+
+    def _base(self, i: int, theta0: torch.Tensor) -> torch.Tensor:
+        """theta0_i as the model computes with it: dequantised where the base is quantised, else itself."""
+        return dequantize(theta0, self._scale(i)) if theta0.dtype == torch.int8 else theta0
+
     # ---- the just-in-time weights ----------------------------------------------------------
     def _effective(self, i: int, theta0: torch.Tensor, z: torch.Tensor, lam: torch.Tensor | None) -> torch.Tensor:
         """theta0_i + lambda_g * P_i(z), without autograd, in place on the fresh P_i(z): one
-        tensor-sized buffer (two for half-precision weights); bit-identical to the out-of-place form."""
+        tensor-sized buffer (two for half-precision weights, one more for a quantised base); bit-identical to the
+        out-of-place form."""
+        base = self._base(i, theta0)
         with torch.autocast(theta0.device.type, enabled=False):  # P(z) in z's dtype under a caller's autocast, as in backward
             part = self.projection.forward_part(z, i)
         if lam is not None:
             part.mul_(lam[self._group_index[i]])
-        return part.view(theta0.shape).to(theta0.dtype).add_(theta0)
+        return part.view(base.shape).to(base.dtype).add_(base)
 
     def _weight(self, i: int, theta0: torch.Tensor) -> torch.Tensor:
         w = _Update.apply(theta0, self.z, self.lam, self, i)
@@ -298,7 +270,7 @@ class SubspaceModel(nn.Module):
             with torch.autograd.graph.saved_tensors_hooks(self._pack, self._unpack):
                 out = self.base(*args, **kwargs)
         if self._source is not None and self._source[1] == self._versions():
-            _check_outputs(out, self._source[0])
+            check_outputs(out, self._source[0])
         return out
 
     @contextlib.contextmanager
@@ -384,7 +356,7 @@ class SubspaceModel(nn.Module):
             "projected": [[n, list(s)] for n, s in zip(self._names, self._shapes)],
             "base_model_name": getattr(base_cfg, "_name_or_path", None) or type(self.base).__name__,
             "base_fingerprint": self._fingerprint,
-        }
+        } | ({"base_quant_fingerprint": self._quant_fingerprint} if self._quant_fingerprint else {})
 
     def save_pretrained(self, path: str | Path, metadata: dict[str, Any] | None = None) -> Path:
         """Write the adapter (config JSON + safetensors with z, lambda, direct tensors) and its README.md
@@ -418,6 +390,12 @@ class SubspaceModel(nn.Module):
                 f"adapter at {path} was made for a model with other parameters (names or shapes differ); "
                 f"it expects base model {raw['base_model_name']!r}"
             )
+        if raw.get("base_quant_fingerprint") != self._quant_fingerprint:
+            raise AdapterError(
+                f"adapter at {path} was trained on a base quantised as {raw.get('base_quant') or 'none'} but this model's is "
+                f"{self.subspace_config.base_quant or 'none'}, or the int8 codes differ: wrap the base with the adapter's "
+                "base_quant (SubspaceModel.from_pretrained does) and the library version that made it"
+            )
         if self._fingerprint != raw["base_fingerprint"]:
             raise AdapterError(
                 f"adapter at {path} was trained on different base weights (fingerprint mismatch): load the exact "
@@ -450,15 +428,18 @@ class SubspaceModel(nn.Module):
         params = dict(self.base.named_parameters())
         with torch.no_grad():
             for i, (name, theta0) in enumerate(zip(self._names, self._theta0)):
-                _check_range(name, self._effective(i, theta0, z, lam), theta0, where, "after adding P(z)")
+                check_range(name, self._effective(i, theta0, z, lam), self._base(i, theta0), where, "after adding P(z)")
             for name, t in direct.items():
-                _check_range(name, t, params[name], where, "as stored")
+                check_range(name, t, params[name], where, "as stored")
 
     def unwrap(self) -> None:
-        """Remove the parametrizations and give the parameters their requires_grad flags back."""
+        """Remove the parametrizations and give the parameters their requires_grad flags back (a quantised base its
+        dequantised values, in the dtype it had)."""
         for owners in self._owners:
             for module, pname in owners:
                 parametrize.remove_parametrizations(module, pname, leave_parametrized=False)
+        for i in self._quantised:
+            self._theta0[i].data = self._base(i, self._theta0[i])
         params = dict(self.base.named_parameters())
         for name, flag in self._requires_grad.items():
             params[name].requires_grad_(flag)
@@ -475,6 +456,9 @@ class SubspaceModel(nn.Module):
         self.check_weights(self.z, self.lam, {}, f"merging the adapter at {self._source[0]}" if self._source else "merging")
         with torch.no_grad():
             for i, theta0 in enumerate(self._theta0):  # tensor by tensor: O(largest tensor) extra memory
-                theta0.copy_(self._effective(i, theta0, self.z, self.lam))
+                if theta0.dtype == torch.int8:
+                    theta0.data = self._effective(i, theta0, self.z, self.lam)
+                else:
+                    theta0.copy_(self._effective(i, theta0, self.z, self.lam))
         self.unwrap()
         return self.base

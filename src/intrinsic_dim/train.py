@@ -82,6 +82,7 @@ class TrialConfig:
     select_examples: int | None = _SPEC.select_examples
     gap_examples: int | None = _SPEC.gap_examples
     autocast: str | None = _SPEC.autocast
+    base_quant: str | None = _SPEC.base_quant
 
     def __post_init__(self) -> None:
         if self.method not in METHODS:
@@ -175,7 +176,7 @@ def build(loaded: LoadedModel, cfg: TrialConfig) -> tuple[nn.Module, list[nn.Par
         loaded.model,
         SubspaceConfig(
             d=cfg.d, projection=cfg.projection, said=cfg.said, seed=cfg.seed, groups=cfg.groups, layout=cfg.layout,
-            normalisation=cfg.normalisation, dense_max_elements=cfg.dense_max_elements,
+            normalisation=cfg.normalisation, dense_max_elements=cfg.dense_max_elements, base_quant=cfg.base_quant,
         ),
     )
     return sm, sm.trainable_parameters()

@@ -44,6 +44,8 @@ SUBSPACE_DTYPES = (torch.float32, torch.float64)
 _FIX = "restore the original file, or save the adapter again with SubspaceModel.save_pretrained"
 _SHA256 = re.compile(r"[0-9a-f]{64}")
 SUBSPACE_FIELDS = frozenset(SubspaceConfig.__dataclass_fields__) - {"extra"}
+WRITTEN_WHEN_SET = frozenset({"base_quant"})
+"""Subspace fields an adapter holds only when they are not None (adapters of an unquantised base are as before)."""
 
 
 class AdapterError(ValueError):
@@ -159,6 +161,9 @@ def _check_file_keys(config: dict[str, Any]) -> list[tuple[str, list[int]]]:
     for key in ("weights_sha256", "base_fingerprint"):
         if not (isinstance(config.get(key), str) and _SHA256.fullmatch(config[key])):
             raise ValueError(f"{key} must be 64 lowercase hexadecimal digits (a SHA-256), got {config.get(key)!r}")
+    quant = config.get("base_quant_fingerprint")
+    if (quant is None) != (config.get("base_quant") is None) or not (quant is None or (isinstance(quant, str) and _SHA256.fullmatch(quant))):
+        raise ValueError(f"base_quant_fingerprint must be a SHA-256 exactly when base_quant is set, got {quant!r}")
     if not isinstance(config.get("base_model_name"), str) or not isinstance(config.get("library_version", ""), str):
         raise ValueError(f"base_model_name and library_version must be text, got {config.get('base_model_name')!r}, "
                          f"{config.get('library_version')!r}")
@@ -198,7 +203,7 @@ def _validate(config: Any, where: Path) -> tuple[dict[str, Any], dict[str, tuple
         if unknown:
             warnings.warn(f"{where}: ignoring keys this version does not know: {unknown}", UserWarning, stacklevel=3)
             config = {k: v for k, v in config.items() if k not in unknown}
-        missing = sorted(SUBSPACE_FIELDS - set(config)) if config["format_version"] == FORMAT_VERSION else []
+        missing = sorted(SUBSPACE_FIELDS - WRITTEN_WHEN_SET - set(config)) if config["format_version"] == FORMAT_VERSION else []
         if missing:
             raise ValueError(f"it has no {missing} (format {FORMAT_VERSION} writes every field, so no default stands in)")
         sub = SubspaceConfig.from_dict(config)

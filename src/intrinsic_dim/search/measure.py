@@ -42,9 +42,9 @@ def trial_templates(spec: MeasureSpec) -> tuple[TrialConfig, TrialConfig]:
         said=spec.said, projection=t.projection, layout=t.layout, groups=t.groups, normalisation=t.normalisation,
         dense_max_elements=t.dense_max_elements, lr=t.lr, epochs=t.epochs, max_steps=t.max_steps, batch_size=t.batch_size,
         eval_every=t.eval_every, select=t.select, select_examples=t.select_examples, gap_examples=t.gap_examples,
-        autocast=t.autocast,
+        autocast=t.autocast, base_quant=t.base_quant,
     )
-    return trial, replace(trial, method="full", lr=spec.full.full_lr, epochs=spec.full.full_epochs or t.epochs)
+    return trial, replace(trial, method="full", base_quant=None, lr=spec.full.full_lr, epochs=spec.full.full_epochs or t.epochs)
 
 
 def spec_factory(spec: MeasureSpec, task: Task | None = None) -> tuple[Task, ModelFactory]:
