@@ -24,6 +24,8 @@ KINDS = ("dense", "sparse", "fastfood")
 LAYOUTS = ("stacked", "per_tensor")
 NORMALISATIONS = ("released", "unit")
 DEFAULT_MAX_DENSE_ELEMENTS = 1 << 27
+PIECE_ELEMS = 1 << 22
+"""Outputs of one piece of a part (Fastfood's stacked layout: a run of whole blocks), see :meth:`Projection.pieces`."""
 
 
 class _Linear(torch.autograd.Function):
@@ -89,6 +91,21 @@ class Projection(ABC):
     @abstractmethod
     def transpose_part(self, y: torch.Tensor, i: int) -> torch.Tensor:
         """P^T applied to y placed in part i (zeros elsewhere): (D_i,) -> (d,), at O(D_i) memory (no autograd)."""
+
+    def pieces(self, i: int) -> list[tuple[int, int]]:
+        """Ranges [a, b) covering part i that :meth:`forward_piece` and :meth:`transpose_piece` compute on their own,
+        so that a caller needs no part-sized temporary: the whole part, unless the map has cheaper pieces."""
+        return [(0, self.sizes[i])]
+
+    def forward_piece(self, z: torch.Tensor, i: int, a: int, b: int) -> torch.Tensor:
+        """P(z)[o_i + a : o_i + b], bit-identical to that slice of :meth:`forward_part` (no autograd)."""
+        return self.forward_part(z, i)[a:b]
+
+    def transpose_piece(self, y: torch.Tensor, i: int, a: int, b: int) -> torch.Tensor:
+        """P^T applied to y placed at [a, b) of part i (zeros elsewhere): (b - a,) -> (d,) (no autograd)."""
+        if (a, b) == (0, self.sizes[i]):
+            return self.transpose_part(y, i)
+        return self.transpose_part(torch.nn.functional.pad(y, (a, self.sizes[i] - b)), i)
 
     def config(self) -> dict[str, Any]:
         """What identifies this map: enough to rebuild it with :func:`make_projection`."""
@@ -243,13 +260,11 @@ class FastfoodProjection(Projection):
         self.factors: dict = {}  # the pure-torch path's factor cache, owned by (and freed with) this projection
         if layout == "stacked":
             self.segments = [kernels.make_segment(seed, 0, _pow2_at_least(d), D)]
-            self._parts = [self._stacked_part(o, s) for o, s in zip(self.offsets, self.sizes)]
         else:
             shrink = 1.0 if normalisation == "released" else 1.0 / math.sqrt(len(self.sizes))
             self.segments = [
                 kernels.make_segment(seed, i, _pow2_at_least(max(s, d)), s, shrink) for i, s in enumerate(self.sizes)
             ]
-            self._parts = [(seg, 0) for seg in self.segments]
 
     def _stacked_part(self, offset: int, size: int) -> tuple[kernels.Segment, int]:
         """The run of the stacked segment's blocks that covers [offset, offset + size), and where
@@ -270,15 +285,40 @@ class FastfoodProjection(Projection):
             out = t if out is None else out + t
         return out
 
+    def _piece(self, i: int, a: int, b: int) -> tuple[kernels.Segment, int] | None:
+        """The segment computing [a, b) of part i and where the piece starts in it (None: no segment does, alone)."""
+        if self.layout == "stacked":
+            return self._stacked_part(self.offsets[i] + a, b - a)
+        return (self.segments[i], 0) if (a, b) == (0, self.sizes[i]) else None
+
+    def pieces(self, i: int) -> list[tuple[int, int]]:
+        """Stacked layout: runs of whole blocks of about PIECE_ELEMS outputs (the first one up to a piece boundary)."""
+        if self.layout != "stacked":
+            return super().pieces(i)
+        o, size = self.offsets[i], self.sizes[i]
+        step = max(1, PIECE_ELEMS // self.segments[0].n) * self.segments[0].n
+        bounds = [o, *range((o // step + 1) * step, o + size, step), o + size]
+        return [(lo - o, hi - o) for lo, hi in zip(bounds, bounds[1:])]
+
     def forward_part(self, z: torch.Tensor, i: int) -> torch.Tensor:
-        seg, start = self._parts[i]
-        out = kernels.segment_forward(seg, z, self.factors)
-        return out[start:] if start else out
+        return self.forward_piece(z, i, 0, self.sizes[i])
 
     def transpose_part(self, y: torch.Tensor, i: int) -> torch.Tensor:
-        seg, start = self._parts[i]
-        y = torch.nn.functional.pad(y, (start, 0)) if start else y.contiguous()
-        return kernels.segment_transpose(seg, y, self.d, self.factors)
+        return self.transpose_piece(y, i, 0, self.sizes[i])
+
+    def forward_piece(self, z: torch.Tensor, i: int, a: int, b: int) -> torch.Tensor:
+        piece = self._piece(i, a, b)
+        if piece is None:
+            return super().forward_piece(z, i, a, b)
+        out = kernels.segment_forward(piece[0], z, self.factors)
+        return out[piece[1]:] if piece[1] else out
+
+    def transpose_piece(self, y: torch.Tensor, i: int, a: int, b: int) -> torch.Tensor:
+        piece = self._piece(i, a, b)
+        if piece is None:
+            return super().transpose_piece(y, i, a, b)
+        y = torch.nn.functional.pad(y, (piece[1], 0)) if piece[1] else y.contiguous()
+        return kernels.segment_transpose(piece[0], y, self.d, self.factors)
 
     def config(self) -> dict[str, Any]:
         cfg = super().config() | {"layout": self.layout}

@@ -47,3 +47,10 @@ def quantize_int8(w: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
 def dequantize(q: torch.Tensor, scale: torch.Tensor) -> torch.Tensor:
     """q * scale (per row) as a new tensor in the scale's dtype."""
     return q.to(scale.dtype).mul_(scale.view(-1, *([1] * (q.dim() - 1))))
+
+
+def dequantize_range(q: torch.Tensor, scale: torch.Tensor, a: int, b: int) -> torch.Tensor:
+    """The flat values [a, b) of :func:`dequantize`, computed from the rows they fall in only."""
+    cols = q[0].numel()
+    first, last = a // cols, -(-b // cols)
+    return dequantize(q[first:last], scale[first:last]).view(-1)[a - first * cols : b - first * cols]

@@ -36,7 +36,8 @@ from intrinsic_dim.adapter.safety import check_outputs, check_range
 from intrinsic_dim.config import SubspaceConfig
 from intrinsic_dim.groups import assign_groups, select_parameters
 from intrinsic_dim.projection import Projection, make_projection
-from intrinsic_dim.quant import dequantize, quantizable, quantize_int8
+from intrinsic_dim.effective import transpose, weight
+from intrinsic_dim.quant import dequantize, dequantize_range, quantizable, quantize_int8
 from intrinsic_dim.specialise import specialised
 from intrinsic_dim.version import __version__
 
@@ -55,14 +56,12 @@ class _Update(torch.autograd.Function):
     @once_differentiable
     def backward(ctx, grad: torch.Tensor):  # type: ignore[override]
         z, lam = ctx.saved_tensors
-        proj, i = ctx.sm.projection, ctx.i
-        g = grad.reshape(-1).to(z.dtype)
+        t = transpose(ctx.sm.projection, ctx.i, grad, z.dtype)
         grad_z = grad_lam = None
         if lam is None:
-            grad_z = proj.transpose_part(g, i)
+            grad_z = t
         else:
-            k = ctx.sm._group_index[i]
-            t = proj.transpose_part(g, i)
+            k = ctx.sm._group_index[ctx.i]
             grad_z = t * lam[k] if ctx.needs_input_grad[1] else None
             if ctx.needs_input_grad[2]:  # <grad, P_i(z)> = <P_i^T(grad), z>: no second projection
                 grad_lam = torch.zeros_like(lam)
@@ -207,15 +206,16 @@ class SubspaceModel(nn.Module):
 
     # ---- the just-in-time weights ----------------------------------------------------------
     def _effective(self, i: int, theta0: torch.Tensor, z: torch.Tensor, lam: torch.Tensor | None) -> torch.Tensor:
-        """theta0_i + lambda_g * P_i(z), without autograd, in place on the fresh P_i(z): one
-        tensor-sized buffer (two for half-precision weights, one more for a quantised base); bit-identical to the
-        out-of-place form."""
-        base = self._base(i, theta0)
+        """theta0_i + lambda_g * P_i(z) in the weight's dtype, without autograd: one tensor-sized buffer, no float32
+        copy of a half-precision weight, the base dequantised a piece at a time (effective.py)."""
+        if theta0.dtype == torch.int8:
+            scale = self._scale(i)
+            base, dtype = (lambda a, b: dequantize_range(theta0, scale, a, b)), scale.dtype
+        else:
+            flat = theta0.reshape(-1)
+            base, dtype = (lambda a, b: flat[a:b]), theta0.dtype
         with torch.autocast(theta0.device.type, enabled=False):  # P(z) in z's dtype under a caller's autocast, as in backward
-            part = self.projection.forward_part(z, i)
-        if lam is not None:
-            part.mul_(lam[self._group_index[i]])
-        return part.view(base.shape).to(base.dtype).add_(base)
+            return weight(self.projection, i, z, None if lam is None else lam[self._group_index[i]], base, theta0.shape, dtype)
 
     def _weight(self, i: int, theta0: torch.Tensor) -> torch.Tensor:
         w = _Update.apply(theta0, self.z, self.lam, self, i)
