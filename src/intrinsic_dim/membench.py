@@ -117,7 +117,8 @@ LLAMA_SHAPES = {
     "llama-1b": {"hidden": 2048, "layers": 22, "intermediate": 5632, "heads": 32, "kv_heads": 4},
     "llama-7b": {"hidden": 4096, "layers": 32, "intermediate": 11008, "heads": 32, "kv_heads": 32},
 }
-LLAMA_METHODS = ("did", "said", "lora", "full")
+LLAMA_METHODS = ("did", "said", "did-int8", "said-int8", "lora", "full")
+"""DID and SAID on the model's own weights or on int8 codes of them (``base_quant="int8"``), LoRA (PEFT) and full fine-tuning."""
 FULL_ADAMW_BYTES = 8  # bf16 weight, gradient and AdamW's two states: what torch's AdamW keeps per parameter
 MIXED_ADAMW_BYTES = 16  # the usual mixed-precision recipe: bf16 weight and gradient, float32 master and states
 FILL_POOL = 1 << 22  # values of the random pool a Llama bench model is filled from
@@ -204,8 +205,17 @@ def _wrap_llama(model: nn.Module, spec: LlamaSpec) -> tuple[nn.Module, list[nn.P
         return wrapped, [p for p in wrapped.parameters() if p.requires_grad]
     from intrinsic_dim.subspace import SubspaceModel
 
-    sm = SubspaceModel(model, d=spec.d, said=spec.method == "said")
+    method, _, quant = spec.method.partition("-")
+    sm = SubspaceModel(model, d=spec.d, said=method == "said", base_quant=quant or None)
     return sm, sm.trainable_parameters()
+
+
+def _stored_bytes(model: nn.Module) -> int:
+    """Bytes of the model's parameters and buffers (each storage once): int8 codes count one byte a number."""
+    seen: dict[int, int] = {}
+    for t in [*model.parameters(), *model.buffers()]:
+        seen[t.untyped_storage().data_ptr()] = t.untyped_storage().nbytes()
+    return sum(seen.values())
 
 
 class _ProjectionTimer:
@@ -281,12 +291,13 @@ def measure_llama_here(spec: LlamaSpec) -> dict:
     model = build_llama(spec)
     build_s = time.perf_counter() - t
     assert sum(p.numel() for p in model.parameters()) == n
+    build_peak = peak.peak()
     before_wrap = peak.reset()
     t = time.perf_counter()
     wrapped, params = _wrap_llama(model, spec)
     wrap_s = time.perf_counter() - t
     wrap_extra = peak.peak() - before_wrap
-    timer = _ProjectionTimer(wrapped.projection) if spec.method in ("did", "said") else None
+    timer = _ProjectionTimer(wrapped.projection) if spec.method not in ("lora", "full") else None
     opt = torch.optim.AdamW(params, lr=1e-3)
     ids = torch.randint(0, spec.vocab, (1, spec.tokens), generator=torch.Generator().manual_seed(spec.seed)).to(spec.device)
     before = peak.reset()
@@ -296,8 +307,8 @@ def measure_llama_here(spec: LlamaSpec) -> dict:
     top = peak.peak()
     proj_s = timer.seconds if timer else 0.0
     return asdict(spec) | {
-        "parameters": n, "largest": largest, "weights_bytes": n * elem, "build_s": build_s, "wrap_s": wrap_s,
-        "wrap_extra_bytes": wrap_extra, "before_step_bytes": before, "peak_bytes": top, "extra_bytes": top - before,
+        "parameters": n, "largest": largest, "weights_bytes": _stored_bytes(wrapped), "build_s": build_s, "wrap_s": wrap_s,
+        "build_peak_bytes": build_peak, "wrap_extra_bytes": wrap_extra, "before_step_bytes": before, "peak_bytes": top, "extra_bytes": top - before,
         "extra_per_largest": (top - before) / (largest * elem), "step_s": step_s, "projection_s": proj_s,
         "rest_s": step_s - proj_s,
     }
