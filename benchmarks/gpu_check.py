@@ -13,8 +13,8 @@
 3. Memory: one bf16 training step (forward + backward) of randomly initialised Llama-shaped models
    built on the meta device and materialised in bf16 on the GPU (no float32 copy, no download):
    ~1.1B (hidden 2048, 22 layers, intermediate 5632) full fine-tuning against DID and SAID, and
-   7B-shaped (hidden 4096, 32 layers, intermediate 11008) DID and SAID, d = 1000: peak GPU memory
-   above the weights.
+   7B-shaped (hidden 4096, 32 layers, intermediate 11008) DID and SAID on bf16 weights and SAID on int8
+   codes of them (``base_quant="int8"``), d = 1000: peak GPU memory above the weights, and the weights.
 4. Fallback: the Triton launch made to fail on the GPU; the op must give the torch backend's result
    with exactly one warning.
 """
@@ -109,16 +109,18 @@ def bench_kernels(quick: bool) -> list[dict]:
 
 def bench_memory(quick: bool, batch: int = 4, seq: int = 512) -> list[dict]:
     """Peak GPU memory of one bf16 training step above the weights: full fine-tuning, DID, SAID at ~1.1B
-    parameters, DID and SAID at 7B (both built on the meta device, materialised in bf16)."""
+    parameters, DID, SAID and SAID on an int8 base at 7B (built on the meta device, materialised in bf16)."""
     from intrinsic_dim.membench import build_llama, llama_spec
 
     out = []
-    runs = [("llama-1b", m) for m in ("full", "did", "said")] + [("llama-7b", m) for m in ("did", "said")]
+    runs = [("llama-1b", m) for m in ("full", "did", "said")] + [("llama-7b", m) for m in ("did", "said", "said-int8")]
     for shape, method in runs:
         model = build_llama(llama_spec(method, shape, device="cuda", **({"layers": 2} if quick else {})))
         n = sum(p.numel() for p in model.parameters())
         largest = max(p.numel() for p in model.parameters())
-        wrapped = model if method == "full" else idim.SubspaceModel(model, d=1000, said=method == "said")
+        kind, _, quant = method.partition("-")
+        wrapped = model if kind == "full" else idim.SubspaceModel(model, d=1000, said=kind == "said", base_quant=quant or None)
+        weights = torch.cuda.memory_allocated()
         ids = torch.randint(0, 32_000, (batch, seq), device="cuda")
         torch.cuda.synchronize()
         base = torch.cuda.memory_allocated()
@@ -127,7 +129,7 @@ def bench_memory(quick: bool, batch: int = 4, seq: int = 512) -> list[dict]:
         wrapped(input_ids=ids, labels=ids).loss.backward()
         torch.cuda.synchronize()
         extra = torch.cuda.max_memory_allocated() - base
-        out.append({"shape": shape, "method": method, "parameters": n, "step_s": time.perf_counter() - t, "extra_bytes": extra,
+        out.append({"shape": shape, "method": method, "parameters": n, "weights_bytes": weights, "step_s": time.perf_counter() - t, "extra_bytes": extra,
                     "extra_per_D_bf16": extra / (2 * n), "extra_per_largest": extra / (2 * largest)})
         del wrapped, model
         torch.cuda.empty_cache()

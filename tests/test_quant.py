@@ -9,6 +9,7 @@ import pytest
 import torch
 from torch import nn
 
+from intrinsic_dim import projection
 from intrinsic_dim.adapter import AdapterError
 from intrinsic_dim.quant import dequantize, quantizable, quantize_int8
 from intrinsic_dim.results import stored_key
@@ -24,7 +25,9 @@ def test_codes_and_scales_per_output_channel(shape, dtype):
     torch.manual_seed(shape[0])
     w = (torch.randn(shape) * torch.rand(shape[0], *[1] * (len(shape) - 1)) * 3).to(dtype)
     w[0] = 0  # a zero row: scale 1, codes 0
+    before = w.clone()
     q, scale = quantize_int8(w)
+    assert torch.equal(w, before)  # the weights are read, never written
     assert q.dtype == torch.int8 and q.shape == w.shape and scale.dtype == dtype and scale.shape == (shape[0],)
     rows = q.reshape(shape[0], -1).int()
     assert rows.abs().max() <= 127 and scale[0] == 1 and not rows[0].any()
@@ -60,9 +63,13 @@ X = torch.randint(0, 60, (6, 5))
 @pytest.mark.parametrize("dtype", [torch.float32, torch.bfloat16])
 @pytest.mark.parametrize("kind", ["dense", "sparse", "fastfood"])
 @pytest.mark.parametrize("said", [False, True])
-def test_a_quantised_base_computes_as_the_float_model_of_its_dequantised_weights(dtype, kind, said):
+@pytest.mark.parametrize("piece", [None, 64])
+def test_a_quantised_base_computes_as_the_float_model_of_its_dequantised_weights(dtype, kind, said, piece, monkeypatch):
     """z = 0 gives the dequantised model exactly; at any z, outputs and the gradients of z (and lambda) are those of a
-    float model whose weights are the dequantised values (P depends on the seed and sizes only)."""
+    float model whose weights are the dequantised values (P depends on the seed and sizes only); also where a bf16
+    weight is built a piece (a few rows) at a time."""
+    if piece:
+        monkeypatch.setattr(projection, "PIECE_ELEMS", piece)
     net = _net(dtype)
     plain = _dequantised(net)
     sm = SubspaceModel(net, d=40, projection=kind, said=said, seed=5, base_quant="int8")

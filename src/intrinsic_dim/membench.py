@@ -222,7 +222,7 @@ class _ProjectionTimer:
     """Wall time spent in a projection's per-tensor methods (instance attributes shadow them; a call
     made inside another is not counted twice), so that a step's time splits into projection and the rest."""
 
-    NAMES = ("forward_part", "transpose_part", "effective_part", "transpose_grad")
+    NAMES = ("forward_part", "transpose_part", "forward_piece", "transpose_piece")
 
     def __init__(self, proj: Any) -> None:
         self.seconds, self._depth = 0.0, 0

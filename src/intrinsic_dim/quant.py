@@ -34,13 +34,14 @@ def quantize_int8(w: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
         raise ValueError(f"int8 quantisation needs a floating-point tensor of two or more dimensions, got {w.dtype} {tuple(w.shape)}")
     rows = _rows(w.detach())
     step = max(1, _CHUNK // rows.shape[1])
-    amax = torch.cat([rows[i:i + step].float().abs().amax(dim=1) for i in range(0, rows.shape[0], step)])
+    chunks = range(0, rows.shape[0], step)
+    amax = torch.cat([rows[i:i + step].abs().amax(dim=1) for i in chunks]).float()  # |w| and max are exact in w's dtype
     scale = (amax / INT8_MAX).to(w.dtype)
     scale = torch.where(scale > 0, scale, torch.ones_like(scale))
     q = torch.empty(rows.shape, dtype=torch.int8, device=w.device)
-    for i in range(0, rows.shape[0], step):
-        s = scale[i:i + step].float().unsqueeze(1)
-        q[i:i + step] = torch.round(rows[i:i + step].float() / s).clamp_(-INT8_MAX, INT8_MAX).to(torch.int8)
+    for i in chunks:
+        x = rows[i:i + step].to(torch.float32, copy=True)  # a copy even for float32 weights: divided in place
+        q[i:i + step] = x.div_(scale[i:i + step].float().unsqueeze(1)).round_().clamp_(-INT8_MAX, INT8_MAX)
     return q.view(w.shape), scale
 
 
