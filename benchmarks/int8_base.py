@@ -17,6 +17,7 @@ from typing import Any
 
 import torch
 
+from intrinsic_dim.membench import stored_bytes
 from intrinsic_dim.search.measure import spec_factory, trial_templates
 from intrinsic_dim.spec import MeasureSpec
 from intrinsic_dim.subspace import SubspaceModel
@@ -28,10 +29,7 @@ SETTINGS = {"model": "smollm2-135m", "task": "tweet-sentiment-gen", "metric": "l
 
 def _weight_bytes(factory: Any, quant: str | None, d: int) -> int:
     """Bytes the wrapped bf16 model's parameters and buffers hold (each storage once)."""
-    model = factory(0).model
-    sm = SubspaceModel(model, d=d, said=True, base_quant=quant)
-    tensors = {t.untyped_storage().data_ptr(): t.untyped_storage().nbytes() for t in [*sm.parameters(), *sm.buffers()]}
-    return sum(tensors.values())
+    return stored_bytes(SubspaceModel(factory(0).model, d=d, said=True, base_quant=quant))
 
 
 def measure(d: int, steps: int, seed: int) -> list[dict[str, Any]]:

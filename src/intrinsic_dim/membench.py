@@ -210,7 +210,7 @@ def _wrap_llama(model: nn.Module, spec: LlamaSpec) -> tuple[nn.Module, list[nn.P
     return sm, sm.trainable_parameters()
 
 
-def _stored_bytes(model: nn.Module) -> int:
+def stored_bytes(model: nn.Module) -> int:
     """Bytes of the model's parameters and buffers (each storage once): int8 codes count one byte a number."""
     seen: dict[int, int] = {}
     for t in [*model.parameters(), *model.buffers()]:
@@ -307,7 +307,7 @@ def measure_llama_here(spec: LlamaSpec) -> dict:
     top = peak.peak()
     proj_s = timer.seconds if timer else 0.0
     return asdict(spec) | {
-        "parameters": n, "largest": largest, "weights_bytes": _stored_bytes(wrapped), "build_s": build_s, "wrap_s": wrap_s,
+        "parameters": n, "largest": largest, "weights_bytes": stored_bytes(wrapped), "build_s": build_s, "wrap_s": wrap_s,
         "build_peak_bytes": build_peak, "wrap_extra_bytes": wrap_extra, "before_step_bytes": before, "peak_bytes": top, "extra_bytes": top - before,
         "extra_per_largest": (top - before) / (largest * elem), "step_s": step_s, "projection_s": proj_s,
         "rest_s": step_s - proj_s,
