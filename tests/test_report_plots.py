@@ -11,8 +11,8 @@ matplotlib.use("Agg")
 import pytest  # noqa: E402
 from matplotlib.lines import Line2D  # noqa: E402
 
-from intrinsic_dim.report import (curves_figure, d90_figure, gap_rows, knife_edge, plain_number, plot_gap_against_bound,  # noqa: E402
-                                  run_label, unique_labels)
+from intrinsic_dim.report import (curves_figure, d90_figure, gap_rows, knife_edge, plain_number, plot_d90_against,  # noqa: E402
+                                  plot_gap_against_bound, run_label, unique_labels)
 from intrinsic_dim.report.figure import plain_ticks  # noqa: E402
 
 ROOT = Path(__file__).resolve().parents[1]
@@ -152,6 +152,17 @@ def test_the_gap_plot_shows_only_measured_subspace_runs(tmp_path):
     path = tmp_path / "generalisation_vs_d90.png"
     assert [p.name for p in plot_gap_against_bound([said, lora], path)] == [path.name, "generalisation_vs_d90.pdf"]
     assert plot_gap_against_bound([lora, unmeasured], path) == [] and not path.exists()  # the stale plot is removed
+
+
+def test_a_d90_plot_waits_for_a_run_of_its_own(tmp_path):
+    """An experiment run in parts: a plot whose rows have not run yet is not drawn (matplotlib refused a log axis
+    with no data), and one with a finished row is."""
+    plot = {"x": "n_train", "series": "net", "where": {"data": "fashion"}}
+    mnist = {"run": "m", "status": "found", "d90": 300, "bracket": [200, 300], "n_train": 1000, "data": "mnist", "net": "FC"}
+    waiting = {"run": "f", "status": "not run", "d90": None, "n_train": None, "data": "fashion", "net": "FC"}
+    path = tmp_path / "fashion.png"
+    assert plot_d90_against([mnist, waiting], plot, path) == [] and not path.exists()
+    assert len(plot_d90_against([mnist | {"data": "fashion"}, waiting], plot, path)) == 2 and path.exists()
 
 
 def test_the_committed_trajectory_plot_draws_its_summary_rows():

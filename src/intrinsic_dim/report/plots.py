@@ -20,6 +20,12 @@ DODGE_POINTS = 5
 """Series of one d90 plot are drawn this many points apart sideways, so equal points and arrows stay visible."""
 
 
+def finished_rows(rows: list[dict[str, Any]], plot: dict[str, Any]) -> list[dict[str, Any]]:
+    """The rows a d90-against-a-field plot shows: runs that have run, with the x field, passing ``plot['where']``."""
+    return [r for r in rows if r.get("status") not in (None, "not run") and r.get(plot["x"]) is not None
+            and all(r.get(k) == v for k, v in plot.get("where", {}).items())]
+
+
 def d90_figure(rows: list[dict[str, Any]], plot: dict[str, Any]) -> Any:
     """d90 (marker) with its interval or bracket (bar) against the row field ``plot['x']``, one line per value of
     ``plot['series']`` joining measured d90s only, rows filtered by ``plot['where']``, points labelled with their
@@ -33,9 +39,8 @@ def d90_figure(rows: list[dict[str, Any]], plot: dict[str, Any]) -> Any:
     from matplotlib.transforms import ScaledTranslation
 
     plt, fig, ax = new_figure()
-    x, series, where = plot["x"], plot.get("series"), plot.get("where", {})
-    done = [r for r in rows if r.get("status") not in (None, "not run") and r.get(x) is not None
-            and all(r.get(k) == v for k, v in where.items())]
+    x, series = plot["x"], plot.get("series")
+    done = finished_rows(rows, plot)
     styles: dict[str, Any] = {}
     unmeasured = []
     keys = sorted({str(r.get(series)) for r in done}) if series else [None]
@@ -49,8 +54,10 @@ def d90_figure(rows: list[dict[str, Any]], plot: dict[str, Any]) -> Any:
             ys = [r["d90"] for r in measured]
             lo = [y - (s[0] if s[0] is not None else y) for y, s in zip(ys, spans)]
             hi = [(s[1] if s[1] is not None else y) - y for y, s in zip(ys, spans)]
-            ax.errorbar([r[x] for r in measured], ys, yerr=[lo, hi], marker="o", capsize=3, color=color, label=key if series else "d90",
-                        transform=shift)
+            xs = [r[x] for r in measured]
+            ax.errorbar(xs, ys, yerr=[lo, hi], marker="o", capsize=3, color=color, label=key if series else "d90", transform=shift)
+            # a shifted transform is not data coordinates, so the axes' data limits are told of the bars' ends here
+            ax.update_datalim([(v, y - a) for v, y, a in zip(xs, ys, lo)] + [(v, y + b) for v, y, b in zip(xs, ys, hi)])
             knife = [(r[x], r["d90"]) for r in measured if r.get("knife_edge")]
             if knife:
                 ax.plot(*zip(*knife), "o", ms=13, mfc="none", mec=color, mew=1.2, transform=shift)
@@ -105,14 +112,18 @@ def d90_figure(rows: list[dict[str, Any]], plot: dict[str, Any]) -> Any:
     labels += [h.get_label() for h in styles.values()]
     ax.set_title(plot.get("title", f"d90 against {x}"), fontsize=10)
     ax.grid(True, which="both", alpha=0.25)
+    ax.autoscale_view()
     legend_below(fig, handles, labels, title=series)
     return fig
 
 
 def plot_d90_against(rows: list[dict[str, Any]], plot: dict[str, Any], path: Path) -> list[Path]:
-    """:func:`d90_figure` written as PNG and PDF."""
+    """:func:`d90_figure` written as PNG and PDF; no plot (and any old one removed) while none of its runs has run
+    (an experiment run in parts)."""
     import matplotlib.pyplot as plt
 
+    if not finished_rows(rows, plot):
+        return drop_figure(path)
     return save_figure(plt, d90_figure(rows, plot), path)
 
 
