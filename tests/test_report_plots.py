@@ -163,6 +163,10 @@ def test_a_d90_plot_waits_for_a_run_of_its_own(tmp_path):
     path = tmp_path / "fashion.png"
     assert plot_d90_against([mnist, waiting], plot, path) == [] and not path.exists()
     assert len(plot_d90_against([mnist | {"data": "fashion"}, waiting], plot, path)) == 2 and path.exists()
+    fig = drawn(d90_figure([mnist, mnist | {"n_train": 4000, "d90": 200}], {"x": "n_train", "series": "net"}))
+    ax = fig.axes[0]
+    assert ax.get_xlim()[0] < 1000 and ax.get_xlim()[1] > 4000  # the bars' ends are in the data limits
+    assert [t.get_text() for t in ax.get_xticklabels()] == ["1,000", "4,000"]  # a labelled tick at every value
 
 
 def test_the_committed_trajectory_plot_draws_its_summary_rows():

@@ -18,6 +18,8 @@ ARROW_FACTOR = 1.8
 """A run above the grid is an arrow from the largest d tried up to this multiple of it."""
 DODGE_POINTS = 5
 """Series of one d90 plot are drawn this many points apart sideways, so equal points and arrows stay visible."""
+MAX_VALUE_TICKS = 10
+"""A log x axis of at most this many distinct values gets one labelled tick per value."""
 
 
 def finished_rows(rows: list[dict[str, Any]], plot: dict[str, Any]) -> list[dict[str, Any]]:
@@ -88,13 +90,14 @@ def d90_figure(rows: list[dict[str, Any]], plot: dict[str, Any]) -> Any:
     if unmeasured:
         styles["none"] = Line2D([], [], linestyle="none", label="not drawn, no threshold above chance: " + ", ".join(unmeasured))
     logx = plot.get("logx", True)
+    xs = sorted({r[x] for r in done})
     if logx == "symlog":
-        xs = sorted({r[x] for r in done})
         ax.set_xscale("symlog", linthresh=min((v for v in xs if v > 0), default=1))
-        ax.set_xticks(xs, [f"{v:,}" for v in xs])
-        ax.xaxis.set_minor_locator(NullLocator())
     else:
         ax.set_xscale("log" if logx else "linear")
+    if logx and len(xs) <= MAX_VALUE_TICKS:  # a tick at each value the runs take (a log axis skips most of them)
+        ax.set_xticks(xs, [f"{v:,}" for v in xs])
+        ax.xaxis.set_minor_locator(NullLocator())
     ax.set_yscale("log")
     if plot.get("annotate"):
         ax.margins(x=0.12)  # room for the label right of the last point
