@@ -2,7 +2,7 @@
 
 import pytest
 
-from intrinsic_dim.bench import check_targets
+from intrinsic_dim.kernelbench import check_targets
 
 
 def _rec(name, ours, base, floor=None, **extra):

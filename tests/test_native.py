@@ -245,7 +245,7 @@ def test_lazy_build_into_cache(monkeypatch, tmp_path):
 
 
 def test_bench_records_and_table(tmp_path):
-    from intrinsic_dim import bench
+    from intrinsic_dim import kernelbench as bench
 
     floor = bench.Floor(1)
     assert floor.bandwidth_gbs > 0 and floor.add_rate > 0
