@@ -34,9 +34,9 @@ from intrinsic_dim.adapter import io as adapter_io
 from intrinsic_dim.adapter.format import AdapterError, fingerprint
 from intrinsic_dim.adapter.safety import check_outputs, check_range
 from intrinsic_dim.config import SubspaceConfig
+from intrinsic_dim.effective import transpose, weight
 from intrinsic_dim.groups import assign_groups, select_parameters
 from intrinsic_dim.projection import Projection, make_projection
-from intrinsic_dim.effective import transpose, weight
 from intrinsic_dim.quant import dequantize, dequantize_range, quantizable, quantize_int8
 from intrinsic_dim.specialise import specialised
 from intrinsic_dim.version import __version__
