@@ -31,28 +31,26 @@ def weight(proj: Projection, i: int, z: torch.Tensor, scale: torch.Tensor | None
            dtype: torch.dtype) -> torch.Tensor:
     """theta0_i + scale * P_i(z) in ``dtype`` and ``shape`` (no autograd): P_i(z) scaled in z's dtype, rounded to
     ``dtype``, then the base added, piece by piece for half precision."""
+
+    def finish(part: torch.Tensor, a: int, b: int) -> torch.Tensor:
+        if scale is not None:
+            part.mul_(scale)
+        return part.to(dtype).add_(base(a, b))  # in place on the fresh P_i(z) where dtype is z's
+
     parts = spans(proj, i, dtype)
     if len(parts) == 1:
-        part = proj.forward_part(z, i)
-        if scale is not None:
-            part.mul_(scale)
-        return part.to(dtype).add_(base(0, proj.sizes[i])).view(shape)
+        return finish(proj.forward_part(z, i), 0, proj.sizes[i]).view(shape)
     out = torch.empty(proj.sizes[i], dtype=dtype, device=z.device)
     for a, b in parts:
-        part = proj.forward_piece(z, i, a, b)
-        if scale is not None:
-            part.mul_(scale)
-        out[a:b] = part.to(dtype).add_(base(a, b))
+        out[a:b] = finish(proj.forward_piece(z, i, a, b), a, b)
     return out.view(shape)
 
 
 def transpose(proj: Projection, i: int, grad: torch.Tensor, dtype: torch.dtype) -> torch.Tensor:
     """P_i^T(grad) in ``dtype`` (z's), converting the gradient a piece at a time where it is half precision."""
     g = grad.reshape(-1)
-    parts = spans(proj, i, grad.dtype)
-    if len(parts) == 1:
-        return proj.transpose_part(g.to(dtype), i)
-    total = torch.zeros(proj.d, dtype=dtype, device=grad.device)
-    for a, b in parts:
-        total.add_(proj.transpose_piece(g[a:b].to(dtype), i, a, b))
+    total = None
+    for a, b in spans(proj, i, grad.dtype):
+        t = proj.transpose_piece(g[a:b].to(dtype), i, a, b)
+        total = t if total is None else total.add_(t)
     return total

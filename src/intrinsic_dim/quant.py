@@ -24,15 +24,11 @@ def quantizable(t: torch.Tensor) -> bool:
     return t.is_floating_point() and t.dim() >= 2 and t.numel() > 0
 
 
-def _rows(t: torch.Tensor) -> torch.Tensor:
-    return t.reshape(t.shape[0], -1)
-
-
 def quantize_int8(w: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
     """(q, scale): the int8 codes of ``w`` (its shape) and one scale per row (dimension 0) in ``w``'s dtype."""
     if not quantizable(w):
         raise ValueError(f"int8 quantisation needs a floating-point tensor of two or more dimensions, got {w.dtype} {tuple(w.shape)}")
-    rows = _rows(w.detach())
+    rows = w.detach().reshape(w.shape[0], -1)
     step = max(1, _CHUNK // rows.shape[1])
     chunks = range(0, rows.shape[0], step)
     amax = torch.cat([rows[i:i + step].abs().amax(dim=1) for i in chunks]).float()  # |w| and max are exact in w's dtype
