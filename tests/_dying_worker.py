@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import os
+import time
 import signal
 from pathlib import Path
 
@@ -25,3 +26,10 @@ def die_always(spec: LoadOptions, cfg: TrialConfig) -> TrialResult:
     if cfg.seed == 1:
         os.kill(os.getpid(), signal.SIGKILL)
     return TrialResult(config=cfg.to_dict(), status="ok", metric=0.5 + cfg.seed / 100, lr=0.1)
+
+
+def die_beside_a_slow_trial(spec: LoadOptions, cfg: TrialConfig) -> TrialResult:
+    """Seed 1 kills its worker every time while seed 0 is still running (it takes 3 s); every trial else succeeds."""
+    if cfg.seed == 0:
+        time.sleep(3)
+    return die_always(spec, cfg)

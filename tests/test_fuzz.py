@@ -313,6 +313,24 @@ def test_a_killed_worker_loses_only_its_trial(tmp_path, monkeypatch, trial, stat
     assert status == "ok" or "died twice" in got[1].error
 
 
+def test_a_trial_lost_only_beside_a_dying_worker_is_not_charged(tmp_path, monkeypatch):
+    """Seed 0 is still running each time seed 1 kills its worker (the whole pool breaks): seed 0 loses its run twice
+    through no fault of its own, yet comes back, since lost trials rerun one at a time; only seed 1 is failed."""
+    import _dying_worker
+
+    from intrinsic_dim.executors import LoadOptions, LocalWorkers
+    from intrinsic_dim.train import TrialConfig
+
+    workers = LocalWorkers(LoadOptions("fc-784-200-200-10", "mnist-5k", 40, 20, 16, 1), 2, say=lambda s: None,
+                           trial=_dying_worker.die_beside_a_slow_trial)
+    got = {}
+    try:
+        workers.run_many([TrialConfig(d=10, seed=s) for s in range(2)], lambda i, r: got.__setitem__(i, r))
+    finally:
+        workers.close()
+    assert got[0].ok and got[1].status == "failed"
+
+
 @pytest.mark.parametrize("bad", [["--model", "nosuch"], ["--dims", "100000000"]])
 def test_a_failed_measure_leaves_nothing_in_the_corrected_commands_way(space, capsys, monkeypatch, bad):
     monkeypatch.chdir(space)

@@ -14,7 +14,7 @@ import sys
 from concurrent.futures import ProcessPoolExecutor, as_completed
 from concurrent.futures.process import BrokenProcessPool
 from dataclasses import dataclass
-from typing import Callable, Protocol, Sequence
+from typing import Callable, Iterable, Protocol, Sequence
 
 from intrinsic_dim.results import TrialResult
 from intrinsic_dim.train import TrialConfig
@@ -27,7 +27,34 @@ class Executor(Protocol):
 
     workers: int
 
-    def run_many(self, cfgs: Sequence[TrialConfig], on_done: OnDone) -> None: ...
+    def run_many(self, cfgs: Sequence[TrialConfig], on_done: OnDone) -> None:
+        lost = self._round(cfgs, range(len(cfgs)), on_done)
+        if not lost:
+            return
+        # a dying worker breaks the whole pool, so every trial in flight is lost with it; each runs once more alone,
+        # and only one that kills its worker alone as well is recorded as failed
+        self.say(f"a worker process died (killed, or out of memory) with {len(lost)} trial(s) in flight; finished trials are "
+                 "kept; rerunning the lost ones one at a time")
+        for i in lost:
+            if self._round(cfgs, [i], on_done):
+                self.say(f"trial {i} killed its worker again when run alone: recorded as failed")
+                on_done(i, lost_trial(self.spec, cfgs[i], "its worker process died twice while running it (killed, or out of memory)"))
+
+    def _round(self, cfgs: Sequence[TrialConfig], indices: Iterable[int], on_done: OnDone) -> list[int]:
+        """Run the trials ``indices`` on the pool; the ones lost to a broken pool (the pool is then replaced)."""
+        futures = {self.pool.submit(self.trial, self.spec, cfgs[i]): i for i in indices}
+        lost = []
+        for future in as_completed(futures):
+            try:
+                result = future.result()
+            except BrokenProcessPool:
+                lost.append(futures[future])
+                continue
+            on_done(futures[future], result)
+        if lost:
+            self.pool.shutdown(wait=False, cancel_futures=True)
+            self.pool = self._pool()
+        return sorted(lost)
 
     def close(self) -> None: ...
 
@@ -92,8 +119,8 @@ def lost_trial(spec: LoadOptions, cfg: TrialConfig, why: str) -> TrialResult:
 
 class LocalWorkers:
     """``workers`` spawned processes on this machine, each with ``spec.threads`` torch threads. A worker that dies
-    (killed, out of memory) loses only the trials in flight: they run once more on a fresh pool, and a trial lost
-    twice is recorded as failed, so the sweep goes on with every finished trial kept. ``trial`` (a module-level
+    (killed, out of memory) loses only the trials in flight: each runs once more, alone, on a fresh pool, and a trial
+    that kills its worker alone too is recorded as failed (an innocent trial lost beside it is not charged), so the sweep goes on with every finished trial kept. ``trial`` (a module-level
     function, as a spawned process imports it) runs one trial; ``say`` prints what became of lost trials (default: stderr)."""
 
     def __init__(self, spec: LoadOptions, workers: int, say: Callable[[str], None] | None = None,
