@@ -123,3 +123,45 @@ def test_an_explicit_evaluation_budget_selects_on_a_subset_and_skips_the_gap_sam
     assert res.ok and sizes == [10, 10, 32, 32]  # two selections on the subset, validation once, test once
     assert math.isnan(res.train_metric) and res.train_sample == ""
     assert "select_examples" in cfg.to_dict() and "select_examples" not in TrialConfig(d=50).to_dict()
+
+
+
+
+def test_evaluation_batches_text_by_length_and_scores_each_example_where_it_stands(monkeypatch):
+    """Padded text is evaluated shortest first (fewer padded tokens), and every prediction goes back to its own
+    example: the logits of batches of 3 equal those of each example alone (no padding at all), and a model that
+    names each example's first token scores every example right."""
+    import intrinsic_dim.train as train
+    from intrinsic_dim.models.base import LoadedModel
+    from intrinsic_dim.train import eval_order
+
+    texts = [("a rather long sentence about a lovely film indeed",), ("bad",), ("good day",), ("an awful film",),
+             ("ok",), ("it was a day like any other day",), ("fine film",), ("so so",)]
+    task = _task()
+    loaded = load_model("bert-tiny-random", task, seed=3, max_length=16)
+    first = [int(loaded.encode(Split(labels=torch.zeros(1), texts=[t]), [0])["input_ids"][0, 1]) for t in texts]
+    split = Split(labels=torch.tensor(first), texts=texts)
+    lengths, order = loaded.encode.lengths(split), eval_order(loaded, split)
+    assert lengths.tolist() == [int(loaded.encode(split, [i])["attention_mask"].sum()) for i in range(len(texts))]
+    assert lengths[order].tolist() == sorted(lengths.tolist()) and order.tolist() != list(range(len(texts)))
+    assert eval_order(LoadedModel("img", loaded.model, lambda s, i: {}, kind="image"), split).tolist() == list(range(len(texts)))
+
+    logits = []
+    real_logits = train._logits
+    monkeypatch.setattr(train, "_logits", lambda out: logits.append(real_logits(out)) or logits[-1])
+    evaluate(loaded.model, loaded, task, split, batch_size=3)
+    batched = torch.cat(logits)[torch.argsort(order)]
+    logits.clear()
+    for i in range(len(texts)):
+        evaluate(loaded.model, loaded, task, split.subset([i]), batch_size=1)
+    assert torch.allclose(batched, torch.cat(logits), atol=1e-5), (batched - torch.cat(logits)).abs().max()
+
+    class NamesFirstToken(torch.nn.Module):
+        def forward(self, input_ids, **_):
+            return torch.nn.functional.one_hot(input_ids[:, 1], 30522).float()
+
+    names_first_token = NamesFirstToken()
+    echo = LoadedModel("echo", names_first_token, loaded.encode)
+    named = Task(name="first-token", kind="text", label_names=[str(k) for k in range(30522)], metric="accuracy", train=split,
+                 eval=split, description="toy")
+    assert len(set(first)) == len(texts) and evaluate(names_first_token, echo, named, split, batch_size=3)["accuracy"] == 1.0

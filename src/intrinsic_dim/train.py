@@ -145,13 +145,23 @@ def evaluate(model: nn.Module, loaded: LoadedModel, task: Task, split: Split | N
             metrics = evaluate_generative(model, loaded, task, split, batch_size)
         model.train(was_training)
         return metrics
+    order = eval_order(loaded, split)
     preds = []
     with model.merged() if isinstance(model, SubspaceModel) else contextlib.nullcontext():  # weights built once
         for s in range(0, len(split), batch_size):
-            logits = _logits(model(**loaded.encode(split, range(s, min(s + batch_size, len(split))))))
+            logits = _logits(model(**loaded.encode(split, order[s : s + batch_size].tolist())))
             preds.append(logits.reshape(-1).float() if task.is_regression else logits.argmax(-1))
     model.train(was_training)
-    return compute_metrics(task, torch.cat(preds), split.labels)
+    return compute_metrics(task, torch.cat(preds)[torch.argsort(order)], split.labels)
+
+
+def eval_order(loaded: LoadedModel, split: Split) -> torch.Tensor:
+    """The order evaluation batches a split in: by token length for padded text (each batch pads to its own longest,
+    so sorting roughly halves the padded tokens of short texts), as stored otherwise. Predictions are per example."""
+    lengths = getattr(loaded.encode, "lengths", None)
+    if lengths is None:
+        return torch.arange(len(split))
+    return torch.argsort(lengths(split), stable=True)
 
 
 def _schedule(total: int, warmup: float) -> Callable[[int], float]:

@@ -27,6 +27,14 @@ class TextEncoder:
         batch = self.tokenizer(*columns, truncation=True, max_length=self.max_length, padding=True, return_tensors="pt")
         return dict(batch)
 
+    def lengths(self, split: Split) -> torch.Tensor:
+        """Each example's token count after truncation (what padding to the longest pads to), int64 (N,)."""
+        if split.texts is None:
+            raise TaskError("this text model was given a split without texts")
+        columns = [list(c) for c in zip(*split.texts)]
+        ids = self.tokenizer(*columns, truncation=True, max_length=self.max_length)["input_ids"]
+        return torch.tensor([len(row) for row in ids], dtype=torch.int64)
+
 
 class ImageEncoder:
     """The pixel values at some indices of a split."""
