@@ -171,3 +171,52 @@ def test_a_summary_keeps_the_checkpoint_fields_of_a_checkpoint_that_is_not_here(
     (out / "summary.json").write_text(json.dumps([{"run": "a", "step": 400, "mlm_loss": 7.27, "status": "not run"}]))
     rows = json.loads(summarise(load_experiment(spec), out).read_text())
     assert (rows[0]["step"], rows[0]["mlm_loss"], rows[0]["status"]) == (400, 7.27, "not run")
+
+
+BUDGET = """
+name: budget
+defaults: {task: mnist-5k, model: fc-784-200-200-10, said: false, max_train: 320, max_eval: 60, batch_size: 64, seeds: 1,
+           baseline_only: true, full_lr_search: [1.0e-3, 1.0e-2], quiet: true}
+runs:
+  - {name: x1, full_epochs: 1, label: {budget: x1}}
+  - {name: x2, full_epochs: 2, label: {budget: x2}}
+plots:
+  - {name: baseline_vs_budget, x: full_steps, y: baseline, annotate: full_lr}
+"""
+
+
+def test_a_baseline_only_experiment_trains_full_fine_tuning_alone_and_plots_it_against_its_budget(tmp_path, capsys, monkeypatch):
+    """A study of the baseline: each run chooses its full fine-tuning rate on validation, reports that rate's seed on
+    test and trains no subspace trial; the summary carries the steps and the rate, the plot draws the baseline."""
+    import intrinsic_dim.report.plots as plots
+
+    drawn, save = {}, plots.save_figure
+    monkeypatch.setattr(plots, "save_figure", lambda plt, fig, path, **kw: drawn.setdefault(path.name, [
+        line.get_xydata().tolist() for line in fig.axes[0].lines]) and save(plt, fig, path, **kw))
+    spec = tmp_path / "budget.yaml"
+    spec.write_text(BUDGET)
+    out = tmp_path / "out"
+    assert main(["experiment", str(spec), "--out", str(out), "--threads", "1"]) == 0
+    rows = {r["run"]: r for r in json.loads((out / "summary.json").read_text())}
+    for name, steps in (("x1", 5), ("x2", 10)):
+        r, res = rows[name], json.loads((out / name / "d90.json").read_text())
+        trials = res["trials"]
+        assert (r["status"], r["d90"], r["full_steps"], res["points"]) == ("baseline_only", None, steps, [])
+        assert [t["role"] for t in trials] == ["full_lr_search", "full_lr_search", "baseline"]
+        assert {t["config"]["method"] for t in trials} == {"full"} and {t["steps"] for t in trials} == {steps}
+        chosen = max(trials[:2], key=lambda t: t["val_metric"])
+        assert r["full_lr"] == chosen["config"]["lr"] and r["baseline"] == chosen["metric"] == trials[2]["metric"]
+        report = (out / name / "report.md").read_text()
+        assert "| full fine-tuning trial |" in report and "![curve]" not in report and not (out / name / "curve.png").exists()
+    assert (out / "baseline_vs_budget.png").stat().st_size > 0 and (out / "baseline_vs_budget.pdf").stat().st_size > 0
+    assert drawn["baseline_vs_budget"] == [[[5.0, rows["x1"]["baseline"]], [10.0, rows["x2"]["baseline"]]]]
+    capsys.readouterr()
+    assert main(["experiment", str(spec), "--out", str(out), "--threads", "1"]) == 0
+    assert capsys.readouterr().out.count("resumed") == 4  # two rate trials per run; each baseline is its rate trial
+
+
+def test_baseline_only_refuses_a_given_baseline():
+    from intrinsic_dim.spec import MeasureSpec, SpecError
+
+    with pytest.raises(SpecError, match="baseline_only"):
+        MeasureSpec.from_dict({"baseline_only": True, "baseline": 0.9})

@@ -313,12 +313,16 @@ def cmd_measure(args: argparse.Namespace) -> int:
         interval = f", interval {format_interval(result.interval, largest)}" if result.interval else ""
         print(f"\n{name} = {result.d90:,}, {result.trainable_params:,} trained parameters (bracket {format_bracket(result.bracket)}, "
               f"interpolated crossing {result.crossing:,.0f}{interval}); threshold {rule}")
+    elif result.status == "baseline_only":
+        print(f"\nfull fine-tuning baseline: test {result.metric} {result.baseline:.4f} ({result.baseline_source}), "
+              f"{result.budget['full_steps']:,} steps, {result.budget['full_lr_policy']}")
     else:
         print(f"\n{name} not found.")
     for n in result.notes:
         if n not in outcome.task_notes:
             print(f"note: {n}")
-    print(f"plot: {', '.join(map(str, outcome.plots))}\nreport: {outcome.report}\nwall time {_duration(result.wall_s)}")
+    print(("" if not outcome.plots else f"plot: {', '.join(map(str, outcome.plots))}\n") +
+          f"report: {outcome.report}\nwall time {_duration(result.wall_s)}")
     return 0
 
 

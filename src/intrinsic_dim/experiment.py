@@ -17,6 +17,7 @@ File format::
                                        # `y2: mlm_loss` adds a field on a second axis; `annotate: size`
                                        # writes a field beside each point; `floors: {size: {bert-tiny: 42}}`
                                        # marks SAID's smallest d (groups + 1) of the rows with that value
+      - {name: budget, x: full_steps, y: baseline, series: task}   # with `y`: that field, not d90, against x
 
 A run's ``reuse`` may name other runs of the file: their finished, identical trials are copied in.
 A run's ``baseline: {from: RUN}`` takes the measured full fine-tuning baseline of an earlier run of the
@@ -40,8 +41,8 @@ from pathlib import Path
 from typing import Any, Callable, Sequence
 
 from intrinsic_dim.configfile import ConfigFileError, load_mapping, show
-from intrinsic_dim.report import (RESULT_NAME, knife_edge, load_result, plot_curves, plot_d90_against, plot_gap, plot_gap_against_bound,
-                                  write_report)
+from intrinsic_dim.report import (RESULT_NAME, knife_edge, load_result, plot_curves, plot_d90_against, plot_field_against, plot_gap,
+                                  plot_gap_against_bound, write_report)
 from intrinsic_dim.search import BaselineError
 from intrinsic_dim.spec import MeasureSpec
 
@@ -51,7 +52,8 @@ PROVENANCE = "provenance.json"
 RUN_KEYS = {"name", "label", "quiet"}
 """Keys of a run (or the defaults) that are not measure options: its name, its summary label, and quiet (no progress bars)."""
 TOP_KEYS = {"name", "description", "defaults", "runs", "plots"}
-PLOT_KEYS = {"name", "runs", "title", "axis", "x", "series", "where", "logx", "y2", "y2label", "xlabel", "annotate", "floors"}
+PLOT_KEYS = {"name", "runs", "title", "axis", "x", "y", "series", "where", "logx", "y2", "y2label", "xlabel", "ylabel", "annotate",
+             "floors"}
 _SAFE_NAME = re.compile(r"^[A-Za-z0-9_][A-Za-z0-9_.-]*$")
 
 
@@ -229,6 +231,7 @@ def summary_row(name: str, r: dict[str, Any], label: dict[str, Any] | None = Non
         "projection": r.get("projection"), "layout": r.get("layout"), "normalisation": r.get("normalisation"),
         "groups": r.get("groups") if r.get("said") else None, "n_train": r["n_train"],
         "steps_per_trial": b.get("steps_per_trial"), "lr_policy": b.get("lr_policy"), "full_lr_policy": b.get("full_lr_policy"),
+        "full_steps": b.get("full_steps"), "full_lr": b.get("full_lr"),
         "select": b.get("select"),
         "seeds": r.get("seeds"), "mode": r.get("mode"), "baseline": r["baseline"], "baseline_source": r["baseline_source"],
         "baseline_values": r.get("baseline_values"), "threshold": r["threshold"], "chance": r.get("chance"),
@@ -287,7 +290,7 @@ def summarise(exp: Experiment, out: Path, command: str = "") -> Path:
     (out / SUMMARY).write_text(json.dumps(rows, indent=2, default=float) + "\n")
     for plot in exp.plots or [{"name": "curves", "runs": [r.name for r in exp.runs]}]:
         if "x" in plot:
-            plot_d90_against(rows, plot, out / plot["name"])
+            (plot_field_against if "y" in plot else plot_d90_against)(rows, plot, out / plot["name"])
             continue
         chosen = [results[n] for n in plot.get("runs", results) if n in results]
         if chosen:

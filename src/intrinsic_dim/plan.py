@@ -47,12 +47,15 @@ def parameter_count(model: str, num_labels: int = 2) -> int | None:
 
 def max_trials(spec: MeasureSpec) -> int:
     """The most trials the search can run: baseline seeds, rate candidates, the coarse grid, one step below it, and the
-    bisection of the widest grid interval to the requested precision, each point at every seed."""
+    bisection of the widest grid interval to the requested precision, each point at every seed (a baseline-only run:
+    its baseline seeds and full fine-tuning rates)."""
     s = spec.search
     grid = sorted(s.dims or (DEFAULT_RANKS if spec.trial.method == "lora" else DEFAULT_DIMS))
     widest = max((b / a for a, b in zip(grid, grid[1:])), default=2.0)
     bisection = 0 if s.curve else max(0, math.ceil(math.log2(math.log(widest) / math.log(1 + s.precision))))
     baseline = 0 if s.baseline is not None else (s.baseline_seeds or s.seeds)
+    if s.baseline_only:
+        return baseline + len(s.full_lr_search or ())
     rates = len(s.lr_search or ()) + len(s.full_lr_search or ())
     return baseline + rates + s.seeds * (len(grid) + (0 if s.curve else 1 + bisection))
 

@@ -79,6 +79,7 @@ def run_measure(spec: MeasureSpec, run_dir: str | Path | None = None, *, progres
     """Measure d90 as ``spec`` says into ``run_dir`` (default runs/<model>-<task>-<method>): the store (resumable),
     d90.json, trials.csv, curve.png/pdf and report.md. The task is loaded, and so refused, before the directory is made."""
     from intrinsic_dim.report import plot_curves, write_report
+    from intrinsic_dim.report.figure import drop_figure
     from intrinsic_dim.search import BaselineError, measure_d90
     from intrinsic_dim.search.measure import spec_factory
     from intrinsic_dim.store import DB_NAME, Store, atomic_write_text, check_store, check_writable
@@ -96,10 +97,13 @@ def run_measure(spec: MeasureSpec, run_dir: str | Path | None = None, *, progres
     check_writable(run_dir)
     executor = make_executor(spec)
     method, d = spec.trial.method, spec.data
-    log(f"{'r' if method == 'lora' else 'd'}{round(100 * spec.search.fraction)} of {d.model} on {task.name} ({len(task.train):,} train / {len(task.eval):,} validation / "
-        f"{len(task.report_split):,} test, metric {task.metric}), "
-        f"{'LoRA (PEFT), searching the rank' if method == 'lora' else f'{method.upper()} with {spec.trial.projection}'}, "
-        f"{'every --dims point' if spec.search.curve else 'search'}; results in {run_dir}/")
+    what = ("the full fine-tuning baseline" if spec.search.baseline_only
+            else f"{'r' if method == 'lora' else 'd'}{round(100 * spec.search.fraction)}")
+    how = ("" if spec.search.baseline_only else
+           f"{'LoRA (PEFT), searching the rank' if method == 'lora' else f'{method.upper()} with {spec.trial.projection}'}, "
+           f"{'every --dims point' if spec.search.curve else 'search'}; ")
+    log(f"{what} of {d.model} on {task.name} ({len(task.train):,} train / {len(task.eval):,} validation / "
+        f"{len(task.report_split):,} test, metric {task.metric}), {how}results in {run_dir}/")
     for n in task.notes:
         log(f"note: {n}")
     if spec.trial.autocast == "bf16" and not native_bf16():
@@ -126,7 +130,7 @@ def run_measure(spec: MeasureSpec, run_dir: str | Path | None = None, *, progres
             store.close()
     result.save(run_dir / "d90.json")
     res = result.to_dict()
-    plots = plot_curves([res], run_dir / "curve.png")
+    plots = plot_curves([res], run_dir / "curve.png") if res["points"] else drop_figure(run_dir / "curve.png")
     return MeasureOutcome(result, run_dir, plots, write_report([res], run_dir / "report.md"), list(task.notes))
 
 

@@ -167,6 +167,8 @@ class SearchSpec(_Part):
                           "bisection stops once the bracket's ends are within the seed noise (docs/search.md)", "text", SEED_RULES)
     curve: bool = _opt(False, "train every --dims point to the full budget and take d90 from them (for figures) instead of searching",
                        "flag")
+    baseline_only: bool = _opt(False, "train the full fine-tuning baseline (and its --full-lr-search) and stop: no subspace trial, "
+                               "no d90 (a study of the baseline against its budget)", "flag")
     baseline: float | None = _opt(None, "use this baseline metric instead of full fine-tuning (e.g. 1.0 for Li et al.'s MNIST)",
                                   "float", check=(_positive, "a positive finite number (the full fine-tuning metric to compare against)"))
     baseline_seeds: int | None = _opt(None, "full fine-tuning seeds (default: --seeds)", "int",
@@ -298,6 +300,8 @@ class MeasureSpec:
             clash = [f for f, v in (("full_lr", self.full.full_lr), ("baseline", s.baseline)) if v is not None]
             if clash:
                 raise SpecError(f"full_lr_search chooses the full fine-tuning rate of a measured baseline: drop {' and '.join(clash)}")
+        if s.baseline_only and s.baseline is not None:
+            raise SpecError("baseline_only trains the full fine-tuning baseline: drop the given baseline (or baseline_only)")
         if self.trial.base_quant and self.trial.method == "lora":
             raise SpecError("base_quant applies to the subspace methods (said, did), not lora: drop base_quant or choose method said / did")
         if r.executor == "local":

@@ -12,12 +12,12 @@ from intrinsic_dim.report.curves import curves_figure, plot_curves
 from intrinsic_dim.report.labels import (KNIFE_EDGE_SE, budget_text, fmt, format_bracket, format_interval, knife_edge, method_name, model_name,
                                          run_label, size_name, subspace, threshold_rule, unique_labels)
 from intrinsic_dim.report.figure import plain_number, plain_ticks
-from intrinsic_dim.report.plots import d90_figure, gap_rows, plot_d90_against, plot_gap, plot_gap_against_bound, plot_loss
+from intrinsic_dim.report.plots import d90_figure, gap_rows, plot_d90_against, plot_field_against, plot_gap, plot_gap_against_bound, plot_loss
 
 __all__ = ["KNIFE_EDGE_SE", "RESULT_NAME", "curves_figure", "d90_figure", "format_bracket", "format_interval", "gap_rows", "knife_edge",
-           "load_result", "method_name", "model_name", "plain_number", "plain_ticks", "plot_curves", "plot_d90_against", "plot_gap",
-           "plot_gap_against_bound", "plot_loss", "report_runs", "run_label", "size_name", "subspace", "summary_table",
-           "threshold_rule", "unique_labels", "write_report"]
+           "load_result", "method_name", "model_name", "plain_number", "plain_ticks", "plot_curves", "plot_d90_against",
+           "plot_field_against", "plot_gap", "plot_gap_against_bound", "plot_loss", "report_runs", "run_label", "size_name", "subspace",
+           "summary_table", "threshold_rule", "unique_labels", "write_report"]
 
 
 RESULT_NAME = "d90.json"
@@ -44,7 +44,7 @@ def summary_table(results: Sequence[dict[str, Any]]) -> list[str]:
         "|---|---:|---:|---:|---:|---|---:|---|---|---:|---:|",
     ]
     for label, r in zip(unique_labels(results), results):
-        largest = max(p["d"] for p in r["points"])
+        largest = max((p["d"] for p in r["points"]), default=0)
         lines.append(
             f"| {label}{' (knife edge)' if knife_edge(r) else ''} | {fmt(r['baseline'])} | {fmt(r['threshold'])} | {fmt(r['d90'])} | {fmt(r.get('trainable_params'))} | "
             f"{format_bracket(r.get('bracket'))} | {fmt(r['crossing'])} | {format_interval(r.get('interval'), largest)} | "
@@ -55,7 +55,7 @@ def summary_table(results: Sequence[dict[str, Any]]) -> list[str]:
 
 def write_report(results: Sequence[dict[str, Any]], path: str | Path, plot_name: str = "curve.png") -> Path:
     """``report.md``: the comparison table, then per run its budget, points, trials and notes."""
-    out = ["# Intrinsic dimension report", "", f"![curve]({plot_name})", ""]
+    out = ["# Intrinsic dimension report", ""] + ([f"![curve]({plot_name})", ""] if any(r["points"] for r in results) else [])
     out += summary_table(results) + [""]
     for label, r in zip(unique_labels(results), results):
         out += [f"## {label}", ""]
@@ -66,8 +66,9 @@ def write_report(results: Sequence[dict[str, Any]], path: str | Path, plot_name:
             f"{threshold_rule(r)}{chance}. Budget: {budget_text(r)}. "
             f"{r['compute_s'] / 60:.1f} min of trial compute, {r.get('threads') or '?'} thread(s)."
         )
+        out += _full_trials(r) if not r["points"] else []
         out += ["", f"| {size_name(r)} | trained params | mean (test) | std | per seed (test) | per seed (validation) | train | passes |",
-                "|---:|---:|---:|---:|---|---|---:|---|"]
+                "|---:|---:|---:|---:|---|---|---:|---|"] if r["points"] else []
         for p in r["points"]:
             vals = ", ".join(fmt(v) for v in p["values"])
             vvals = ", ".join(fmt(v) for v in p.get("val_values", []))
@@ -81,6 +82,14 @@ def write_report(results: Sequence[dict[str, Any]], path: str | Path, plot_name:
         out.append("")
     Path(path).write_text("\n".join(out))
     return Path(path)
+
+
+def _full_trials(r: dict[str, Any]) -> list[str]:
+    """The full fine-tuning trials of a run without subspace points (a baseline study): rate, seed, steps, validation, test."""
+    rows = [t for t in r["trials"] if t["config"].get("method") == "full"]
+    return ["", "| full fine-tuning trial | rate | seed | steps | validation | test | status |", "|---|---:|---:|---:|---:|---:|---|"] + [
+        f"| {t['role']} | {t['config'].get('lr'):g} | {t['config']['seed']} | {fmt(t.get('steps'))} | {fmt(t.get('val_metric'))} | "
+        f"{fmt(t.get('metric'))} | {t['status']} |" for t in rows]
 
 
 def report_runs(run_dirs: Sequence[str | Path], out_dir: str | Path | None = None) -> tuple[list[Path], Path]:

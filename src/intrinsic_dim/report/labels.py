@@ -105,6 +105,10 @@ def budget_text(r: dict[str, Any]) -> str:
     b = r.get("budget") or {}
     select = {"best": "checkpoint selected on validation", "final": "final checkpoint"}.get(b.get("select"), "")
     full_lr = f"full fine-tuning lr {b['full_lr_policy']}; " if b.get("full_lr_policy") else ""
+    if r.get("status") == "baseline_only":
+        return (f"n_train {r['n_train']:,}, validation {fmt(b.get('n_val', '?'))}, test {fmt(b.get('n_test', '?'))}; "
+                f"{fmt(b.get('full_steps'))} full fine-tuning steps, batch {b.get('batch_size', '?')}; {full_lr}{select}; "
+                f"{r.get('seeds', '?')} seed(s); no subspace trial")
     return (f"n_train {r['n_train']:,}, validation {fmt(b.get('n_val', '?'))}, test {fmt(b.get('n_test', '?'))}; "
             f"{b.get('steps_per_trial', '?')} steps per trial, batch {b.get('batch_size', '?')}; lr {b.get('lr_policy', '?')}; "
             f"{full_lr}{select}; baseline: {r['baseline_source']}; {r.get('mode', 'search')} mode, {r.get('seeds', '?')} seed(s)")

@@ -1,5 +1,5 @@
-"""Plots of summary rows and of gaps: d90 against a field, the generalisation gap against d and against the bound term,
-and the pre-training loss."""
+"""Plots of summary rows and of gaps: d90 against a field, any field against another, the generalisation gap against d
+and against the bound term, and the pre-training loss."""
 
 from __future__ import annotations
 
@@ -128,6 +128,39 @@ def plot_d90_against(rows: list[dict[str, Any]], plot: dict[str, Any], path: Pat
     if not finished_rows(rows, plot):
         return drop_figure(path)
     return save_figure(plt, d90_figure(rows, plot), path)
+
+
+def plot_field_against(rows: list[dict[str, Any]], plot: dict[str, Any], path: Path) -> list[Path]:
+    """A summary field ``plot['y']`` (e.g. the baseline) against ``plot['x']`` (e.g. the full fine-tuning steps), one
+    line per ``plot['series']`` value, rows filtered by ``plot['where']``, each point labelled with ``plot['annotate']``;
+    log x unless ``logx`` is false, linear y, one labelled tick per x value. No plot while none of its runs has run."""
+    from matplotlib.ticker import NullLocator
+
+    x, y, series = plot["x"], plot["y"], plot.get("series")
+    done = [r for r in finished_rows(rows, plot) if r.get(y) is not None]
+    if not done:
+        return drop_figure(path)
+    plt, fig, ax = new_figure()
+    keys = sorted({str(r.get(series)) for r in done}) if series else [None]
+    for i, key in enumerate(keys):
+        pts = sorted((r for r in done if series is None or str(r.get(series)) == key), key=lambda r: r[x])
+        ax.plot([r[x] for r in pts], [r[y] for r in pts], marker=MARKERS[i % len(MARKERS)], color=f"C{i}", label=key if series else y)
+        for r in pts:
+            if r.get(plot.get("annotate", "")) is not None:
+                ax.annotate(str(r[plot["annotate"]]), (r[x], r[y]), xytext=(5, 4), textcoords="offset points", fontsize=7, color=f"C{i}")
+    xs = sorted({r[x] for r in done})
+    if plot.get("logx", True):
+        ax.set_xscale("log")
+        ax.set_xticks(xs, [f"{v:,}" for v in xs])
+        ax.xaxis.set_minor_locator(NullLocator())
+    if plot.get("annotate"):
+        ax.margins(x=0.12)
+    ax.set_xlabel(plot.get("xlabel", x))
+    ax.set_ylabel(plot.get("ylabel", y))
+    ax.set_title(plot.get("title", f"{y} against {x}"), fontsize=10)
+    ax.grid(True, which="both", alpha=0.25)
+    legend_below(fig, *ax.get_legend_handles_labels(), title=series)
+    return save_figure(plt, fig, path)
 
 
 def plot_gap(results: list[dict[str, Any]], path: Path) -> list[Path]:

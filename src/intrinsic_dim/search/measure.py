@@ -211,7 +211,12 @@ def _baseline_phase(s: Sweep, task: Task, q: SearchSpec, full: TrialConfig, chan
     if lower:
         start_run = s.run_many("base", [TrialConfig(method="base", seed=0, eval_batch_size=s.trial.eval_batch_size)])[0]
         base_value = start_run.metric if start_run.ok else float("nan")
-    check_baseline(baseline, q.fraction, chance, source, base_value)
+    try:
+        check_baseline(baseline, q.fraction, chance, source, base_value)
+    except BaselineError as e:
+        if not q.baseline_only:  # a study of the baseline wants its value, and a note, where a d90 would measure nothing
+            raise
+        s.notes.append(f"no d90 could be measured against this baseline: {e}")
     tau = threshold(q.fraction, baseline, base_value, lower)
     s.tau, s.baseline_values = tau, values
     rule = (f"threshold base {base_value:.4f} - {q.fraction:g} x (base - baseline) = {tau:.4f} (lower is better)" if lower
@@ -249,6 +254,8 @@ def _measure(s: Sweep, model_factory: ModelFactory | None, task: Task, q: Search
                          f"(D = {max_d - (min_d - 1):,} projected weights{' plus the SAID scales' if trial.said else ''}); "
                          "pass smaller --dims / --lr-search-d")
     b = _baseline_phase(s, task, q, full, chance)
+    if q.baseline_only:
+        return _result(s, task, q, b, full, "no subspace trial", chance, model_name, start)
     lr_policy = _rate_phase(s, task, q)
     trial = s.trial
     grid = sorted(d for d in set(q.dims or (DEFAULT_RANKS if trial.method == "lora" else DEFAULT_DIMS)) if min_d <= d <= max_d)
@@ -274,14 +281,14 @@ def _result(s: Sweep, task: Task, q: SearchSpec, b: _Baseline, full_template: Tr
     monotone = all(not (passed[i] and not passed[j]) for i in range(len(pts)) for j in range(i + 1, len(pts)))
     cross = crossing(ds, [p["mean"] for p in pts], passed, tau, lower) if d90 else None
     below = [d for d in ds if d90 and d < d90]
-    bracket = (max(below) if below else None, d90) if d90 else (ds[-1], None)
+    bracket = (max(below) if below else None, d90) if d90 else ((ds[-1], None) if ds else None)
     interval = None
     noise = s.noise() if q.seed_rule == "sequential" else None  # the rule's own noise estimate, for points of one seed
     if d90 and seeds >= MIN_SEEDS_FOR_INTERVAL:
         lo, hi = bootstrap_interval(s.results, ds, tau, seeds, lower=lower, baseline_values=b.values, fraction=q.fraction,
                                     base_value=b.base_value, noise=noise)
         interval = (min(lo, bracket[0] or lo), None if hi is None else max(hi, float(d90)))
-    status = "found" if d90 and d90 != ds[0] else ("at_or_below_smallest" if d90 else "above_largest")
+    status = "found" if d90 and d90 != ds[0] else ("at_or_below_smallest" if d90 else "above_largest" if ds else "baseline_only")
     notes = list(task.notes) + s.notes
     margin = margin_se = None
     if d90:
@@ -291,7 +298,7 @@ def _result(s: Sweep, task: Task, q: SearchSpec, b: _Baseline, full_template: Tr
         notes.append(f"knife-edge: d = {d90:,} passes tau by {margin:.4f}, less than that margin's standard error {margin_se:.4f} "
                      "(point and baseline seeds): quote the interval, not d90 alone")
     size = "r" if trial.method == "lora" else "d"  # the LoRA rank, or the subspace dimension
-    if not any(p["n_ok"] for p in pts):
+    if ds and not any(p["n_ok"] for p in pts):
         status = "no_successful_trial"
         notes.append("every subspace trial diverged or failed (see the trials' errors): try a lower --lr")
     if not monotone:

@@ -26,7 +26,7 @@ class D90Result:
     threshold: float
     d90: int | None
     crossing: float | None
-    bracket: tuple[int | None, int | None]
+    bracket: tuple[int | None, int | None] | None
     interval: tuple[float, float | None] | None
     status: str
     points: list[dict[str, Any]]
