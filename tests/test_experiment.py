@@ -208,6 +208,7 @@ def test_a_baseline_only_experiment_trains_full_fine_tuning_alone_and_plots_it_a
         assert r["full_lr"] == chosen["config"]["lr"] and r["baseline"] == chosen["metric"] == trials[2]["metric"]
         report = (out / name / "report.md").read_text()
         assert "| full fine-tuning trial |" in report and "![curve]" not in report and not (out / name / "curve.png").exists()
+        assert "(full fine-tuning)" in report and "SAID" not in report
     assert (out / "baseline_vs_budget.png").stat().st_size > 0 and (out / "baseline_vs_budget.pdf").stat().st_size > 0
     assert drawn["baseline_vs_budget"] == [[[5.0, rows["x1"]["baseline"]], [10.0, rows["x2"]["baseline"]]]]
     capsys.readouterr()

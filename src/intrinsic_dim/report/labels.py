@@ -41,7 +41,11 @@ def model_name(model: str) -> str:
 
 
 def run_label(r: dict[str, Any]) -> str:
-    """A short name of a run: model / task (method, projection[, layout][, groups])."""
+    """A short name of a run: model / task (method, projection[, layout][, groups]); a baseline-only run's method is
+    full fine-tuning."""
+    if r.get("status") == "baseline_only":
+        label = f"{model_name(r['model'])} / {r['task']} (full fine-tuning)"
+        return f"{r['name']}: {label}" if r.get("name") else label
     parts = [method_name(r)] + ([] if r.get("method") == "lora" else [r.get("projection", "fastfood")])
     if r.get("layout", "stacked") != "stacked":
         parts.append(r["layout"] + (f"/{r['normalisation']}" if r.get("layout") == "per_tensor" and r.get("normalisation") else ""))
