@@ -4,10 +4,11 @@ from intrinsic_dim.version import __version__
 from intrinsic_dim.adapter import AdapterError
 from intrinsic_dim.projection import Projection, make_projection
 from intrinsic_dim.config import SubspaceConfig
+from intrinsic_dim.lazyweights import SafetensorsWeights
 from intrinsic_dim.subspace import SubspaceModel
 
-__all__ = ["AdapterError", "D90Result", "MeasureSpec", "Projection", "SubspaceConfig", "SubspaceModel", "__version__",
-           "make_projection", "measure_d90"]
+__all__ = ["AdapterError", "D90Result", "MeasureSpec", "Projection", "SafetensorsWeights", "SubspaceConfig", "SubspaceModel",
+           "__version__", "make_projection", "measure_d90"]
 
 
 def __getattr__(name: str) -> object:

@@ -17,11 +17,14 @@ import os
 import subprocess
 import sys
 import time
+import zlib
 from dataclasses import asdict, dataclass
-from typing import Any, Callable
+from typing import Any, Callable, Iterator, Mapping
 
 import torch
 from torch import nn
+
+from intrinsic_dim.lazyweights import read_into, unread
 
 METHODS = ("full", "did", "said")
 DTYPES = {"float32": torch.float32, "bfloat16": torch.bfloat16, "float16": torch.float16}
@@ -161,11 +164,40 @@ def llama_parameters(spec: LlamaSpec) -> tuple[int, int]:
     return 2 * v * h + spec.layers * per_layer + h, max(v * h, h * i)
 
 
-def build_llama(spec: LlamaSpec) -> nn.Module:
-    """A random LlamaForCausalLM in the spec's dtype, never holding a float32 copy: built on the meta
-    device, cast there, materialised empty on the target device and filled with N(0, 0.02) values:
-    runs of a seeded pool at seeded offsets (a benchmark needs realistic values, not independent ones,
-    and copying is some 30 times faster than drawing 7B normals); norms are 1."""
+class RandomLlamaWeights(Mapping[str, torch.Tensor]):
+    """N(0, 0.02) values for each parameter of a bench Llama, by name, made when asked: runs of a seeded pool at
+    offsets seeded by the spec's seed and the name, so a tensor's values do not depend on the order tensors are read
+    in (a benchmark needs realistic values, not independent ones, and copying is some 30 times faster than drawing
+    7B normals); norms are 1."""
+
+    def __init__(self, model: nn.Module, spec: LlamaSpec) -> None:
+        self._shapes = {name: (p.shape, p.dtype) for name, p in model.named_parameters()}
+        self._device, self._seed = spec.device, spec.seed
+        g = torch.Generator().manual_seed(spec.seed)
+        self._pool = torch.randn(2 * FILL_POOL, generator=g).mul_(0.02).to(device=spec.device, dtype=DTYPES[spec.dtype])
+
+    def __getitem__(self, name: str) -> torch.Tensor:
+        shape, dtype = self._shapes[name]
+        if name.endswith("norm.weight"):
+            return torch.ones(shape, dtype=dtype, device=self._device)
+        out = torch.empty(shape, dtype=dtype, device=self._device)
+        flat = out.view(-1)
+        g = torch.Generator().manual_seed(self._seed * 1_000_003 + zlib.crc32(name.encode()))
+        for s in range(0, flat.numel(), FILL_POOL):
+            off = int(torch.randint(0, FILL_POOL, (), generator=g))
+            flat[s : s + FILL_POOL].copy_(self._pool[off : off + min(FILL_POOL, flat.numel() - s)])
+        return out
+
+    def __iter__(self) -> Iterator[str]:
+        return iter(self._shapes)
+
+    def __len__(self) -> int:
+        return len(self._shapes)
+
+
+def empty_llama(spec: LlamaSpec) -> tuple[nn.Module, RandomLlamaWeights]:
+    """A LlamaForCausalLM whose parameters are on the meta device in the spec's dtype (buffers real, on the spec's
+    device), and the mapping its random values are read from: nothing of the weights' size is allocated yet."""
     from transformers import LlamaConfig, LlamaForCausalLM
     from transformers.models.llama.modeling_llama import LlamaRotaryEmbedding
 
@@ -174,27 +206,32 @@ def build_llama(spec: LlamaSpec) -> nn.Module:
                       max_position_embeddings=2048, tie_word_embeddings=False)
     with torch.device("meta"):
         model = LlamaForCausalLM(cfg).to(DTYPES[spec.dtype])
-    model.to_empty(device=spec.device)
-    g = torch.Generator().manual_seed(spec.seed)
-    pool = torch.randn(2 * FILL_POOL, generator=g).mul_(0.02).to(device=spec.device, dtype=DTYPES[spec.dtype])
+    for mod in model.modules():  # its only buffers, computed at construction: made again off the meta device
+        if isinstance(mod, LlamaRotaryEmbedding):
+            fresh = LlamaRotaryEmbedding(cfg)
+            mod.inv_freq = fresh.inv_freq.to(spec.device)
+            mod.original_inv_freq = fresh.original_inv_freq.to(spec.device)
+    return model, RandomLlamaWeights(model, spec)
+
+
+def build_llama(spec: LlamaSpec) -> nn.Module:
+    """A random LlamaForCausalLM in the spec's dtype, never holding a float32 copy: :func:`empty_llama`, every
+    parameter then read in its dtype."""
+    model, weights = empty_llama(spec)
+    params = dict(model.named_parameters())
     with torch.no_grad():
-        for name, p in model.named_parameters():
-            if name.endswith("norm.weight"):
-                p.fill_(1.0)
-                continue
-            flat = p.view(-1)
-            for s in range(0, flat.numel(), FILL_POOL):
-                off = int(torch.randint(0, FILL_POOL, (), generator=g))
-                flat[s : s + FILL_POOL].copy_(pool[off : off + min(FILL_POOL, flat.numel() - s)])
-        for mod in model.modules():  # non-persistent buffers are left empty by to_empty: recompute them
-            if isinstance(mod, LlamaRotaryEmbedding):
-                fresh = LlamaRotaryEmbedding(cfg)
-                mod.inv_freq = fresh.inv_freq.to(spec.device)
-                mod.original_inv_freq = fresh.original_inv_freq.to(spec.device)
+        for name in unread(model):
+            read_into(params[name], name, weights)
     return model
 
 
-def _wrap_llama(model: nn.Module, spec: LlamaSpec) -> tuple[nn.Module, list[nn.Parameter]]:
+def _prepare_llama(spec: LlamaSpec) -> tuple[nn.Module, RandomLlamaWeights | None]:
+    """The model before wrapping: built whole, or for an int8 base empty, with the mapping it is read from while
+    wrapping (tensor by tensor, so that the process never holds the model whole in the spec's dtype)."""
+    return empty_llama(spec) if spec.method.endswith("-int8") else (build_llama(spec), None)
+
+
+def _wrap_llama(model: nn.Module, weights: RandomLlamaWeights | None = None, *, spec: LlamaSpec) -> tuple[nn.Module, list[nn.Parameter]]:
     """The model to step and the parameters AdamW trains, for the spec's method."""
     if spec.method == "full":
         return model, list(model.parameters())
@@ -206,7 +243,7 @@ def _wrap_llama(model: nn.Module, spec: LlamaSpec) -> tuple[nn.Module, list[nn.P
     from intrinsic_dim.subspace import SubspaceModel
 
     method, _, quant = spec.method.partition("-")
-    sm = SubspaceModel(model, d=spec.d, said=method == "said", base_quant=quant or None)
+    sm = SubspaceModel(model, d=spec.d, said=method == "said", base_quant=quant or None, base_weights=weights)
     return sm, sm.trainable_parameters()
 
 
@@ -281,22 +318,24 @@ def measure_llama_here(spec: LlamaSpec) -> dict:
     """Build, wrap and step the spec's model in this process (a fresh child: see :func:`measure_llama`)."""
     torch.set_num_threads(spec.threads)
     tiny = dataclasses.replace(spec, hidden=64, layers=1, intermediate=128, heads=2, kv_heads=2, vocab=512, tokens=8)
-    m, params = _wrap_llama(build_llama(tiny), tiny)  # load kernels, start autograd and the optimiser code
+    m, params = _wrap_llama(*_prepare_llama(tiny), spec=tiny)  # load kernels, start autograd and the optimiser code
     _llama_step(m, torch.optim.AdamW(params, lr=1e-3), torch.randint(0, tiny.vocab, (1, tiny.tokens)))
     del m, params
     n, largest = llama_parameters(spec)
     elem = torch.tensor([], dtype=DTYPES[spec.dtype]).element_size()
     peak = _Peak(spec.device)
+    start = peak.reset()
     t = time.perf_counter()
-    model = build_llama(spec)
+    model, weights = _prepare_llama(spec)
     build_s = time.perf_counter() - t
     assert sum(p.numel() for p in model.parameters()) == n
     build_peak = peak.peak()
     before_wrap = peak.reset()
     t = time.perf_counter()
-    wrapped, params = _wrap_llama(model, spec)
+    wrapped, params = _wrap_llama(model, spec=spec, weights=weights)
     wrap_s = time.perf_counter() - t
-    wrap_extra = peak.peak() - before_wrap
+    wrap_peak = peak.peak()
+    wrap_extra = wrap_peak - before_wrap
     timer = _ProjectionTimer(wrapped.projection) if spec.method not in ("lora", "full") else None
     opt = torch.optim.AdamW(params, lr=1e-3)
     ids = torch.randint(0, spec.vocab, (1, spec.tokens), generator=torch.Generator().manual_seed(spec.seed)).to(spec.device)
@@ -308,7 +347,8 @@ def measure_llama_here(spec: LlamaSpec) -> dict:
     proj_s = timer.seconds if timer else 0.0
     return asdict(spec) | {
         "parameters": n, "largest": largest, "weights_bytes": stored_bytes(wrapped), "build_s": build_s, "wrap_s": wrap_s,
-        "build_peak_bytes": build_peak, "wrap_extra_bytes": wrap_extra, "before_step_bytes": before, "peak_bytes": top, "extra_bytes": top - before,
+        "start_bytes": start, "build_peak_bytes": build_peak, "wrap_extra_bytes": wrap_extra,
+        "load_peak_bytes": max(build_peak, wrap_peak), "before_step_bytes": before, "peak_bytes": top, "extra_bytes": top - before,
         "extra_per_largest": (top - before) / (largest * elem), "step_s": step_s, "projection_s": proj_s,
         "rest_s": step_s - proj_s,
     }
@@ -349,17 +389,17 @@ def measure_llama(spec: LlamaSpec, malloc: str = "mmap64k", margin: float = 0.85
 def format_llama(records: list[dict]) -> str:
     """The Llama records as an aligned text table (GiB; extra in units of the largest tensor)."""
     gib = 2**30
-    rows = [["method", "params", "weights GiB", "peak GiB", "extra GiB", "extra/largest", "wrap s", "step s",
+    rows = [["method", "params", "weights GiB", "load peak GiB", "peak GiB", "extra GiB", "extra/largest", "wrap s", "step s",
              "projection s", "rest s"]]
     for r in records:
         if "skipped" in r:
             need = f"needs {r['adamw_bytes'] / gib:.1f} GiB (16 B/param: {r['mixed_precision_bytes'] / gib:.1f})" \
                 if "adamw_bytes" in r else ""
-            rows.append([r["method"], f"{r['parameters'] / 1e9:.2f}B" if "parameters" in r else "-", "-", "-", "-", "-",
+            rows.append([r["method"], f"{r['parameters'] / 1e9:.2f}B" if "parameters" in r else "-", "-", "-", "-", "-", "-",
                          "-", "-", "-", f"{r['skipped']} {need}".strip()])
             continue
         rows.append([r["method"], f"{r['parameters'] / 1e9:.2f}B", f"{r['weights_bytes'] / gib:.2f}",
-                     f"{r['peak_bytes'] / gib:.2f}", f"{r['extra_bytes'] / gib:.2f}", f"{r['extra_per_largest']:.2f}",
+                     f"{r['load_peak_bytes'] / gib:.2f}" if "load_peak_bytes" in r else "-", f"{r['peak_bytes'] / gib:.2f}", f"{r['extra_bytes'] / gib:.2f}", f"{r['extra_per_largest']:.2f}",
                      f"{r['wrap_s']:.2f}", f"{r['step_s']:.2f}", f"{r['projection_s']:.2f}", f"{r['rest_s']:.2f}"])
     widths = [max(len(row[i]) for row in rows) for i in range(len(rows[0]) - 1)]
     return "\n".join("  ".join(c.rjust(w) for c, w in zip(row, widths)) + "  " + row[-1].rjust(6) for row in rows)

@@ -22,7 +22,7 @@ import weakref
 from collections import OrderedDict
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any, Iterator
+from typing import Any, Iterator, Mapping
 
 import torch
 from torch import nn
@@ -36,6 +36,7 @@ from intrinsic_dim.adapter.safety import check_outputs, check_range
 from intrinsic_dim.config import SubspaceConfig
 from intrinsic_dim.effective import transpose, weight
 from intrinsic_dim.groups import assign_groups, select_parameters
+from intrinsic_dim.lazyweights import check_readable, read_into
 from intrinsic_dim.projection import Projection, make_projection
 from intrinsic_dim.quant import dequantize, dequantize_range, quantizable, quantize_int8
 from intrinsic_dim.specialise import specialised
@@ -104,7 +105,9 @@ class SubspaceModel(nn.Module):
     alone; tied weights count once. Base weights may be bfloat16/float16: z and lambda stay float32
     and the update is added in the weight's dtype. ``base_quant="int8"`` stores the projected matrices as int8 codes
     with a scale per output channel (one byte a number), dequantised when read; the fingerprint stays the
-    unquantised base's, and an adapter records the quantisation and the codes' own fingerprint.
+    unquantised base's, and an adapter records the quantisation and the codes' own fingerprint. ``base_weights``: where
+    parameters built on the meta device get their values (a mapping name -> tensor, e.g. ``SafetensorsWeights``), read
+    one tensor at a time and, with ``base_quant``, quantised before the next is read (lazyweights.py).
 
     Wrapping is in place: ``model`` itself is changed (every parameter frozen but the ``train_directly`` ones, each
     projected tensor's name gaining ``parametrizations.<name>.original``); :meth:`unload` undoes it,
@@ -119,7 +122,8 @@ class SubspaceModel(nn.Module):
         """An instance of the subclass specialised to ``type(model)`` (copies and unpickling pass no model)."""
         return super().__new__(specialised(cls, type(model)) if isinstance(model, nn.Module) else cls)
 
-    def __init__(self, model: nn.Module, config: SubspaceConfig | int | None = None, **kwargs: Any) -> None:
+    def __init__(self, model: nn.Module, config: SubspaceConfig | int | None = None, *,
+                 base_weights: Mapping[str, torch.Tensor] | None = None, **kwargs: Any) -> None:
         super().__init__()
         if isinstance(config, SubspaceConfig):
             if kwargs:
@@ -128,6 +132,7 @@ class SubspaceModel(nn.Module):
             config = SubspaceConfig(**({"d": config} if config is not None else {}), **kwargs)
         if any(isinstance(mod, _Reparametrization) for mod in model.modules()):
             raise ValueError("this model is already wrapped by a SubspaceModel; merge_and_unload() it first or use a fresh model")
+        unread = check_readable(model, base_weights)
         self.subspace_config = config
         self.base = model
         self.d, self.said = config.d, config.said
@@ -156,7 +161,8 @@ class SubspaceModel(nn.Module):
             config.projection, self.d - m, self.D, config.seed, layout=config.layout, sizes=self._sizes,
             normalisation=config.normalisation, max_dense_elements=config.dense_max_elements,
         )
-        self._fingerprint = fingerprint(self._frozen_named())
+        self._quantised: list[int] = []
+        self._fingerprint = fingerprint(self._read_base(params, unread, base_weights, config.base_quant))
         device = self._theta0[0].device
         self.z = nn.Parameter(torch.zeros(self.d - m, device=device))
         self.lam = nn.Parameter(torch.ones(m, device=device)) if self.said else None
@@ -166,7 +172,6 @@ class SubspaceModel(nn.Module):
         # only now, so that a refused configuration leaves the model as it was
         for name, p in params.items():
             p.requires_grad_(name in self._direct)
-        self._quantised = self._quantise(config.base_quant)
         self._quant_fingerprint = fingerprint(
             [(f"{self._names[i]}{suffix}", t) for i in self._quantised for suffix, t in (("", self._theta0[i]), (".scale", self._scale(i)))]
         ) if config.base_quant else None
@@ -185,17 +190,26 @@ class SubspaceModel(nn.Module):
                     owners[index[id(p)]].append((module, pname))
         return owners
 
-    def _quantise(self, quant: str | None) -> list[int]:
-        """Replace every quantizable projected tensor's values by its int8 codes (the Parameter object is kept, so the
-        model's references stay valid) and keep its scales as buffers; the indices quantised."""
-        done = []
-        for i, p in enumerate(self._theta0):
+    def _read_base(self, params: dict[str, nn.Parameter], unread: list[str], weights: Mapping[str, torch.Tensor] | None,
+                   quant: str | None) -> Iterator[tuple[str, torch.Tensor]]:
+        """Yield each projected tensor (name, unquantised values) for the fingerprint, one at a time: a meta parameter is
+        read from ``weights`` just before, and with ``quant`` a quantizable one is replaced by its int8 codes (the
+        Parameter object is kept, so the model's references stay valid; scales kept as buffers) just after, so that
+        at most one tensor is ever held unquantised. Unread parameters that are not projected are read first."""
+        projected = set(self._names)
+        for name in unread:
+            if name not in projected:
+                read_into(params[name], name, weights)
+        for i, (name, p) in enumerate(zip(self._names, self._theta0)):
+            if p.is_meta:
+                read_into(p, name, weights)
+            yield name, p
             if quant == "int8" and quantizable(p):
                 q, scale = quantize_int8(p)
                 self.register_buffer(f"base_scale_{i}", scale, persistent=False)
+                p.requires_grad_(False)  # as every projected tensor ends up; an int8 tensor cannot require gradients
                 p.data = q
-                done.append(i)
-        return done
+                self._quantised.append(i)
 
     def _scale(self, i: int) -> torch.Tensor:
         return getattr(self, f"base_scale_{i}")
@@ -340,9 +354,6 @@ class SubspaceModel(nn.Module):
         return _IncompatibleKeys(missing, result.unexpected_keys)
 
     # ---- adapters --------------------------------------------------------------------------
-    def _frozen_named(self) -> list[tuple[str, torch.Tensor]]:
-        return list(zip(self._names, self._theta0))
-
     def adapter_config(self) -> dict[str, Any]:
         """The JSON-serialisable description written to ``adapter_config.json``: the SubspaceConfig
         (SAID groups resolved to a name -> group dict unless given by name) and the base model's
@@ -377,10 +388,12 @@ class SubspaceModel(nn.Module):
         return tensors | {f"direct.{n}": params[n] for n in self._direct}
 
     @classmethod
-    def from_pretrained(cls, model: nn.Module, path: str | Path, revision: str | None = None) -> "SubspaceModel":
+    def from_pretrained(cls, model: nn.Module, path: str | Path, revision: str | None = None, *,
+                        base_weights: Mapping[str, torch.Tensor] | None = None) -> "SubspaceModel":
         """Rebuild the adapter saved in the folder or Hub repo id ``path`` on ``model`` (``revision``: the
-        Hub branch, tag or commit); refuses a different base model."""
-        return adapter_io.load(cls, model, path, revision)
+        Hub branch, tag or commit; ``base_weights``: where a model built on the meta device reads its tensors, one at
+        a time); refuses a different base model."""
+        return adapter_io.load(cls, model, path, revision, base_weights=base_weights)
 
     def check_base(self, raw: dict[str, Any], path: str | Path) -> None:
         """Refuse an adapter config made for other parameter names, shapes or base weights than the wrapped model's."""

@@ -50,13 +50,13 @@ def push(holder: AdapterHolder, repo_id: str, metadata: dict[str, Any] | None = 
         return upload_folder(tmp, repo_id, private=private, token=token, commit_message=commit_message)
 
 
-def load(cls: type[H], model: nn.Module, path: str | Path, revision: str | None = None) -> H:
-    """``cls(model, config)`` with the adapter at the folder or Hub repo id ``path`` loaded into it; a
+def load(cls: type[H], model: nn.Module, path: str | Path, revision: str | None = None, **options: Any) -> H:
+    """``cls(model, config, **options)`` with the adapter at the folder or Hub repo id ``path`` loaded into it; a
     different base model or a corrupt file is refused and ``model`` is left unwrapped."""
     path = resolve_adapter(path, revision)
     raw, shapes = open_adapter(path)
     try:
-        holder = cls(model, SubspaceConfig.from_dict(raw))  # type: ignore[call-arg]
+        holder = cls(model, SubspaceConfig.from_dict(raw), **options)  # type: ignore[call-arg]
     except (KeyError, ValueError, TypeError) as e:
         raise AdapterError(f"adapter at {path} does not fit this model: {e}") from e
     try:
