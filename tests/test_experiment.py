@@ -7,6 +7,7 @@ import pytest
 
 from intrinsic_dim.cli import main
 from intrinsic_dim.experiment import ExperimentError, load_experiment
+from intrinsic_dim.plan import plan
 
 SPEC = """
 name: tiny
@@ -196,6 +197,7 @@ def test_a_baseline_only_experiment_trains_full_fine_tuning_alone_and_plots_it_a
     spec = tmp_path / "budget.yaml"
     spec.write_text(BUDGET)
     out = tmp_path / "out"
+    assert {(r["method"], r["max_trials"]) for r in plan(load_experiment(spec))} == {("full", 3)}  # the dry run's table
     assert main(["experiment", str(spec), "--out", str(out), "--threads", "1"]) == 0
     rows = {r["run"]: r for r in json.loads((out / "summary.json").read_text())}
     for name, steps in (("x1", 5), ("x2", 10)):

@@ -72,7 +72,8 @@ def plan(exp: Experiment) -> list[dict[str, Any]]:
         params = parameter_count(d.model)
         trials = max_trials(spec)
         flops = 6 * params * t.batch_size * d.max_length * steps * trials if params and steps else None
-        rows.append({"run": run.name, "model": d.model, "task": d.task, "method": t.method, "params": params, "n_train": n_train,
+        method = "full" if spec.search.baseline_only else t.method
+        rows.append({"run": run.name, "model": d.model, "task": d.task, "method": method, "params": params, "n_train": n_train,
                      "steps_per_trial": steps, "max_trials": trials,
                      "gpu_hours": flops / GPU_FLOPS / 3600 if flops else None})
     return rows
