@@ -29,7 +29,13 @@ def die_always(spec: LoadOptions, cfg: TrialConfig) -> TrialResult:
 
 
 def die_beside_a_slow_trial(spec: LoadOptions, cfg: TrialConfig) -> TrialResult:
-    """Seed 1 kills its worker every time while seed 0 is still running (it takes 3 s); every trial else succeeds."""
+    """Seed 1 kills its worker every time, and never before seed 0 has started (a marker file in $DYING_WORKER_DIR),
+    so seed 0 (3 s) is in flight whenever the two run side by side; every trial else succeeds."""
+    started = Path(os.environ["DYING_WORKER_DIR"]) / "seed-0-started"
     if cfg.seed == 0:
+        started.touch()
         time.sleep(3)
+    deadline = time.monotonic() + 60
+    while cfg.seed == 1 and not started.exists() and time.monotonic() < deadline:
+        time.sleep(0.05)
     return die_always(spec, cfg)

@@ -321,6 +321,8 @@ def test_a_trial_lost_only_beside_a_dying_worker_is_not_charged(tmp_path, monkey
     from intrinsic_dim.executors import LoadOptions, LocalWorkers
     from intrinsic_dim.train import TrialConfig
 
+    monkeypatch.setenv("DYING_WORKER_DIR", str(tmp_path))
+
     workers = LocalWorkers(LoadOptions("fc-784-200-200-10", "mnist-5k", 40, 20, 16, 1), 2, say=lambda s: None,
                            trial=_dying_worker.die_beside_a_slow_trial)
     got = {}

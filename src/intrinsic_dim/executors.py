@@ -27,34 +27,7 @@ class Executor(Protocol):
 
     workers: int
 
-    def run_many(self, cfgs: Sequence[TrialConfig], on_done: OnDone) -> None:
-        lost = self._round(cfgs, range(len(cfgs)), on_done)
-        if not lost:
-            return
-        # a dying worker breaks the whole pool, so every trial in flight is lost with it; each runs once more alone,
-        # and only one that kills its worker alone as well is recorded as failed
-        self.say(f"a worker process died (killed, or out of memory) with {len(lost)} trial(s) in flight; finished trials are "
-                 "kept; rerunning the lost ones one at a time")
-        for i in lost:
-            if self._round(cfgs, [i], on_done):
-                self.say(f"trial {i} killed its worker again when run alone: recorded as failed")
-                on_done(i, lost_trial(self.spec, cfgs[i], "its worker process died twice while running it (killed, or out of memory)"))
-
-    def _round(self, cfgs: Sequence[TrialConfig], indices: Iterable[int], on_done: OnDone) -> list[int]:
-        """Run the trials ``indices`` on the pool; the ones lost to a broken pool (the pool is then replaced)."""
-        futures = {self.pool.submit(self.trial, self.spec, cfgs[i]): i for i in indices}
-        lost = []
-        for future in as_completed(futures):
-            try:
-                result = future.result()
-            except BrokenProcessPool:
-                lost.append(futures[future])
-                continue
-            on_done(futures[future], result)
-        if lost:
-            self.pool.shutdown(wait=False, cancel_futures=True)
-            self.pool = self._pool()
-        return sorted(lost)
+    def run_many(self, cfgs: Sequence[TrialConfig], on_done: OnDone) -> None: ...
 
     def close(self) -> None: ...
 
@@ -120,8 +93,9 @@ def lost_trial(spec: LoadOptions, cfg: TrialConfig, why: str) -> TrialResult:
 class LocalWorkers:
     """``workers`` spawned processes on this machine, each with ``spec.threads`` torch threads. A worker that dies
     (killed, out of memory) loses only the trials in flight: each runs once more, alone, on a fresh pool, and a trial
-    that kills its worker alone too is recorded as failed (an innocent trial lost beside it is not charged), so the sweep goes on with every finished trial kept. ``trial`` (a module-level
-    function, as a spawned process imports it) runs one trial; ``say`` prints what became of lost trials (default: stderr)."""
+    that kills its worker alone too is recorded as failed (an innocent trial lost beside it is not charged), so the
+    sweep goes on with every finished trial kept. ``trial`` (a module-level function, as a spawned process imports it)
+    runs one trial; ``say`` prints what became of lost trials (default: stderr)."""
 
     def __init__(self, spec: LoadOptions, workers: int, say: Callable[[str], None] | None = None,
                  trial: Callable[[LoadOptions, TrialConfig], TrialResult] = run_spec_trial) -> None:
@@ -135,31 +109,33 @@ class LocalWorkers:
         return ProcessPoolExecutor(self.workers, mp_context=multiprocessing.get_context("spawn"))
 
     def run_many(self, cfgs: Sequence[TrialConfig], on_done: OnDone) -> None:
-        pending, tries = list(range(len(cfgs))), dict.fromkeys(range(len(cfgs)), 0)
-        while pending:
-            futures = {self.pool.submit(self.trial, self.spec, cfgs[i]): i for i in pending}
-            lost = []
-            for future in as_completed(futures):
-                i = futures[future]
-                try:
-                    result = future.result()
-                except BrokenProcessPool:
-                    lost.append(i)
-                    continue
-                on_done(i, result)
-            if not lost:
-                return
+        lost = self._round(cfgs, range(len(cfgs)), on_done)
+        if not lost:
+            return
+        # a dying worker breaks the whole pool, so every trial in flight is lost with it; each runs once more alone,
+        # and only one that kills its worker alone as well is recorded as failed
+        self.say(f"a worker process died (killed, or out of memory) with {len(lost)} trial(s) in flight; finished trials are "
+                 "kept; rerunning the lost ones one at a time")
+        for i in lost:
+            if self._round(cfgs, [i], on_done):
+                self.say(f"trial {i} killed its worker again when run alone: recorded as failed")
+                on_done(i, lost_trial(self.spec, cfgs[i], "its worker process died twice while running it (killed, or out of memory)"))
+
+    def _round(self, cfgs: Sequence[TrialConfig], indices: Iterable[int], on_done: OnDone) -> list[int]:
+        """Run the trials ``indices`` on the pool; the ones lost to a broken pool (the pool is then replaced)."""
+        futures = {self.pool.submit(self.trial, self.spec, cfgs[i]): i for i in indices}
+        lost = []
+        for future in as_completed(futures):
+            try:
+                result = future.result()
+            except BrokenProcessPool:
+                lost.append(futures[future])
+                continue
+            on_done(futures[future], result)
+        if lost:
             self.pool.shutdown(wait=False, cancel_futures=True)
             self.pool = self._pool()
-            for i in lost:
-                tries[i] += 1
-            pending = sorted(i for i in lost if tries[i] < 2)
-            failed = sorted(i for i in lost if tries[i] >= 2)
-            self.say(f"a worker process died (killed, or out of memory) with {len(lost)} trial(s) in flight; finished trials are "
-                     f"kept; {f'rerunning {len(pending)} once' if pending else 'none left to rerun'}"
-                     f"{f', recording {len(failed)} lost twice as failed' if failed else ''}")
-            for i in failed:
-                on_done(i, lost_trial(self.spec, cfgs[i], "its worker process died twice while running it (killed, or out of memory)"))
+        return sorted(lost)
 
     def close(self) -> None:
         """Stop the worker processes (cancelling trials not started)."""
