@@ -110,7 +110,7 @@ def bench_kernels(quick: bool) -> list[dict]:
 def bench_memory(quick: bool, batch: int = 4, seq: int = 512) -> list[dict]:
     """Peak GPU memory of one bf16 training step above the weights: full fine-tuning, DID, SAID at ~1.1B
     parameters, DID, SAID and SAID on an int8 base at 7B (built on the meta device, materialised in bf16)."""
-    from intrinsic_dim.membench import build_llama, llama_spec
+    from intrinsic_dim.llamabench import build_llama, llama_spec
 
     out = []
     runs = [("llama-1b", m) for m in ("full", "did", "said")] + [("llama-7b", m) for m in ("did", "said", "said-int8")]

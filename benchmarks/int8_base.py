@@ -17,7 +17,7 @@ from typing import Any
 
 import torch
 
-from intrinsic_dim.membench import stored_bytes
+from intrinsic_dim.llamabench import stored_bytes
 from intrinsic_dim.search.measure import spec_factory, trial_templates
 from intrinsic_dim.spec import MeasureSpec
 from intrinsic_dim.subspace import SubspaceModel

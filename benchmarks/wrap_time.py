@@ -16,7 +16,7 @@ import torch
 
 from intrinsic_dim import SubspaceModel
 from intrinsic_dim.kernels import segment
-from intrinsic_dim.membench import LLAMA_SHAPES, build_llama, llama_spec
+from intrinsic_dim.llamabench import LLAMA_SHAPES, build_llama, llama_spec
 
 
 def main(argv: list[str] | None = None) -> int:

@@ -11,7 +11,7 @@ LAYERS = {
     "projection": 1, "quant": 1, "effective": 1, "lazyweights": 1,
     "groups": 2, "config": 2, "configfile": 2, "spec": 2, "specialise": 2,
     "subspace": 3, "adapter": 3, "results": 3, "tasks": 3,
-    "models": 4, "generative": 4, "distributed": 4, "hf": 4, "membench": 4,
+    "models": 4, "generative": 4, "distributed": 4, "hf": 4, "membench": 4, "llamabench": 4,
     "train": 5,
     "store": 6, "executors": 6, "tracking": 6,
     "search": 7,

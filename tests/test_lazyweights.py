@@ -11,7 +11,7 @@ from safetensors.torch import save_file
 from torch import nn
 
 from intrinsic_dim import SafetensorsWeights
-from intrinsic_dim.membench import llama_spec, measure_llama
+from intrinsic_dim.llamabench import llama_spec, measure_llama
 from intrinsic_dim.subspace import SubspaceModel
 
 

@@ -11,7 +11,7 @@ from torch import nn
 
 import intrinsic_dim as idim
 from intrinsic_dim import effective, projection
-from intrinsic_dim.membench import llama_spec, measure_llama
+from intrinsic_dim.llamabench import llama_spec, measure_llama
 from intrinsic_dim.subspace import SubspaceModel
 
 KINDS_LAYOUTS = [("dense", "stacked"), ("sparse", "stacked"), ("fastfood", "stacked"), ("fastfood", "per_tensor")]

@@ -3,7 +3,7 @@ and a skipped full fine-tuning that says what it would need."""
 
 import torch
 
-from intrinsic_dim.membench import LLAMA_SHAPES, build_llama, format_llama, llama_parameters, llama_spec, measure_llama
+from intrinsic_dim.llamabench import LLAMA_SHAPES, build_llama, format_llama, llama_parameters, llama_spec, measure_llama
 
 
 def test_named_shapes_count_as_built_and_the_7b_one_is_7b():
@@ -19,7 +19,7 @@ def test_named_shapes_count_as_built_and_the_7b_one_is_7b():
 
 
 def test_full_finetuning_that_cannot_fit_is_not_run_but_sized(monkeypatch):
-    monkeypatch.setattr("intrinsic_dim.membench.available_bytes", lambda: 1 << 30)
+    monkeypatch.setattr("intrinsic_dim.llamabench.available_bytes", lambda: 1 << 30)
     rec = measure_llama(llama_spec("full", "llama-7b"))
     assert rec["skipped"] == "does not fit" and rec["mixed_precision_bytes"] == 16 * rec["parameters"]
     assert "needs" in format_llama([rec]) and "16 B/param" in format_llama([rec])

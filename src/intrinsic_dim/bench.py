@@ -2,7 +2,7 @@
 
 ``python -m intrinsic_dim.bench [--quick] [--json FILE] [--threads N]`` runs the kernel benchmarks
 (kernelbench.py); ``--memory`` the training-step memory benchmarks (membench.py), of a Llama-shaped model
-with ``--shape`` or ``--hidden``; ``--sweep-cost`` the cost of whole d90 sweeps (sweepcost.py).
+with ``--shape`` or ``--hidden`` (llamabench.py); ``--sweep-cost`` the cost of whole d90 sweeps (sweepcost.py).
 """
 
 from __future__ import annotations
@@ -15,7 +15,8 @@ import torch
 
 from intrinsic_dim.kernelbench import bench_step_ratio, check_targets, format_table, run_bench
 from intrinsic_dim.kernels import native
-from intrinsic_dim.membench import LLAMA_METHODS, LLAMA_SHAPES, MALLOC
+from intrinsic_dim.llamabench import LLAMA_METHODS, LLAMA_SHAPES, format_llama, llama_spec, measure_llama
+from intrinsic_dim.membench import MALLOC
 from intrinsic_dim.store import output_file_problem
 
 
@@ -91,8 +92,6 @@ def _memory_main(args: argparse.Namespace) -> int:
 
 
 def _llama_main(args: argparse.Namespace) -> int:
-    from intrinsic_dim.membench import format_llama, llama_spec, measure_llama
-
     methods = [m for m in args.methods.split(",") if m]
     unknown = sorted(set(methods) - set(LLAMA_METHODS))
     if unknown:
