@@ -1,38 +1,57 @@
-"""Stores written by earlier versions resume: the trial keys that today's spec and TrialConfig produce find the
-committed trials (the key rules live in ``results.stored_key``)."""
+"""Stores written by earlier versions resume: for every committed run of every experiment file, the trial keys that
+today's spec and TrialConfig produce find the committed trials (the key rules live in ``results.stored_key``), so a
+changed default or a re-spelled setting that would retrain a committed run fails here."""
 
 from dataclasses import replace
 from pathlib import Path
 
 import pytest
 
-from intrinsic_dim.experiment import load_experiment
+from intrinsic_dim.experiment import ExperimentError, load_experiment
 from intrinsic_dim.search import trial_templates
-from intrinsic_dim.store import Store
+from intrinsic_dim.store import DB_NAME, Store
 from intrinsic_dim.train import TrialConfig
 
 ROOT = Path(__file__).resolve().parents[1]
-RUNS = [("aghajanyan2021_minilm", "tweets-said"), ("aghajanyan2021_minilm", "tweets-did"), ("li2018_mnist", "lenet-own"),
-        ("minilm_tweets_lora", "lora")]
 
 
-@pytest.mark.parametrize("experiment, run", RUNS)
-def test_every_committed_trial_is_found_by_the_key_todays_code_builds(experiment, run):
-    run_dir = ROOT / "experiments" / "results" / experiment / run
-    if not (run_dir / "trials.sqlite").is_file():
-        pytest.skip(f"{run_dir} has no committed store")
-    exp = load_experiment(ROOT / "experiments" / f"{experiment}.yaml")
+def _committed_runs() -> list[tuple[Path, str]]:
+    """(experiment file, run name) of every run whose store is committed; files that are not experiments are skipped."""
+    out = []
+    for path in sorted((ROOT / "experiments").glob("*.yaml")):
+        try:
+            exp = load_experiment(path)
+        except ExperimentError:  # pre-training configs and single-measure config files
+            continue
+        out += [(path, r.name) for r in exp.runs if (ROOT / "experiments" / "results" / exp.name / r.name / DB_NAME).is_file()]
+    return out
+
+
+RUNS = _committed_runs()
+
+
+def test_the_committed_runs_are_found():
+    assert len(RUNS) >= 100 and (ROOT / "experiments" / "li2018_mnist.yaml", "fc-abs") in RUNS
+
+
+@pytest.mark.parametrize("path, run", RUNS, ids=[f"{p.stem}/{r}" for p, r in RUNS])
+def test_every_committed_trial_is_found_by_the_key_todays_code_builds(path, run):
+    exp = load_experiment(path)
     spec = next(r.spec for r in exp.runs if r.name == run)
     trial, full = trial_templates(spec)
-    store = Store(run_dir, read_only=True)
+    searched = set(spec.search.lr_search or ())
+    store = Store(ROOT / "experiments" / "results" / exp.name / run, read_only=True)
     try:
         rows = store.rows()
         assert rows
         for row in rows:
             assert store.get(TrialConfig(**row["config"]).to_dict()) is not None, row["config"]
+            if row["role"] not in ("baseline", "search"):
+                continue
             template = full if row["config"]["method"] == "full" else trial
-            if row["role"] in ("baseline", "search"):
-                rebuilt = replace(template, d=row["config"]["d"], seed=row["config"]["seed"])
-                assert store.get(rebuilt.to_dict()) is not None, f"the spec of {run} no longer finds {row['config']}"
+            if template is trial and row["config"].get("lr") in searched:  # the rate the run's rate search chose
+                template = replace(template, lr=row["config"]["lr"])
+            rebuilt = replace(template, d=row["config"]["d"], seed=row["config"]["seed"])
+            assert store.get(rebuilt.to_dict()) is not None, f"the spec of {run} no longer finds {row['config']}"
     finally:
         store.close()

@@ -135,6 +135,18 @@ def test_run_dir_of_other_configuration_is_refused(tmp_path):
         measure_d90(None, _task(), run_dir=tmp_path, run_config={"model": "b", "task": "t"}, **kw)
 
 
+def test_a_key_stored_with_another_number_type_is_found_and_its_run_resumes(tmp_path):
+    store = Store(tmp_path)  # stores written when epochs were ints hold "epochs":30 where today's key says 30.0
+    store.check_run_config({"model": "m", "max_train": 2000})
+    old = TrialConfig(d=10, epochs=30).to_dict() | {"epochs": 30}
+    store.put("search", TrialResult(config=old, status="ok", metric=0.5))
+    assert store.get(TrialConfig(d=10, epochs=30.0).to_dict())["metric"] == 0.5
+    assert store.get(TrialConfig(d=10, epochs=31.0).to_dict()) is None
+    store.check_run_config({"model": "m", "max_train": 2000.0})
+    with pytest.raises(RunConfigMismatch, match="max_train"):
+        store.check_run_config({"model": "m", "max_train": 2001})
+
+
 def test_store_rows_and_csv(tmp_path):
     store = Store(tmp_path)
     cfg = TrialConfig(d=10)

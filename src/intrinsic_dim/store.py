@@ -314,11 +314,12 @@ class Store:
         replaced, so the corrected command runs in the same directory."""
         want = config_key(run_config)
         row = self.db.execute("SELECT value FROM meta WHERE key = 'run_config'").fetchone()
-        if row is None or (row[0] != want and self.db.execute("SELECT COUNT(*) FROM trials").fetchone()[0] == 0):
+        same = row is not None and (row[0] == want or self._json(row[0], "run configuration") == json.loads(want))  # 2 == 2.0
+        if row is None or (not same and self.db.execute("SELECT COUNT(*) FROM trials").fetchone()[0] == 0):
             with self.db:
                 self.db.execute("INSERT OR REPLACE INTO meta VALUES ('run_config', ?)", (want,))
             return
-        if row[0] != want:
+        if not same:
             old = self._json(row[0], "run configuration")
             diff = {k: (old.get(k), run_config.get(k)) for k in sorted(set(old) | set(run_config)) if old.get(k) != run_config.get(k)}
             raise RunConfigMismatch(
@@ -330,7 +331,10 @@ class Store:
         """The stored row of the trial with this configuration, if it finished before."""
         cur = self.db.execute("SELECT * FROM trials WHERE config_key = ?", (config_key(config),))
         row = cur.fetchone()
-        return self._row(cur, row) if row else None
+        if row:
+            return self._row(cur, row)
+        # a key written while a setting was spelled as another number type (epochs 30 before epochs were floats: 30.0)
+        return next((r for r in self.rows() if r["config"] == config), None)
 
     def get_ignoring(self, config: dict[str, Any], ignore: Sequence[str]) -> dict[str, Any] | None:
         """The first stored row whose configuration equals ``config`` once the ``ignore`` settings are left out of both."""
