@@ -61,6 +61,9 @@ def test_seed_and_d_ranges_for_train(capsys):
         ({"max_train": 0}, "max_train"),
         ({"modle": "x"}, "unknown option 'modle'"),
         ({"epochs": None}, "epochs: expected a value"),
+        ({"gap_examples": -1}, "gap_examples: expected a non-negative integer or 'test'"),
+        ({"gap_examples": "half"}, "gap_examples: expected an integer"),
+        ({"select_examples": 0}, "select_examples"),
         ({"said": True, "method": "did"}, "contradicts"),
     ],
 )
@@ -74,6 +77,9 @@ def test_good_config_values_are_converted():
     spec = MeasureSpec.from_dict({"dims": [100, 300], "max_train": "all", "seeds": "3", "said": False, "lr_search": 0.1})
     assert spec.search.dims == (100, 300) and spec.data.max_train is None and spec.search.seeds == 3
     assert spec.trial.method == "did" and not spec.said and spec.search.lr_search == (0.1,)
+    assert (spec.trial.select_examples, spec.trial.gap_examples, spec.search.seed_rule) == (250, 0, "sequential")  # defaults
+    old = MeasureSpec.from_dict({"select_examples": "all", "gap_examples": "test", "seed_rule": "all"})
+    assert (old.trial.select_examples, old.trial.gap_examples) == (None, None) and MeasureSpec.from_dict(old.to_dict()) == old
 
 
 def test_the_spec_round_trips_through_its_dict_and_yaml(tmp_path):

@@ -12,7 +12,7 @@ from intrinsic_dim.plan import plan
 SPEC = """
 name: tiny
 defaults: {task: mnist-5k, said: false, max_train: 300, max_eval: 60, max_steps: 40, batch_size: 64, seeds: 3,
-           dims: [20, 2000], baseline: 1.0, quiet: true}
+           dims: [20, 2000], baseline: 1.0, quiet: true, gap_examples: test}
 runs:
   - {name: a, model: fc-784-200-200-10, label: {n: 300}}
   - {name: b, model: fc-784-200-200-10, curve: true, max_train: 150, label: {n: 150}}

@@ -54,7 +54,8 @@ def test_trial_trains_its_whole_budget_and_reports_the_selected_checkpoint_on_te
             return evaluate(model, loaded_, task_, split, batch_size)
 
         monkeypatch.setattr(train, "evaluate", scripted)
-        cfg = TrialConfig(d=50, seed=0, max_steps=8, eval_every=2, batch_size=8, lr=0.5, select=select)
+        cfg = TrialConfig(d=50, seed=0, max_steps=8, eval_every=2, batch_size=8, lr=0.5, select=select, select_examples=None,
+                          gap_examples=None)  # every evaluation on the whole validation split; a training sample as large as test
         model, res = train_model(loaded, task, cfg, progress=False)
         monkeypatch.undo()
         assert res.ok and res.steps == 8 and res.curve == [(2, 0.2), (4, 0.9), (6, 0.1), (8, 0.3)]
@@ -106,7 +107,8 @@ def test_a_trial_has_one_key_whether_numbers_come_as_int_or_float():
 
 def test_an_explicit_evaluation_budget_selects_on_a_subset_and_skips_the_gap_sample(monkeypatch):
     """select_examples: checkpoints are compared on a fixed subset of validation, and the chosen one is measured on
-    the whole split once; gap_examples 0: no training-sample evaluation. Both leave the default trial's key alone."""
+    the whole split once; gap_examples 0: no training-sample evaluation. The old settings (whole split, a sample as
+    large as test) leave a trial's key as stores written before them hold it; the new defaults are part of the key."""
     import intrinsic_dim.train as train
 
     task = _task()
@@ -122,7 +124,9 @@ def test_an_explicit_evaluation_budget_selects_on_a_subset_and_skips_the_gap_sam
     _, res = train_model(loaded, task, cfg, progress=False)
     assert res.ok and sizes == [10, 10, 32, 32]  # two selections on the subset, validation once, test once
     assert math.isnan(res.train_metric) and res.train_sample == ""
-    assert "select_examples" in cfg.to_dict() and "select_examples" not in TrialConfig(d=50).to_dict()
+    old = TrialConfig(d=50, select_examples=None, gap_examples=None).to_dict()
+    assert "select_examples" not in old and "gap_examples" not in old
+    assert TrialConfig(d=50).to_dict()["select_examples"] == 250 and TrialConfig(d=50).to_dict()["gap_examples"] == 0
 
 
 

@@ -43,7 +43,7 @@ def _sub_default(name: str) -> Any:
 
 def _opt(default: Any, help: str, kind: str = "", choices: tuple[str, ...] | None = None,
          check: tuple[Callable[[Any], bool], str] | None = None) -> Any:
-    """A spec field: its default, help text, value kind (int, float, ints, floats, limit, text, texts, names, flag) and range."""
+    """A spec field: its default, help text, value kind (int, float, ints, floats, limit, gap, text, texts, names, flag) and range."""
     return field(default=default, metadata={"help": help, "kind": kind, "choices": choices, "check": check})
 
 
@@ -82,7 +82,7 @@ def _scalar(kind: type, value: Any) -> Any:
 
 def _convert(kind: str, value: Any, default: Any) -> Any:
     if value is None:
-        if default is not None and kind != "limit":
+        if default is not None and kind not in ("limit", "gap"):
             raise TypeError(f"expected a value (default {default!r}), got null")
         return None
     if kind == "flag":
@@ -97,6 +97,13 @@ def _convert(kind: str, value: Any, default: Any) -> Any:
         n = _scalar(int, value)
         if n < 1:
             raise ValueError(f"expected a positive integer or 'all', got {show(value)}")
+        return n
+    if kind == "gap":  # a count, or "test": as many as the test split
+        if isinstance(value, str) and value.strip().lower() == "test":
+            return None
+        n = _scalar(int, value)
+        if n < 0:
+            raise ValueError(f"expected a non-negative integer or 'test', got {show(value)}")
         return n
     if kind in ("ints", "floats"):
         items = value.replace(",", " ").split() if isinstance(value, str) else (value if isinstance(value, (list, tuple)) else [value])
@@ -162,9 +169,10 @@ class SearchSpec(_Part):
     fraction: float = _opt(0.9, "threshold fraction of the baseline (0.9: d90)", "float",
                            check=(lambda v: _positive(v) and v <= 1.5, "a number in (0, 1.5]"))
     precision: float = _opt(0.3, "stop bisecting when hi / lo <= 1 + precision", "float", check=(_positive, "a positive number"))
-    seed_rule: str = _opt("all", "all: every point gets --seeds seeds; sequential: seeds only while a point's verdict is open (its "
-                          "mean within 3 standard errors of tau, seed noise pooled from the baseline and the points), and "
-                          "bisection stops once the bracket's ends are within the seed noise (docs/search.md)", "text", SEED_RULES)
+    seed_rule: str = _opt("sequential", "sequential: seeds only while a point's verdict is open (its mean within 3 standard errors "
+                          "of tau, seed noise pooled from the baseline and the points), and bisection stops once the bracket's "
+                          "ends are within the seed noise; all: every point gets --seeds seeds (the rule of the committed experiments) "
+                          "(docs/search.md)", "text", SEED_RULES)
     curve: bool = _opt(False, "train every --dims point to the full budget and take d90 from them (for figures) instead of searching",
                        "flag")
     baseline_only: bool = _opt(False, "train the full fine-tuning baseline (and its --full-lr-search) and stop: no subspace trial, "
@@ -206,12 +214,12 @@ class TrialSpec(_Part):
                                   "int", check=_POS_INT)
     select: str = _opt("best", "report the checkpoint with the best validation metric, or the final one; either is reported on "
                        "the test split", "text", SELECT)
-    select_examples: int | None = _opt(None, "validation examples (a fixed random subset) the checkpoint is chosen on while a trial "
-                                       "trains; the chosen one is then measured on the whole validation split once (default: the "
-                                       "whole split at every evaluation)", "int", check=_POS_INT)
-    gap_examples: int | None = _opt(None, "training examples the chosen checkpoint is evaluated on for the generalisation gap; 0 "
-                                    "skips it (default: as many as the test split)", "int",
-                                    check=(lambda v: v >= 0, "a non-negative integer"))
+    select_examples: int | None = _opt(250, "validation examples (a fixed random subset) the checkpoint is chosen on while a trial "
+                                       "trains; the chosen one is then measured on the whole validation split once; 'all': the "
+                                       "whole split at every evaluation (the committed experiments)", "limit", check=_POS_INT)
+    gap_examples: int | None = _opt(0, "training examples the chosen checkpoint is evaluated on for the generalisation gap; 0 "
+                                    "skips it; 'test': as many as the test split (the committed experiments)", "gap",
+                                    check=(lambda v: v >= 0, "a non-negative integer or 'test'"))
     autocast: str | None = _opt(None, "bf16: the training steps' forward pass under torch.autocast in bfloat16 (fast on GPUs and on "
                                 "CPUs with AVX512-BF16 or AMX, emulated and slower elsewhere); P(z) and evaluation stay float32. "
                                 "Without it, float32 throughout", "text", AUTOCAST)
