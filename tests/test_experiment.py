@@ -34,6 +34,8 @@ def test_experiment_runs_in_parts_resumes_and_summarises(tmp_path, capsys):
     assert [r["run"] for r in rows] == ["a", "b"] and rows[1]["status"] == "not run"
     assert (rows[1]["method"], rows[1]["model"], rows[1]["n"]) == ("did", "fc-784-200-200-10", 150)
     assert ROW_KEYS <= set(rows[0]) and rows[0]["n"] == 300 and rows[0]["method"] == "did" and rows[0]["threads"] == 1
+    assert (rows[0]["seed_rule"], rows[0]["select_examples"], rows[0]["gap_examples"]) == ("sequential", 250, None)
+    assert rows[0]["cost_full_trials"] is None and rows[0]["wall_s"] > 0  # a given baseline: no full fine-tuning to count in
     assert json.loads((out / "a" / "provenance.json").read_text())["command"].startswith("intrinsic-dim experiment")
     assert main(["experiment", str(spec), "--out", str(out), "--threads", "1"]) == 0
     text = capsys.readouterr().out

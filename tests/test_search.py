@@ -147,6 +147,13 @@ def test_a_key_stored_with_another_number_type_is_found_and_its_run_resumes(tmp_
         store.check_run_config({"model": "m", "max_train": 2001})
 
 
+def test_the_cost_of_a_d90_is_counted_in_its_own_full_fine_tunings():
+    from intrinsic_dim.search.stats import cost_in_full_trials
+
+    assert cost_in_full_trials([("full", 2.0), ("subspace", 4.0), ("full", 4.0), ("subspace", 5.0)]) == 15.0 / 3.0
+    assert cost_in_full_trials([("subspace", 4.0)]) is None
+
+
 def test_store_rows_and_csv(tmp_path):
     store = Store(tmp_path)
     cfg = TrialConfig(d=10)

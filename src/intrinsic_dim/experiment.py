@@ -44,6 +44,7 @@ from intrinsic_dim.configfile import ConfigFileError, load_mapping, show
 from intrinsic_dim.report import (RESULT_NAME, knife_edge, load_result, plot_curves, plot_d90_against, plot_field_against, plot_gap,
                                   plot_gap_against_bound, write_report)
 from intrinsic_dim.search import BaselineError
+from intrinsic_dim.search.stats import cost_in_full_trials, mean
 from intrinsic_dim.spec import MeasureSpec
 
 SUMMARY = "summary.json"
@@ -238,8 +239,18 @@ def summary_row(name: str, r: dict[str, Any], label: dict[str, Any] | None = Non
         "d90": r["d90"], "crossing": r["crossing"], "bracket": r.get("bracket"), "interval": r.get("interval"),
         "status": r["status"], "monotone": r.get("monotone"), "knife_edge": knife_edge(r), "gap_at_d90": _gap_at(r, r["d90"]),
         "bound_sqrt_d90_over_n": r.get("bound_sqrt_d90_over_n"), "trials": len(r["trials"]),
-        "compute_s": r["compute_s"], "threads": r.get("threads"), **_checkpoint_fields(r["model"]), **(label or {}),
+        "compute_s": r["compute_s"], "wall_s": r.get("wall_s"), "threads": r.get("threads"), **_cost_fields(r),
+        **_checkpoint_fields(r["model"]), **(label or {}),
     }
+
+
+def _cost_fields(r: dict[str, Any]) -> dict[str, Any]:
+    """The search and evaluation settings a d90 was measured with and what it cost: in full fine-tunings of its own, and
+    the mean full fine-tuning trial's seconds (so that runs of other settings can be put in one unit)."""
+    b, trials = r.get("budget") or {}, [(t["config"].get("method"), t.get("wall_s") or 0.0) for t in r["trials"]]
+    full = [w for m, w in trials if m == "full" and w > 0]
+    return {"seed_rule": r.get("seed_rule", "all"), "select_examples": b.get("select_examples"), "gap_examples": b.get("gap_examples"),
+            "cost_full_trials": cost_in_full_trials(trials), "full_trial_s": mean(full) if full else None}
 
 
 def _checkpoint_fields(model: str) -> dict[str, Any]:

@@ -16,7 +16,8 @@ from intrinsic_dim.groups import subspace_extent
 from intrinsic_dim.results import TrialResult
 from intrinsic_dim.search.result import D90Result, method_of, trial_entry
 from intrinsic_dim.search.stats import (
-    MIN_SEEDS_FOR_INTERVAL, BaselineError, bootstrap_interval, check_baseline, crossing, mean, pass_margin, threshold,
+    MIN_SEEDS_FOR_INTERVAL, BaselineError, bootstrap_interval, check_baseline, cost_in_full_trials, crossing, mean, pass_margin,
+    threshold,
 )
 from intrinsic_dim.search.sweep import Sweep, rate_search, reuse_stores, search_grid, shared_stores
 from intrinsic_dim.spec import MeasureSpec, SearchSpec
@@ -338,5 +339,4 @@ def _result(s: Sweep, task: Task, q: SearchSpec, b: _Baseline, full_template: Tr
 def _cost(s: Sweep) -> float | None:
     """Every trial's wall time over the mean full fine-tuning trial's: what the d90 cost in full fine-tunings
     (None without a measured baseline trial)."""
-    full = [r.wall_s for r in s.done.values() if r.config.get("method") == "full" and r.wall_s > 0]
-    return sum(r.wall_s for r in s.done.values()) / mean(full) if full else None
+    return cost_in_full_trials([(r.config.get("method"), r.wall_s) for r in s.done.values()])

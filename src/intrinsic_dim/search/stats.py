@@ -21,6 +21,13 @@ def mean(values: Sequence[float]) -> float:
     return sum(values) / len(values) if values else float("nan")
 
 
+def cost_in_full_trials(trials: Sequence[tuple[str, float]]) -> float | None:
+    """What a d90 cost, in full fine-tunings: the wall time of every trial (method, seconds) over the mean of its full
+    fine-tuning trials' (None without one)."""
+    full = [w for m, w in trials if m == "full" and w > 0]
+    return sum(w for _, w in trials) / mean(full) if full else None
+
+
 def point_stats(results: Sequence[TrialResult]) -> dict[str, Any]:
     ok = [r for r in results if r.ok]
     vals = [r.metric for r in ok]
