@@ -109,6 +109,20 @@ def test_legends_sit_outside_the_data():
         assert not overlaps(legend.get_window_extent(renderer), fig.axes[0].get_window_extent(fig.canvas.get_renderer()))
 
 
+def test_a_legend_of_long_labels_stays_inside_the_figure():
+    """Six labels as long as the MiniLM experiment's (run: model / task (method, projection, layout)) fit the saved image."""
+    from intrinsic_dim.report.figure import legend_below, new_figure
+
+    plt, fig, ax = new_figure()
+    lines = [ax.plot([1, 2], [k, k])[0] for k in range(6)]
+    legend_below(fig, lines, [f"tweets-said-pertensor-{k}: minilm-l6 / tweet-sentiment (SAID, fastfood, per_tensor/released)"
+                              for k in range(6)])
+    drawn(fig)
+    box, frame = fig.legends[0].get_window_extent(fig.canvas.get_renderer()), fig.bbox
+    plt.close(fig)
+    assert frame.x0 <= box.x0 and box.x1 <= frame.x1 and frame.y0 <= box.y0
+
+
 def test_a_loss_plot_names_its_threshold_rule_and_no_chance_level():
     def texts(r):
         return [t.get_text() for ax in curves_figure([r]).axes if ax.get_legend() for t in ax.get_legend().get_texts()]

@@ -70,8 +70,14 @@ def drop_figure(path: Path) -> list[Path]:
     return []
 
 
+LEGEND_TWO_COLUMN_CHARS = 60
+"""The longest label two legend columns hold in a 7-inch figure at 7 points."""
+
+
 def legend_below(fig: Any, handles: list[Any], labels: list[str], title: str | None = None) -> None:
-    """The figure's legend under its axes (outside the data), in two columns when long."""
+    """The figure's legend under its axes (outside the data): in two columns when it has many entries and they are short
+    enough to fit side by side in the figure's width, else in one."""
     if handles:
-        fig.legend(handles, labels, loc="outside lower center", fontsize=7, ncols=2 if len(handles) > 3 else 1, title=title,
+        two = len(handles) > 3 and max(len(label) for label in labels) <= LEGEND_TWO_COLUMN_CHARS
+        fig.legend(handles, labels, loc="outside lower center", fontsize=7, ncols=2 if two else 1, title=title,
                    title_fontsize=7, frameon=False)
