@@ -70,14 +70,12 @@ def drop_figure(path: Path) -> list[Path]:
     return []
 
 
-LEGEND_TWO_COLUMN_CHARS = 60
-"""The longest label two legend columns hold in a 7-inch figure at 7 points."""
-
-
 def legend_below(fig: Any, handles: list[Any], labels: list[str], title: str | None = None) -> None:
-    """The figure's legend under its axes (outside the data): in two columns when it has many entries and they are short
-    enough to fit side by side in the figure's width, else in one."""
-    if handles:
-        two = len(handles) > 3 and max(len(label) for label in labels) <= LEGEND_TWO_COLUMN_CHARS
-        fig.legend(handles, labels, loc="outside lower center", fontsize=7, ncols=2 if two else 1, title=title,
-                   title_fontsize=7, frameon=False)
+    """The figure's legend under its axes (outside the data): in two columns when it has many entries and they fit side
+    by side in the figure's width, else in one."""
+    for ncols in ((2, 1) if len(handles) > 3 else (1,) if handles else ()):
+        legend = fig.legend(handles, labels, loc="outside lower center", fontsize=7, ncols=ncols, title=title,
+                            title_fontsize=7, frameon=False)
+        if ncols == 1 or legend.get_window_extent(fig.canvas.get_renderer()).width <= fig.bbox.width:
+            return
+        legend.remove()
