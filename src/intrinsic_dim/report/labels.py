@@ -107,7 +107,9 @@ def format_bracket(bracket: Sequence[int | None] | None) -> str:
 def budget_text(r: dict[str, Any]) -> str:
     """A run's budget in one line: data sizes, steps, batch, rates, checkpoint rule, baseline, mode and seeds."""
     b = r.get("budget") or {}
-    select = {"best": "checkpoint selected on validation", "final": "final checkpoint"}.get(b.get("select"), "")
+    subset = f" ({b['select_examples']:,} examples)" if b.get("select_examples") else ""
+    select = {"best": f"checkpoint selected on validation{subset}", "final": "final checkpoint"}.get(b.get("select"), "")
+    seed_rule = ", sequential seed rule" if r.get("seed_rule") == "sequential" else ""
     full_lr = f"full fine-tuning lr {b['full_lr_policy']}; " if b.get("full_lr_policy") else ""
     if r.get("status") == "baseline_only":
         return (f"n_train {r['n_train']:,}, validation {fmt(b.get('n_val', '?'))}, test {fmt(b.get('n_test', '?'))}; "
@@ -115,7 +117,8 @@ def budget_text(r: dict[str, Any]) -> str:
                 f"{r.get('seeds', '?')} seed(s); no subspace trial")
     return (f"n_train {r['n_train']:,}, validation {fmt(b.get('n_val', '?'))}, test {fmt(b.get('n_test', '?'))}; "
             f"{b.get('steps_per_trial', '?')} steps per trial, batch {b.get('batch_size', '?')}; lr {b.get('lr_policy', '?')}; "
-            f"{full_lr}{select}; baseline: {r['baseline_source']}; {r.get('mode', 'search')} mode, {r.get('seeds', '?')} seed(s)")
+            f"{full_lr}{select}; baseline: {r['baseline_source']}; {r.get('mode', 'search')} mode, {r.get('seeds', '?')} seed(s)"
+            f"{seed_rule}")
 
 
 def as_float(v: Any) -> float:
