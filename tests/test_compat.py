@@ -40,7 +40,7 @@ def test_every_committed_trial_is_found_by_the_key_todays_code_builds(path, run)
     exp = load_experiment(path)
     spec = next(r.spec for r in exp.runs if r.name == run)
     trial, full = trial_templates(spec)
-    searched = set(spec.search.lr_search or ())
+    searched = {"subspace": set(spec.search.lr_search or ()), "full": set(spec.search.full_lr_search or ())}
     store = Store(ROOT / "experiments" / "results" / exp.name / run, read_only=True)
     try:
         rows = store.rows()
@@ -51,7 +51,7 @@ def test_every_committed_trial_is_found_by_the_key_todays_code_builds(path, run)
             if row["role"] not in ("baseline", "search"):
                 continue
             template = full if row["config"]["method"] == "full" else trial
-            if template is trial and row["config"].get("lr") in searched:  # the rate the run's rate search chose
+            if row["config"].get("lr") in searched.get(row["config"]["method"], ()):  # the rate the run's rate search chose
                 template = replace(template, lr=row["config"]["lr"])
             rebuilt = replace(template, d=row["config"]["d"], seed=row["config"]["seed"])
             assert store.get(rebuilt.to_dict()) is not None, f"the spec of {run} no longer finds {row['config']}"
