@@ -44,7 +44,7 @@ from intrinsic_dim.configfile import ConfigFileError, load_mapping, show
 from intrinsic_dim.report import (RESULT_NAME, knife_edge, load_result, plot_curves, plot_d90_against, plot_field_against, plot_gap,
                                   plot_gap_against_bound, write_report)
 from intrinsic_dim.search import BaselineError
-from intrinsic_dim.search.stats import cost_in_full_trials, mean
+from intrinsic_dim.search.stats import cost_in_full_trials, full_trial_s
 from intrinsic_dim.spec import MeasureSpec
 
 SUMMARY = "summary.json"
@@ -248,9 +248,8 @@ def _cost_fields(r: dict[str, Any]) -> dict[str, Any]:
     """The search and evaluation settings a d90 was measured with and what it cost: in full fine-tunings of its own, and
     the mean full fine-tuning trial's seconds (so that runs of other settings can be put in one unit)."""
     b, trials = r.get("budget") or {}, [(t["config"].get("method"), t.get("wall_s") or 0.0) for t in r["trials"]]
-    full = [w for m, w in trials if m == "full" and w > 0]
     return {"seed_rule": r.get("seed_rule", "all"), "select_examples": b.get("select_examples"), "gap_examples": b.get("gap_examples"),
-            "cost_full_trials": cost_in_full_trials(trials), "full_trial_s": mean(full) if full else None}
+            "cost_full_trials": cost_in_full_trials(trials), "full_trial_s": full_trial_s(trials)}
 
 
 def _checkpoint_fields(model: str) -> dict[str, Any]:

@@ -80,9 +80,13 @@ def _scalar(kind: type, value: Any) -> Any:
     return kind(value)
 
 
+_COUNTS = {"limit": (("all", "none"), 1, "a positive integer or 'all'"), "gap": (("test",), 0, "a non-negative integer or 'test'")}
+"""Count kinds: the words that mean None (no limit; as many as the test split), the least count, and how to ask for one."""
+
+
 def _convert(kind: str, value: Any, default: Any) -> Any:
     if value is None:
-        if default is not None and kind not in ("limit", "gap"):
+        if default is not None and kind not in _COUNTS:
             raise TypeError(f"expected a value (default {default!r}), got null")
         return None
     if kind == "flag":
@@ -91,19 +95,13 @@ def _convert(kind: str, value: Any, default: Any) -> Any:
         return value
     if kind in ("int", "float"):
         return _scalar(int if kind == "int" else float, value)
-    if kind == "limit":
-        if isinstance(value, str) and value.strip().lower() in ("all", "none"):
+    if kind in _COUNTS:
+        words, least, what = _COUNTS[kind]
+        if isinstance(value, str) and value.strip().lower() in words:
             return None
         n = _scalar(int, value)
-        if n < 1:
-            raise ValueError(f"expected a positive integer or 'all', got {show(value)}")
-        return n
-    if kind == "gap":  # a count, or "test": as many as the test split
-        if isinstance(value, str) and value.strip().lower() == "test":
-            return None
-        n = _scalar(int, value)
-        if n < 0:
-            raise ValueError(f"expected a non-negative integer or 'test', got {show(value)}")
+        if n < least:
+            raise ValueError(f"expected {what}, got {show(value)}")
         return n
     if kind in ("ints", "floats"):
         items = value.replace(",", " ").split() if isinstance(value, str) else (value if isinstance(value, (list, tuple)) else [value])

@@ -21,11 +21,17 @@ def mean(values: Sequence[float]) -> float:
     return sum(values) / len(values) if values else float("nan")
 
 
+def full_trial_s(trials: Sequence[tuple[str, float]]) -> float | None:
+    """The mean wall time of the full fine-tuning trials among (method, seconds) pairs (None without one)."""
+    full = [w for m, w in trials if m == "full" and w > 0]
+    return mean(full) if full else None
+
+
 def cost_in_full_trials(trials: Sequence[tuple[str, float]]) -> float | None:
     """What a d90 cost, in full fine-tunings: the wall time of every trial (method, seconds) over the mean of its full
     fine-tuning trials' (None without one)."""
-    full = [w for m, w in trials if m == "full" and w > 0]
-    return sum(w for _, w in trials) / mean(full) if full else None
+    unit = full_trial_s(trials)
+    return sum(w for _, w in trials) / unit if unit else None
 
 
 def point_stats(results: Sequence[TrialResult]) -> dict[str, Any]:
