@@ -156,7 +156,32 @@ def test_segment_adjoint(case):
     assert abs(lhs - rhs).item() <= 1e-12 * (1 + abs(lhs).item()) * n**0.5
 
 
-@pytest.mark.parametrize("d,n,nblocks", [(100, 128, 3000), (5000, 8192, 5), (3000, 1 << 16, 3), (9, 1 << 18, 1)])
+@pytest.mark.parametrize("nblocks,out_len,block0", [(1, 1, 0), (7, 7, 3), (1003, 1003, 11), (40, 37, 0)])
+@pytest.mark.parametrize("dtype", [torch.float32, torch.float64])
+def test_unit_blocks_exact(lib, nblocks, out_len, block0, dtype):
+    """Blocks of one element (a SAID run one dimension above its scales): each output is
+    (B_b z_0 G_b) scale, and the transpose sums B_b G_b scale y_b in order, chunk by chunk, in float64
+    -- bit for bit, so that this fast path keeps P what the general kernel made it."""
+    seed, scale = 21, 0.37
+    z = torch.tensor([1.7], dtype=dtype)
+    y = torch.randn(out_len, dtype=dtype, generator=torch.Generator().manual_seed(2))
+    sign, _, _, gauss = lib.factors(seed, block0, nblocks, 1, dtype)
+    sign, gauss = sign[:out_len, 0], gauss[:out_len, 0]
+    want_f = (sign * z[0]) * gauss * scale
+    assert torch.equal(lib.segment_forward(z, seed, block0, nblocks, 1, out_len, scale), want_f)
+    terms = (sign * ((y * scale) * gauss)).tolist()
+    chunks = min(nblocks, 32)
+    total = 0.0
+    for c in range(chunks):
+        part = 0.0
+        for t in terms[nblocks * c // chunks: min(out_len, nblocks * (c + 1) // chunks)]:
+            part += t
+        total = part if c == 0 else total + part
+    got_t = lib.segment_transpose(y, 1, seed, block0, nblocks, 1, out_len, scale)
+    assert torch.equal(got_t, torch.tensor([total], dtype=torch.float64).to(dtype))
+
+
+@pytest.mark.parametrize("d,n,nblocks", [(100, 128, 3000), (5000, 8192, 5), (3000, 1 << 16, 3), (9, 1 << 18, 1), (1, 1, 300_001)])
 @pytest.mark.parametrize("dtype", [torch.float32, torch.float64])
 def test_same_result_on_one_and_two_threads(threads, d, n, nblocks, dtype):
     out_len = n * nblocks - n // 3

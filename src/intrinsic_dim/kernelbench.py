@@ -9,7 +9,8 @@
   of an in-place multiply instead (an in-place transform pays no write-allocate, a copy does).
 * ``fastfood_fwd_bwd_*``: a Fastfood projection forward P(z) and transpose P.T(y) at D = 22.7M (the
   size of MiniLM-L6) with the native kernel, against the pure-torch path; floor as above, for one
-  pass over the D outputs and the four FWHTs of every block.
+  pass over the D outputs and the four FWHTs of every block; d = 1 (blocks of one element, a SAID
+  run's lowest point) has no FWHT, so its floor is the pass alone.
 * ``train_step_minilm_*``: one forward+backward of a subspace-wrapped MiniLM-L6 (3 labels, random
   tokens) with the native kernel, against the pure-torch projection; the floor is the plain
   full fine-tuning step, and the projection alone is timed too, so its share of a step is visible.
@@ -267,7 +268,7 @@ def run_bench(quick: bool = False) -> list[dict]:
         [(64, 1 << 14), (8192, 1 << 7)] if quick else [(1 << 24,), (1386, 1 << 14), (177344, 1 << 7)]
     )
     records = [bench_fwht(s, floor, reps) for s in shapes]
-    D, dims = (1 << 22, (100, 1000)) if quick else (MINILM_D, (100, 1000, 10000))
+    D, dims = (1 << 22, (100, 1000)) if quick else (MINILM_D, (1, 100, 1000, 10000))
     records += [bench_fastfood(D, d, floor, 2 if quick else 5) for d in dims]
     step = bench_train_step(4, 64, 1000, 1) if quick else bench_train_step(16, 128, 1000, 3)
     demo = bench_measure_demo((200, 1000), 2) if quick else bench_measure_demo((200, 1000, 5000), 6)

@@ -74,10 +74,23 @@ static inline vu64 vmix64(vu64 z) {
     return z ^ (z >> 31);
 }
 
+/* A block's key is mix64(stream key ^ block * MIX1); the stream key depends on the seed and the
+ * stream only, so a segment derives it once and each block pays one mix. */
+static uint64_t ff_stream_key(uint64_t seed, uint64_t stream) { return mix64(mix64(seed + GOLDEN) ^ (stream * GOLDEN)); }
+
+static inline uint64_t ff_block_key(uint64_t stream_key, uint64_t block) { return mix64(stream_key ^ (block * MIX1)); }
+
 static uint64_t ff_key_of(uint64_t seed, uint64_t stream, uint64_t block) {
-    uint64_t h = mix64(seed + GOLDEN);
-    h = mix64(h ^ (stream * GOLDEN));
-    return mix64(h ^ (block * MIX1));
+    return ff_block_key(ff_stream_key(seed, stream), block);
+}
+
+/* The stream keys of one seed: sign (B), Gaussian (G) and permutation (Pi). */
+typedef struct {
+    uint64_t sign, gauss, perm;
+} streams_t;
+
+static streams_t streams_of(uint64_t seed) {
+    return (streams_t){ff_stream_key(seed, STREAM_SIGN), ff_stream_key(seed, STREAM_GAUSS), ff_stream_key(seed, STREAM_PERM)};
 }
 
 static inline uint64_t bits64(uint64_t key, uint64_t i) { return mix64(key + (i + 1) * GOLDEN); }
@@ -300,6 +313,15 @@ static inline vd4 gauss_next_f64(vu64 *c) {
     return gauss4_f64(h);
 }
 
+/* Signs (sign-bit masks) and Gaussians of W positions from W / 4 vectors of their hashes. */
+static inline vu32 sign_of_f32(const vu64 *h) { return sign8_f32(h[0], h[1]); }
+
+static inline vf8 gauss_of_f32(const vu64 *h) { return gauss8_f32(h[0], h[1]); }
+
+static inline vu64 sign_of_f64(const vu64 *h) { return sign4_f64(h[0]); }
+
+static inline vd4 gauss_of_f64(const vu64 *h) { return gauss4_f64(h[0]); }
+
 /* Vector k (of 8 / W) of src gathered at the 8 indices idx. */
 static inline vf8 gatherv_f32(const float *src, vu32 idx, int k) {
     (void)k;
@@ -381,9 +403,10 @@ static inline void acc_add_f64(double *acc, vd4 v) {
 void ff_gauss_sq_f64(double *out, uint64_t seed, int64_t block0, int64_t nblocks, int L, int nt) {
     const int64_t n = (int64_t)1 << L;
     const int team = (nblocks << L >= PAR_ELEMS && nt > 1) ? nt : 1;
+    const uint64_t stream = ff_stream_key(seed, STREAM_GAUSS);
 #pragma omp parallel for num_threads(team) schedule(static)
     for (int64_t b = 0; b < nblocks; b++) {
-        const uint64_t kg = ff_key_of(seed, STREAM_GAUSS, (uint64_t)(block0 + b));
+        const uint64_t kg = ff_block_key(stream, (uint64_t)(block0 + b));
         double *row = out + b * n;
         if (n < 4) {
             for (int64_t i = 0; i < n; i++) {

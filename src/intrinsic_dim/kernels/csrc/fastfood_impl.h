@@ -325,10 +325,73 @@ typedef struct {
     perm_t p;
 } FN(block_t);
 
-static void FN(block_init)(FN(block_t) *k, uint64_t seed, int64_t block, int L) {
-    k->kb = ff_key_of(seed, STREAM_SIGN, (uint64_t)block);
-    k->kg = ff_key_of(seed, STREAM_GAUSS, (uint64_t)block);
-    perm_init(&k->p, ff_key_of(seed, STREAM_PERM, (uint64_t)block), L);
+static void FN(block_init)(FN(block_t) *k, const streams_t *s, int64_t block, int L) {
+    k->kb = ff_block_key(s->sign, (uint64_t)block);
+    k->kg = ff_block_key(s->gauss, (uint64_t)block);
+    perm_init(&k->p, ff_block_key(s->perm, (uint64_t)block), L);
+}
+
+/* The hashes at position 0 of four consecutive blocks from block: sign (into *hb) and Gaussian (*hg).
+ * A block of one element has no permutation to make (Pi of [0, 1) is the identity). */
+static inline void FN(unit_hashes)(const streams_t *s, uint64_t block, vu64 *hb, vu64 *hg) {
+    const vu64 blocks = (vu64){block, block + 1, block + 2, block + 3} * MIX1;
+    *hb = vmix64(vmix64(s->sign ^ blocks) + GOLDEN);
+    *hg = vmix64(vmix64(s->gauss ^ blocks) + GOLDEN);
+}
+
+/* The sign masks and Gaussians of W consecutive blocks of one element from block. */
+static inline void FN(unit_factors)(const streams_t *s, uint64_t block, UV *sign, V *gauss) {
+    vu64 hb[W / 4], hg[W / 4];
+    for (int q = 0; q < W / 4; q++) FN(unit_hashes)(s, block + 4 * (uint64_t)q, hb + q, hg + q);
+    *sign = FN(sign_of)(hb);
+    *gauss = FN(gauss_of)(hg);
+}
+
+/* out[b] = scale * G_b B_b z_0 for blocks [b0, b1) of one element (L = 0), z_0 = 0 without z: the
+ * arithmetic of fwd_tiny (the same products in the same order), W blocks per vector, without its
+ * per-block key and permutation set-up. */
+static void FN(fwd_unit)(T *out, int has_z, T z0, const streams_t *s, int64_t block0, int64_t b0, int64_t b1, T scale) {
+    const V zv = (V){0} + (has_z ? z0 : 0);
+    int64_t b = b0;
+    for (; b + W <= b1; b += W) {
+        UV sign;
+        V g;
+        FN(unit_factors)(s, (uint64_t)(block0 + b), &sign, &g);
+        const V u = (V)((UV)zv ^ (has_z ? sign : (UV){0}));
+        FN(st)(out + b, (u * g) * scale);
+    }
+    for (; b < b1; b += 4) {
+        vu64 hb, hg;
+        FN(unit_hashes)(s, (uint64_t)(block0 + b), &hb, &hg);
+        for (int l = 0; l < 4 && b + l < b1; l++) {
+            const T u = has_z ? ((hb[l] >> 63) ? -z0 : z0) : 0;
+            const T v = u * ((T)gauss_int(hg[l]) * (T)GAUSS_SCALE);
+            out[b + l] = v * scale;
+        }
+    }
+}
+
+/* acc + sum over blocks [b0, b1) of one element, in order, of B_b G_b scale y_b: tr_tiny's terms,
+ * made W at a time, added one by one in double precision as tr_tiny adds them. */
+static double FN(tr_unit)(double acc, const T *y, const streams_t *s, int64_t block0, int64_t b0, int64_t b1, T scale) {
+    int64_t b = b0;
+    for (; b + W <= b1; b += W) {
+        UV sign;
+        V g;
+        FN(unit_factors)(s, (uint64_t)(block0 + b), &sign, &g);
+        T t[W];
+        FN(st)(t, (V)((UV)((FN(ld)(y + b) * scale) * g) ^ sign));
+        for (int l = 0; l < W; l++) acc += t[l];
+    }
+    for (; b < b1; b += 4) {
+        vu64 hb, hg;
+        FN(unit_hashes)(s, (uint64_t)(block0 + b), &hb, &hg);
+        for (int l = 0; l < 4 && b + l < b1; l++) {
+            const T u = (y[b + l] * scale) * ((T)gauss_int(hg[l]) * (T)GAUSS_SCALE);
+            acc += (hb[l] >> 63) ? -u : u;
+        }
+    }
+    return acc;
 }
 
 /* out[0:keep] = scale * H G Pi H B pad(z) for one block of fewer than 8 elements. */
@@ -355,12 +418,12 @@ static void FN(tr_tiny)(double *acc, const T *y, int64_t keep, int64_t d, const 
 }
 
 /* One forward block b; scratch holds two rows and a tile; with par the team shares it. */
-static void FN(fwd_block)(T *out, const T *z, int64_t d, uint64_t seed, int64_t block0, int64_t b, int L,
+static void FN(fwd_block)(T *out, const T *z, int64_t d, const streams_t *s, int64_t block0, int64_t b, int L,
                           int64_t out_len, T scale, T *scratch, int par) {
     const int64_t n = (int64_t)1 << L, keep = out_len - b * n < n ? out_len - b * n : n;
     T *u = scratch, *v = scratch + n, *tile = scratch + 2 * n + (par ? thread_id() : 0) * ((int64_t)1 << TILE_MAX_LOG);
     FN(block_t) k;
-    FN(block_init)(&k, seed, block0 + b, L);
+    FN(block_init)(&k, s, block0 + b, L);
     if (L < 3) {
         FN(fwd_tiny)(out + b * n, keep, z, d, &k, L, scale);
         return;
@@ -379,13 +442,13 @@ static void FN(fwd_block)(T *out, const T *z, int64_t d, uint64_t seed, int64_t 
 }
 
 /* One transpose block b, accumulated into acc (a row of dpad doubles). */
-static void FN(tr_block)(double *acc, const T *y, int64_t d, uint64_t seed, int64_t block0, int64_t b, int L,
+static void FN(tr_block)(double *acc, const T *y, int64_t d, const streams_t *s, int64_t block0, int64_t b, int L,
                          int64_t out_len, T scale, T *scratch, int par) {
     const int64_t n = (int64_t)1 << L, keep = out_len - b * n < n ? out_len - b * n : n;
     const int64_t dpad = (d + 7) & ~(int64_t)7;
     T *u = scratch, *v = scratch + n, *tile = scratch + 2 * n + (par ? thread_id() : 0) * ((int64_t)1 << TILE_MAX_LOG);
     FN(block_t) k;
-    FN(block_init)(&k, seed, block0 + b, L);
+    FN(block_init)(&k, s, block0 + b, L);
     if (L < 3) {
         FN(tr_tiny)(acc, y + b * n, keep, d, &k, L, scale);
         return;
@@ -415,18 +478,29 @@ static int64_t FN(scratch_elems)(int L, int threads) {
 int FN(ff_forward)(T *out, const T *z, int64_t d, uint64_t seed, int64_t block0, int64_t nblocks, int L,
                    int64_t out_len, double scale, int nt) {
     const int team = (nblocks << L >= PAR_ELEMS && nt > 1) ? nt : 1;
+    const streams_t s = streams_of(seed);
+    advise_huge(out, (size_t)out_len * sizeof(T));
+    if (L == 0) {
+        const int64_t nb = nblocks < out_len ? nblocks : out_len;
+#pragma omp parallel num_threads(team)
+        {
+            int64_t lo, hi;
+            span(nb, 1, &lo, &hi);
+            FN(fwd_unit)(out, d > 0, d > 0 ? z[0] : 0, &s, block0, lo, hi, (T)scale);
+        }
+        return 0;
+    }
     const int coop = team > 1 && L >= COOP_MIN_LOG && nblocks < 2 * team;
     const int64_t per = FN(scratch_elems)(L, coop ? team : 1);
     T *scratch = alloc_aligned((size_t)((coop ? 1 : team) * per) * sizeof(T));
     if (!scratch) return -1;
-    advise_huge(out, (size_t)out_len * sizeof(T));
     if (coop) {
 #pragma omp parallel num_threads(team)
-        for (int64_t b = 0; b < nblocks; b++) FN(fwd_block)(out, z, d, seed, block0, b, L, out_len, (T)scale, scratch, 1);
+        for (int64_t b = 0; b < nblocks; b++) FN(fwd_block)(out, z, d, &s, block0, b, L, out_len, (T)scale, scratch, 1);
     } else {
 #pragma omp parallel for num_threads(team) schedule(static)
         for (int64_t b = 0; b < nblocks; b++)
-            FN(fwd_block)(out, z, d, seed, block0, b, L, out_len, (T)scale, scratch + thread_id() * per, 0);
+            FN(fwd_block)(out, z, d, &s, block0, b, L, out_len, (T)scale, scratch + thread_id() * per, 0);
     }
     free(scratch);
     return 0;
@@ -447,16 +521,24 @@ int FN(ff_transpose)(T *out, const T *y, int64_t d, uint64_t seed, int64_t block
         free(part);
         return -1;
     }
-    if (coop) {
+    const streams_t s = streams_of(seed);
+    if (L == 0) {
+        const int64_t nb = nblocks < out_len ? nblocks : out_len;
+#pragma omp parallel for num_threads(team) schedule(dynamic, 1)
+        for (int64_t c = 0; c < nchunks; c++) {
+            const int64_t b0 = nblocks * c / nchunks, b1 = nblocks * (c + 1) / nchunks;
+            if (d > 0) part[c * dpad] = FN(tr_unit)(0.0, y, &s, block0, b0 < nb ? b0 : nb, b1 < nb ? b1 : nb, (T)scale);
+        }
+    } else if (coop) {
 #pragma omp parallel num_threads(team)
         for (int64_t c = 0; c < nchunks; c++)
             for (int64_t b = nblocks * c / nchunks; b < nblocks * (c + 1) / nchunks; b++)
-                FN(tr_block)(part + c * dpad, y, d, seed, block0, b, L, out_len, (T)scale, scratch, 1);
+                FN(tr_block)(part + c * dpad, y, d, &s, block0, b, L, out_len, (T)scale, scratch, 1);
     } else {
 #pragma omp parallel for num_threads(team) schedule(dynamic, 1)
         for (int64_t c = 0; c < nchunks; c++)
             for (int64_t b = nblocks * c / nchunks; b < nblocks * (c + 1) / nchunks; b++)
-                FN(tr_block)(part + c * dpad, y, d, seed, block0, b, L, out_len, (T)scale,
+                FN(tr_block)(part + c * dpad, y, d, &s, block0, b, L, out_len, (T)scale,
                              scratch + thread_id() * per, 0);
     }
 #pragma omp parallel for num_threads(d >= PAR_ELEMS ? team : 1) schedule(static)
@@ -474,11 +556,12 @@ int FN(ff_transpose)(T *out, const T *y, int64_t d, uint64_t seed, int64_t block
 void FN(ff_factors)(T *bsign, int32_t *perm, int32_t *iperm, T *gauss, uint64_t seed, int64_t block0,
                     int64_t nblocks, int L) {
     const int64_t n = (int64_t)1 << L;
+    const streams_t s = streams_of(seed);
     T *ones = malloc((size_t)n * sizeof(T));
     for (int64_t i = 0; i < n; i++) ones[i] = 1;
     for (int64_t b = 0; b < nblocks; b++) {
         FN(block_t) k;
-        FN(block_init)(&k, seed, block0 + b, L);
+        FN(block_init)(&k, &s, block0 + b, L);
         T *br = bsign + b * n, *gr = gauss + b * n;
         int32_t *pr = perm + b * n, *ir = iperm + b * n;
         if (L < 3) {
