@@ -2,6 +2,7 @@
 today's spec and TrialConfig produce find the committed trials (the key rules live in ``results.stored_key``), so a
 changed default or a re-spelled setting that would retrain a committed run fails here."""
 
+import json
 from dataclasses import replace
 from pathlib import Path
 
@@ -57,3 +58,18 @@ def test_every_committed_trial_is_found_by_the_key_todays_code_builds(path, run)
             assert store.get(rebuilt.to_dict()) is not None, f"the spec of {run} no longer finds {row['config']}"
     finally:
         store.close()
+
+
+@pytest.mark.parametrize("path, run", RUNS, ids=[f"{p.stem}/{r}" for p, r in RUNS])
+def test_every_finished_run_is_searched_by_the_rules_it_was_made_with(path, run):
+    """A rule that picks which d are asked for is not in a trial's key, so a changed default would not show above: a
+    resumed run would quietly ask for new points. Its file must spell the rules its d90.json records."""
+    exp = load_experiment(path)
+    spec = next(r.spec for r in exp.runs if r.name == run)
+    result = ROOT / "experiments" / "results" / exp.name / run / "d90.json"
+    if not result.is_file() or spec.search.baseline_only:
+        pytest.skip("not finished (no d90.json), or no subspace point to choose (baseline only)")
+    recorded = json.loads(result.read_text())
+    assert spec.search.seed_rule == recorded.get("seed_rule", "all")
+    if not spec.search.curve:  # a curve trains every --dims point: no refinement to place
+        assert spec.search.placement == recorded.get("placement", "bisect")
