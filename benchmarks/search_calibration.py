@@ -1,12 +1,15 @@
-"""The seed rules of the d90 search on synthetic objectives calibrated from committed runs: bias, spread and trials.
+"""The search rules of the d90 search on synthetic objectives calibrated from committed runs: bias, spread and trials.
 
 For each committed run named below, its d90.json gives the curve (seed mean at every evaluated d, made monotone and
 interpolated in log d) and its seed noise (the standard deviation pooled over its points' and baseline's seeds).
 A synthetic objective returns curve(d) + noise x N(0, 1) per (d, seed, replicate), and full fine-tuning returns the
 baseline mean + noise x N(0, 1), so the true d90 is where the curve crosses 0.9 x the baseline mean. Every replicate
-runs the same search (the run's own grid, seeds and precision) with ``seed_rule`` all and sequential; the table gives
-each rule's median and spread of log(d90 / true d90), how often the true d90 lies in the bracket and in the 95%
-interval, the interval's median width in log d, and the mean number of trials. Run: ``.venv/bin/python benchmarks/search_calibration.py [--replicates 200]`` (seconds: no training).
+runs the same search, 3 seeds, under each rule of CONFIGS (seed rule, placement); the grid and precision are the run's
+own as its experiment file configures them (``--grid coarse``), or every d the run evaluated with precision 0.15
+(``--grid evaluated``, the first calibration's setting, where little is left to bisect). The table gives each rule's
+median and spread of log(d90 / true d90), how often the true d90 lies in the bracket and in the 95% interval, the
+interval's median width in log d, and the mean number of trials. Run: ``.venv/bin/python benchmarks/search_calibration.py
+[--replicates 200] [--grid coarse|evaluated]`` (minutes: no training).
 """
 
 from __future__ import annotations
@@ -19,6 +22,7 @@ from typing import Any
 
 import torch
 
+from intrinsic_dim.experiment import load_experiment
 from intrinsic_dim.results import TrialResult
 from intrinsic_dim.search import measure_d90
 from intrinsic_dim.tasks.base import Split, Task
@@ -26,6 +30,8 @@ from intrinsic_dim.train import TrialConfig
 
 ROOT = Path(__file__).resolve().parents[1]
 RUNS = ["li2018_mnist/fc-own-n2000", "li2018_mnist/lenet-own", "aghajanyan2021_minilm/tweets-said", "aghajanyan2021_minilm/tweets-did"]
+CONFIGS = [("all", "bisect"), ("sequential", "bisect"), ("sequential", "aim")]
+"""(seed rule, placement): the committed runs' rules, the seed rule of 2026-12-06 alone, and both defaults of 2026-12-07."""
 
 
 class Calibrated:
@@ -84,19 +90,30 @@ def _task() -> Task:
     return Task(name="synthetic", kind="text", label_names=["a", "b"], metric="accuracy", train=split, eval=split, description="synthetic")
 
 
-def calibrate(run: str, replicates: int, seeds: int = 3, precision: float = 0.15) -> dict[str, Any]:
-    """Both seed rules on ``replicates`` noise draws of the run's calibrated objective."""
+def configured(run: str) -> tuple[list[int], float]:
+    """The coarse grid and precision the run's experiment file gives it."""
+    experiment, name = run.split("/")
+    spec = next(r.spec for r in load_experiment(ROOT / "experiments" / f"{experiment}.yaml").runs if r.name == name)
+    return sorted(spec.search.dims), spec.search.precision
+
+
+def calibrate(run: str, replicates: int, grid_mode: str = "coarse", seeds: int = 3) -> dict[str, Any]:
+    """Every rule of CONFIGS on ``replicates`` noise draws of the run's calibrated objective."""
     result = json.loads((ROOT / "experiments" / "results" / run / "d90.json").read_text())
-    grid = sorted({p["d"] for p in result["points"]})  # every d the run evaluated, its bisection points included
-    out: dict[str, Any] = {"run": run, "noise": pooled_noise(result), "grid": grid}
+    if grid_mode == "coarse":
+        grid, precision = configured(run)
+    else:
+        grid, precision = sorted({p["d"] for p in result["points"]}), 0.15  # every d the run evaluated
+    out: dict[str, Any] = {"run": run, "noise": pooled_noise(result), "grid": grid, "precision": precision, "grid_mode": grid_mode}
     truth = Calibrated(result, 0).true_d90(result["fraction"])
     out["true_d90"] = truth
-    for rule in ("all", "sequential"):
+    for rule, placement in CONFIGS:
         errors, covered, trials, in_interval, widths = [], 0, [], 0, []
         for rep in range(replicates):
             objective = Calibrated(result, rep)
-            r = measure_d90(None, _task(), dims=grid, seeds=seeds, precision=precision, seed_rule=rule, runner=objective,
-                            trial=TrialConfig(said=False), full_trial=TrialConfig(method="full"), progress=False, log=lambda s: None)
+            r = measure_d90(None, _task(), dims=grid, seeds=seeds, precision=precision, seed_rule=rule, placement=placement,
+                            runner=objective, trial=TrialConfig(said=False), full_trial=TrialConfig(method="full"), progress=False,
+                            log=lambda s: None)
             trials.append(objective.calls)
             if r.d90 is None:
                 errors.append(math.inf)
@@ -109,7 +126,7 @@ def calibrate(run: str, replicates: int, seeds: int = 3, precision: float = 0.15
                 in_interval += ilo <= truth <= (ihi if ihi is not None else math.inf)
                 widths.append(math.log(ihi / ilo) if ihi is not None else math.inf)
         finite = sorted(e for e in errors if math.isfinite(e))
-        out[rule] = {
+        out[f"{rule}/{placement}"] = {
             "median_log_error": finite[len(finite) // 2] if finite else None,
             "mean_abs_log_error": sum(abs(e) for e in finite) / len(finite) if finite else None,
             "spread_log": (sum((e - sum(finite) / len(finite)) ** 2 for e in finite) / max(1, len(finite) - 1)) ** 0.5 if finite else None,
@@ -125,18 +142,19 @@ def calibrate(run: str, replicates: int, seeds: int = 3, precision: float = 0.15
 def main(argv: list[str] | None = None) -> int:
     p = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     p.add_argument("--replicates", type=int, default=200)
+    p.add_argument("--grid", choices=("coarse", "evaluated"), default="coarse",
+                   help="the run's configured grid and precision, or every d it evaluated with precision 0.15")
     p.add_argument("--json", default=None, help="write the records to this file")
     args = p.parse_args(argv)
-    rows = [calibrate(run, args.replicates) for run in RUNS]
-    print(f"{'run':38s} {'noise':>6s} {'true d90':>9s} | {'rule':10s} {'median err':>10s} {'|err|':>6s} {'spread':>6s} "
+    rows = [calibrate(run, args.replicates, args.grid) for run in RUNS]
+    print(f"{'run':38s} {'noise':>6s} {'true d90':>9s} | {'rule':21s} {'median err':>10s} {'|err|':>6s} {'spread':>6s} "
           f"{'covers':>6s} {'interval covers':>15s} {'width':>6s} {'trials':>6s}")
     for r in rows:
-        for rule in ("all", "sequential"):
-            s = r[rule]
-            print(f"{r['run']:38s} {r['noise']:6.4f} {r['true_d90']:9.0f} | {rule:10s} {s['median_log_error']:10.3f} "
+        for rule, placement in CONFIGS:
+            s = r[f"{rule}/{placement}"]
+            print(f"{r['run']:38s} {r['noise']:6.4f} {r['true_d90']:9.0f} | {rule + ' / ' + placement:21s} {s['median_log_error']:10.3f} "
                   f"{s['mean_abs_log_error']:6.3f} {s['spread_log']:6.3f} {s['bracket_covers_truth']:6.2f} "
                   f"{s['interval_covers_truth']:15.2f} {s['median_interval_log_width']:6.2f} {s['mean_trials']:6.1f}")
-        print(f"{'':38s} {'':6s} {'':9s} | trials saved by sequential: {1 - r['sequential']['mean_trials'] / r['all']['mean_trials']:.0%}")
     if args.json:
         Path(args.json).write_text(json.dumps(rows, indent=2) + "\n")
     return 0

@@ -123,14 +123,14 @@ def test_a_legend_of_long_labels_stays_inside_the_figure():
     assert frame.x0 <= box.x0 and box.x1 <= frame.x1 and frame.y0 <= box.y0
 
 
-def test_the_budget_line_names_the_selection_subset_and_the_seed_rule():
+def test_the_budget_line_names_the_selection_subset_and_the_search_rules():
     from intrinsic_dim.report.labels import budget_text
 
     budget = {"select": "best", "n_val": 1000, "n_test": 1000, "steps_per_trial": 63, "batch_size": 32}
-    new = budget_text(result(budget=budget | {"select_examples": 250}, seed_rule="sequential"))
+    new = budget_text(result(budget=budget | {"select_examples": 250}, seed_rule="sequential", placement="aim"))
     old = budget_text(result(budget=budget, seed_rule="all"))
-    assert "checkpoint selected on validation (250 examples)" in new and new.endswith("sequential seed rule")
-    assert "examples)" not in old and "sequential" not in old
+    assert "checkpoint selected on validation (250 examples)" in new and new.endswith("sequential seed rule, aimed refinement")
+    assert "examples)" not in old and "sequential" not in old and "aimed" not in old
 
 
 def test_a_loss_plot_names_its_threshold_rule_and_no_chance_level():

@@ -248,7 +248,7 @@ def _cost_fields(r: dict[str, Any]) -> dict[str, Any]:
     """The search and evaluation settings a d90 was measured with and what it cost: in full fine-tunings of its own, and
     the mean full fine-tuning trial's seconds (so that runs of other settings can be put in one unit)."""
     b, trials = r.get("budget") or {}, [(t["config"].get("method"), t.get("wall_s") or 0.0) for t in r["trials"]]
-    return {"seed_rule": r.get("seed_rule", "all"), "select_examples": b.get("select_examples"), "gap_examples": b.get("gap_examples"),
+    return {"seed_rule": r.get("seed_rule", "all"), "placement": r.get("placement", "bisect"), "select_examples": b.get("select_examples"), "gap_examples": b.get("gap_examples"),
             "cost_full_trials": cost_in_full_trials(trials), "full_trial_s": full_trial_s(trials)}
 
 

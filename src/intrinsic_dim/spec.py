@@ -27,6 +27,7 @@ METHODS = ("said", "did", "lora")
 SELECT = ("best", "final")
 AUTOCAST = ("bf16",)
 SEED_RULES = ("all", "sequential")
+PLACEMENTS = ("bisect", "aim")
 EXECUTORS = ("local", "ray")
 TRACKERS = ("none", "tensorboard", "mlflow")
 MAX_SEED = 2**63 - 1
@@ -171,6 +172,10 @@ class SearchSpec(_Part):
                           "of tau, seed noise pooled from the baseline and the points), and bisection stops once the bracket's "
                           "ends are within the seed noise; all: every point gets --seeds seeds (the rule of the committed experiments) "
                           "(docs/search.md)", "text", SEED_RULES)
+    placement: str = _opt("aim", "where the refinement puts its next d: aim (at the crossing interpolated in log d from the "
+                          "bracket's ends, moved to where a pass or a fail there can end the search when the crossing lies "
+                          "within 1 + precision of an end) or bisect (the bracket's geometric midpoint, the rule of the "
+                          "committed experiments) (docs/search.md)", "text", PLACEMENTS)
     curve: bool = _opt(False, "train every --dims point to the full budget and take d90 from them (for figures) instead of searching",
                        "flag")
     baseline_only: bool = _opt(False, "train the full fine-tuning baseline (and its --full-lr-search) and stop: no subspace trial, "

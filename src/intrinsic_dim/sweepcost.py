@@ -28,10 +28,11 @@ REFERENCES: dict[str, dict[str, Any]] = {
 """Reference sweeps: Li et al.'s FC net on 2,000 MNIST digits (the committed li2018_mnist/fc-own-n2000: d90 471, interval
 292 - 471) and a small MiniLM-L6 SAID sweep."""
 SETTINGS: dict[str, dict[str, Any]] = {
-    "today": {"seed_rule": "all", "select_examples": "all", "gap_examples": "test", "private_baseline": True},
-    "cheaper": {"seed_rule": "sequential", "select_examples": 250, "gap_examples": 0, "private_baseline": True},
+    "today": {"seed_rule": "all", "placement": "bisect", "select_examples": "all", "gap_examples": "test", "private_baseline": True},
+    "cheaper": {"seed_rule": "sequential", "placement": "aim", "select_examples": 250, "gap_examples": 0, "private_baseline": True},
 }
-"""``today``: the settings of every committed run (the defaults until 2026-12-06); ``cheaper``: today's defaults, spelled out."""
+"""``today``: the settings of every committed run (the defaults until 2026-12-06, the placement until 2026-12-07);
+``cheaper``: today's defaults, spelled out."""
 
 
 def measure_cost(name: str, threads: int, log_dir: Path) -> list[dict[str, Any]]:

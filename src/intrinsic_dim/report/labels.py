@@ -110,6 +110,7 @@ def budget_text(r: dict[str, Any]) -> str:
     subset = f" ({b['select_examples']:,} examples)" if b.get("select_examples") else ""
     select = {"best": f"checkpoint selected on validation{subset}", "final": "final checkpoint"}.get(b.get("select"), "")
     seed_rule = ", sequential seed rule" if r.get("seed_rule") == "sequential" else ""
+    aimed = ", aimed refinement" if r.get("placement") == "aim" and r.get("mode", "search") == "search" else ""
     full_lr = f"full fine-tuning lr {b['full_lr_policy']}; " if b.get("full_lr_policy") else ""
     if r.get("status") == "baseline_only":
         return (f"n_train {r['n_train']:,}, validation {fmt(b.get('n_val', '?'))}, test {fmt(b.get('n_test', '?'))}; "
@@ -118,7 +119,7 @@ def budget_text(r: dict[str, Any]) -> str:
     return (f"n_train {r['n_train']:,}, validation {fmt(b.get('n_val', '?'))}, test {fmt(b.get('n_test', '?'))}; "
             f"{b.get('steps_per_trial', '?')} steps per trial, batch {b.get('batch_size', '?')}; lr {b.get('lr_policy', '?')}; "
             f"{full_lr}{select}; baseline: {r['baseline_source']}; {r.get('mode', 'search')} mode, {r.get('seeds', '?')} seed(s)"
-            f"{seed_rule}")
+            f"{seed_rule}{aimed}")
 
 
 def as_float(v: Any) -> float:

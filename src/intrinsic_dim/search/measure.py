@@ -105,7 +105,7 @@ def measure_d90(
                 runner, executor, tracker, shared)
 
 
-_KEYWORDS = {"dims", "seeds", "fraction", "baseline", "baseline_seeds", "precision", "curve", "seed_rule"}
+_KEYWORDS = {"dims", "seeds", "fraction", "baseline", "baseline_seeds", "precision", "curve", "seed_rule", "placement"}
 
 
 def _keyword_form(kw: dict[str, Any]) -> tuple[SearchSpec, TrialConfig, TrialConfig, Sequence[str | Path], bool]:
@@ -267,7 +267,7 @@ def _measure(s: Sweep, model_factory: ModelFactory | None, task: Task, q: Search
         for d in grid:
             s.point(d, q.seeds, b.tau)
     else:
-        search_grid(s, grid, q.seeds, b.tau, q.precision, min_d)
+        search_grid(s, grid, q.seeds, b.tau, q.precision, min_d, q.placement)
     return _result(s, task, q, b, full, lr_policy, chance, model_name, start)
 
 
@@ -326,7 +326,7 @@ def _result(s: Sweep, task: Task, q: SearchSpec, b: _Baseline, full_template: Tr
         baseline_source=b.source, threshold=tau, d90=d90, crossing=cross, bracket=bracket, interval=interval,
         status=status, points=pts, trials=[trial_entry(role, r) for role, r in s.all], n_train=n_train,
         lr=trial.lr, wall_s=time.perf_counter() - start, compute_s=sum(r.wall_s for r in s.done.values()),
-        mode="curve" if q.curve else "search", seeds=seeds, seed_rule=q.seed_rule, baseline_values=b.values, chance=chance,
+        mode="curve" if q.curve else "search", seeds=seeds, seed_rule=q.seed_rule, placement=q.placement, baseline_values=b.values, chance=chance,
         budget=budget, monotone=monotone, said=trial.said, projection=trial.projection, layout=trial.layout,
         normalisation=trial.normalisation, groups=trial.groups, threads=torch.get_num_threads(), notes=notes,
         method=method_of(trial), lower_is_better=lower, base_value=b.base_value,

@@ -58,6 +58,7 @@ class D90Result:
     margin_se: float | None = None
     cost_full_trials: float | None = None
     seed_rule: str = "all"
+    placement: str = "bisect"
 
     @property
     def bound(self) -> float | None:

@@ -1,6 +1,6 @@
 """The sweep: which trials run next and where their results come from (this run's store, a trial run
 earlier under another role, a reused run directory, or the executor), and the rules that choose the next d
-(coarse pass, step down, bisection) and the best learning rate."""
+(coarse pass, step down, refinement) and the best learning rate."""
 
 from __future__ import annotations
 
@@ -27,6 +27,11 @@ SETTLE_Z = 3.0
 """sequential seed rule: a point whose seed mean lies more than SETTLE_Z standard errors from tau needs no more seeds."""
 RESOLVE_Z = 2.0
 """sequential seed rule: bisection stops once the bracket's two ends differ by less than RESOLVE_Z standard errors."""
+AIM_MARGIN = 0.1
+"""placement aim: an interpolated next d keeps at least this share of the bracket's log width from either end."""
+AIM_SNAP = 1.25
+"""placement aim: a next d less than (1 + precision) ** AIM_SNAP below hi moves to hi / (1 + precision), where a fail ends
+the search (one point just short of it would leave the bracket a hair too wide, and take another)."""
 
 
 class SweepBar:
@@ -251,8 +256,27 @@ def trial_identity(config: dict[str, Any]) -> str:
     return json.dumps(config, sort_keys=True)
 
 
-def search_grid(s: Sweep, grid: list[int], seeds: int, tau: float, precision: float, min_d: int) -> None:
-    """The coarse pass (plus one point above the first pass, or steps below the grid), then bisection."""
+def next_d(lo: int, hi: int, mean_lo: float | None, mean_hi: float | None, tau: float, precision: float, placement: str) -> int:
+    """The next d inside the bracket (lo, hi]. bisect: the geometric midpoint. aim: the crossing c of tau on the line
+    through the ends' means in log d, kept AIM_MARGIN of the bracket's log width from either end; where c lies less
+    than (1 + precision) ** AIM_SNAP below hi, hi / (1 + precision) instead: failing there (as c above it predicts)
+    ends the search with d90 = hi, passing moves d90 toward c. Means that do not straddle tau: the midpoint."""
+    mid = round(math.sqrt(lo * hi))
+    if placement == "bisect" or mean_lo is None or mean_hi is None or mean_hi == mean_lo:
+        return mid
+    f = (tau - mean_lo) / (mean_hi - mean_lo)
+    if not 0.0 <= f <= 1.0:
+        return mid
+    width = math.log(hi / lo)
+    d = round(math.exp(math.log(lo) + min(max(f, AIM_MARGIN), 1.0 - AIM_MARGIN) * width))
+    if math.log(hi / d) <= AIM_SNAP * math.log(1 + precision):
+        d = math.ceil(hi / (1 + precision))
+    return d if lo < d < hi else mid
+
+
+def search_grid(s: Sweep, grid: list[int], seeds: int, tau: float, precision: float, min_d: int, placement: str = "bisect") -> None:
+    """The coarse pass (plus one point above the first pass, or steps below the grid), then refinement of the
+    bracket by ``placement`` (:func:`next_d`) until hi / lo <= 1 + precision."""
     first_pass = None
     for i, d in enumerate(grid):
         if s.point(d, seeds, tau)["passed"]:
@@ -274,13 +298,11 @@ def search_grid(s: Sweep, grid: list[int], seeds: int, tau: float, precision: fl
         if not failing:
             return
         lo = max(failing)
-        mid = round(math.sqrt(lo * hi))
-        if hi / lo <= 1 + precision or mid in (lo, hi):
+        if hi / lo <= 1 + precision or round(math.sqrt(lo * hi)) in (lo, hi):
             return
         if s.resolved(lo, hi):
             s.notes.append(f"bisection stopped at the bracket ({lo:,}, {hi:,}]: its ends differ by less than {RESOLVE_Z:g} standard "
                            "errors of the seed noise, so a point between them could not be told apart (sequential seed rule)")
             return
-        s.point(mid, seeds, tau)
-
-
+        s.point(next_d(lo, hi, s.point(lo, seeds, tau)["mean"], s.point(hi, seeds, tau)["mean"], tau, precision, placement),
+                seeds, tau)
