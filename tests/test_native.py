@@ -181,6 +181,16 @@ def test_unit_blocks_exact(lib, nblocks, out_len, block0, dtype):
     assert torch.equal(got_t, torch.tensor([total], dtype=torch.float64).to(dtype))
 
 
+def test_segment_forward_into_a_given_output():
+    z = torch.randn(100)
+    args = (3, 0, 5, 128, 600, 0.1)
+    out = torch.full((600,), 7.0)
+    assert LIB.segment_forward(z, *args, out=out) is out and torch.equal(out, LIB.segment_forward(z, *args))
+    for bad in (torch.empty(599), torch.empty(600, dtype=torch.float64), torch.empty(1200)[::2]):
+        with pytest.raises(ValueError, match="contiguous"):
+            LIB.segment_forward(z, *args, out=bad)
+
+
 @pytest.mark.parametrize("d,n,nblocks", [(100, 128, 3000), (5000, 8192, 5), (3000, 1 << 16, 3), (9, 1 << 18, 1), (1, 1, 300_001)])
 @pytest.mark.parametrize("dtype", [torch.float32, torch.float64])
 def test_same_result_on_one_and_two_threads(threads, d, n, nblocks, dtype):
@@ -273,7 +283,7 @@ def test_bench_records_and_table(tmp_path):
     from intrinsic_dim import kernelbench as bench
 
     floor = bench.Floor(1)
-    assert floor.bandwidth_gbs > 0 and floor.add_rate > 0
+    assert floor.bandwidth_gbs > 0 and floor.add_rate > 0 and floor.hash_rate > 0
     recs = [bench.bench_fwht((1 << 12,), floor, 2), bench.bench_fwht((3, 1 << 7), floor, 2), bench.bench_fastfood(5000, 100, floor, 1)]
     assert [r["name"] for r in recs] == ["fwht_2^12", "fwht_3x2^7", "fastfood_fwd_bwd_D0.0M_d100"]
     for r in recs:
@@ -281,3 +291,8 @@ def test_bench_records_and_table(tmp_path):
         assert r["ours_ms"] > 0 and r["floor_ms"] > 0
     table = bench.format_table(recs)
     assert "fwht_3x2^7" in table and "speedup" in table
+    ff = recs[2]
+    assert ff["ours_reused_ms"] > 0 and ff["regen_floor_ms"] >= floor.ms(5000 * 4, 0)
+    # 40 blocks of 128 (d = 100: signs of 104 entries), both directions; 5,000 blocks of one element
+    assert bench.regenerated_hashes(100, 128, 40) == 2 * 40 * (3 + 8 + 128 + 104) and bench.regenerated_hashes(1, 1, 5000) == 40000
+    assert "fastfood_fwd_bwd_D0.0M_d100" in bench.format_projection_table(recs)

@@ -13,7 +13,7 @@ import sys
 
 import torch
 
-from intrinsic_dim.kernelbench import bench_step_ratio, check_targets, format_table, run_bench
+from intrinsic_dim.kernelbench import bench_step_ratio, check_targets, format_projection_table, format_table, run_bench
 from intrinsic_dim.kernels import native
 from intrinsic_dim.llamabench import LLAMA_METHODS, LLAMA_SHAPES, format_llama, llama_spec, measure_llama
 from intrinsic_dim.membench import MALLOC
@@ -62,8 +62,10 @@ def main(argv: list[str] | None = None) -> int:
     records = run_bench(quick=args.quick)
     lib = native.load()
     print(f"native kernel: {lib.isa}; threads: {torch.get_num_threads()}; "
-          f"copy bandwidth {records[0]['bandwidth_gbs']:.1f} GB/s; add rate {records[0]['add_rate_gadds']:.1f} G/s")
+          f"copy bandwidth {records[0]['bandwidth_gbs']:.1f} GB/s; add rate {records[0]['add_rate_gadds']:.1f} G/s; "
+          f"hash rate {records[0]['hash_rate_g']:.2f} G/s")
     print(format_table(records))
+    print(format_projection_table(records))
     step = next((r for r in records if r["name"].startswith("train_step")), None)
     if step is not None:
         print(f"projection share of a subspace step: {step['projection_share']:.0%} native, "

@@ -51,6 +51,8 @@ class NativeLib:
         lib.ff_gauss_sq_f64.restype = None
         lib.ff_add_probe.argtypes = [_I64, _INT]
         lib.ff_add_probe.restype = _DBL
+        lib.ff_hash_probe.argtypes = [_I64, _INT]
+        lib.ff_hash_probe.restype = _U64
         lib.ff_constants.argtypes = [_PTR, _PTR]
         lib.ff_constants.restype = None
         lib.ff_key.argtypes = [_U64, _U64, _U64]
@@ -80,11 +82,16 @@ class NativeLib:
         return self.fwht_into(x, torch.empty_like(x))
 
     def segment_forward(
-        self, z: torch.Tensor, seed: int, block0: int, nblocks: int, n: int, out_len: int, scale: float
+        self, z: torch.Tensor, seed: int, block0: int, nblocks: int, n: int, out_len: int, scale: float,
+        out: torch.Tensor | None = None,
     ) -> torch.Tensor:
-        """scale * [H G_b Pi_b H B_b pad(z)] over nblocks blocks of size n from block0, cut to out_len."""
+        """scale * [H G_b Pi_b H B_b pad(z)] over nblocks blocks of size n from block0, cut to out_len (into ``out``,
+        a contiguous CPU tensor of z's dtype and that length, if given)."""
         d = z.shape[0]
-        out = torch.empty(out_len, dtype=z.dtype)
+        if out is None:
+            out = torch.empty(out_len, dtype=z.dtype)
+        elif out.shape != (out_len,) or out.dtype != z.dtype or not out.is_contiguous() or out.device.type != "cpu":
+            raise ValueError(f"segment_forward needs a contiguous {z.dtype} CPU out of shape ({out_len},)")
         _check(self._fn("forward", z.dtype)(
             out.data_ptr(), z.data_ptr(), d, seed, block0, nblocks, _log2(n), out_len, scale, torch.get_num_threads()
         ))
@@ -123,6 +130,11 @@ class NativeLib:
         """Run 96 * iters register-resident float32 adds on each of ``threads`` threads; return the count."""
         self._lib.ff_add_probe(iters, threads)
         return 96 * iters * threads
+
+    def hash_probe(self, iters: int, threads: int) -> int:
+        """Run 32 * iters of the kernels' 64-bit hashes (register-resident) on each of ``threads`` threads; return the count."""
+        self._lib.ff_hash_probe(iters, threads)
+        return 32 * iters * threads
 
     def constants(self) -> dict[str, int | float]:
         """The generator constants compiled into this library (names as in :mod:`intrinsic_dim.rng`)."""

@@ -446,6 +446,23 @@ int ff_isa(void) {
 #endif
 }
 
+/* Benchmark probe: iters rounds of 8 independent 4-lane hashes (the kernels' vmix64, the hash behind every
+ * regenerated sign, Gaussian and permutation key) on each of nt threads: 32 * iters * nt hashes; the result
+ * depends on every hash. */
+uint64_t ff_hash_probe(int64_t iters, int nt) {
+    uint64_t total = 0;
+#pragma omp parallel num_threads(nt) reduction(^ : total)
+    {
+        vu64 h[8];
+        for (int k = 0; k < 8; k++) h[k] = (vu64){4 * k, 4 * k + 1, 4 * k + 2, 4 * k + 3} + (uint64_t)thread_id() * MIX1;
+        for (int64_t i = 0; i < iters; i++)
+            for (int k = 0; k < 8; k++) h[k] = vmix64(h[k] + GOLDEN);
+        for (int k = 0; k < 8; k++)
+            for (int l = 0; l < 4; l++) total ^= h[k][l];
+    }
+    return total;
+}
+
 /* Benchmark probe: iters rounds of 12 independent register-resident float32 vector adds on each of
  * nt threads, to measure the add rate (12 * 8 * iters * nt adds); the result depends on every add. */
 double ff_add_probe(int64_t iters, int nt) {
