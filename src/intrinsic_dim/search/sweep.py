@@ -274,7 +274,7 @@ def next_d(lo: int, hi: int, mean_lo: float | None, mean_hi: float | None, tau: 
     return d if lo < d < hi else mid
 
 
-def search_grid(s: Sweep, grid: list[int], seeds: int, tau: float, precision: float, min_d: int, placement: str = "bisect") -> None:
+def search_grid(s: Sweep, grid: list[int], seeds: int, tau: float, precision: float, min_d: int, placement: str) -> None:
     """The coarse pass (plus one point above the first pass, or steps below the grid), then refinement of the
     bracket by ``placement`` (:func:`next_d`) until hi / lo <= 1 + precision."""
     first_pass = None
@@ -301,7 +301,8 @@ def search_grid(s: Sweep, grid: list[int], seeds: int, tau: float, precision: fl
         if hi / lo <= 1 + precision or round(math.sqrt(lo * hi)) in (lo, hi):
             return
         if s.resolved(lo, hi):
-            s.notes.append(f"bisection stopped at the bracket ({lo:,}, {hi:,}]: its ends differ by less than {RESOLVE_Z:g} standard "
+            rule = "bisection" if placement == "bisect" else "refinement"
+            s.notes.append(f"{rule} stopped at the bracket ({lo:,}, {hi:,}]: its ends differ by less than {RESOLVE_Z:g} standard "
                            "errors of the seed noise, so a point between them could not be told apart (sequential seed rule)")
             return
         s.point(next_d(lo, hi, s.point(lo, seeds, tau)["mean"], s.point(hi, seeds, tau)["mean"], tau, precision, placement),
