@@ -178,6 +178,13 @@ def test_the_gap_plot_shows_only_measured_subspace_runs(tmp_path):
     assert plot_gap_against_bound([lora, unmeasured], path) == [] and not path.exists()  # the stale plot is removed
 
 
+def test_a_figure_drawn_again_from_the_same_rows_is_the_same_file(tmp_path):
+    """No creation date in the PDF: regenerating an experiment's plots from unchanged summaries changes no file."""
+    said = {"run": "s", "method": "said", "d90": 200, "gap_at_d90": 0.03, "bound_sqrt_d90_over_n": 0.3}
+    first = [p.read_bytes() for p in plot_gap_against_bound([said], tmp_path / "a.png")]
+    assert first == [p.read_bytes() for p in plot_gap_against_bound([said], tmp_path / "a.png")]
+
+
 def test_a_d90_plot_waits_for_a_run_of_its_own(tmp_path):
     """An experiment run in parts: a plot whose rows have not run yet is not drawn (matplotlib refused a log axis
     with no data), and one with a finished row is."""

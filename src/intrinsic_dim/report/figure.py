@@ -51,14 +51,15 @@ def new_figure() -> tuple[Any, Any, Any]:
 
 
 def save_figure(plt: Any, fig: Any, path: Path, layout: bool = True) -> list[Path]:
-    """Plain tick labels on every log axis, then the figure as PNG and PDF; ``layout``: tighten a figure without a layout engine."""
+    """Plain tick labels on every log axis, then the figure as PNG and PDF (no creation date, so that a figure redrawn
+    from the same summary is the same file); ``layout``: tighten a figure without a layout engine."""
     for ax in fig.axes:
         plain_ticks(ax)
     if layout and fig.get_layout_engine() is None:
         fig.tight_layout()
     paths = [path.with_suffix(".png"), path.with_suffix(".pdf")]
     for p in paths:
-        fig.savefig(p)
+        fig.savefig(p, metadata={"CreationDate": None} if p.suffix == ".pdf" else None)
     plt.close(fig)
     return paths
 

@@ -245,9 +245,4 @@ def plot_loss(out: str | Path) -> Path:
     ax.set_title(f"MLM pre-training: {out.name}")
     ax.grid(alpha=0.3)
     ax.legend()
-    fig.tight_layout()
-    png = out / "loss.png"
-    fig.savefig(png)
-    fig.savefig(out / "loss.pdf")
-    plt.close(fig)
-    return png
+    return save_figure(plt, fig, out / "loss")[0]
