@@ -13,7 +13,7 @@ import json
 
 import torch
 
-from intrinsic_dim.kernelbench import MINILM_D, Floor, bench_fastfood, format_projection_table
+from intrinsic_dim.kernelbench import MINILM_D, Floor, bench_fastfood, format_projection_table, stamp_rates
 from intrinsic_dim.kernels import native
 
 
@@ -29,9 +29,7 @@ def main(argv: list[str] | None = None) -> int:
     if lib is None:
         raise SystemExit("the native kernels are unavailable: nothing to measure")
     floor = Floor(15)
-    records = [bench_fastfood(MINILM_D, int(d), floor, args.repeats) for d in args.dims.split(",")]
-    for r in records:
-        r["bandwidth_gbs"], r["add_rate_gadds"], r["hash_rate_g"] = floor.bandwidth_gbs, floor.add_rate / 1e9, floor.hash_rate / 1e9
+    records = stamp_rates([bench_fastfood(MINILM_D, int(d), floor, args.repeats) for d in args.dims.split(",")], floor)
     print(f"native kernel: {lib.isa}; threads: {args.threads}; copy bandwidth {floor.bandwidth_gbs:.1f} GB/s; "
           f"add rate {floor.add_rate / 1e9:.1f} G/s; hash rate {floor.hash_rate / 1e9:.2f} G/s")
     print(format_projection_table(records))

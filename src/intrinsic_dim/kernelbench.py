@@ -302,6 +302,11 @@ def run_bench(quick: bool = False) -> list[dict]:
     step = bench_train_step(4, 64, 1000, 1) if quick else bench_train_step(16, 128, 1000, 3)
     demo = bench_measure_demo((200, 1000), 2) if quick else bench_measure_demo((200, 1000, 5000), 6)
     records += [r for r in (step, demo) if r is not None]
+    return stamp_rates(records, floor)
+
+
+def stamp_rates(records: list[dict], floor: Floor) -> list[dict]:
+    """The machine's measured rates, the same in every record of one run."""
     for r in records:
         r["bandwidth_gbs"], r["add_rate_gadds"], r["hash_rate_g"] = floor.bandwidth_gbs, floor.add_rate / 1e9, floor.hash_rate / 1e9
     return records
