@@ -347,53 +347,6 @@ static inline void FN(unit_factors)(const streams_t *s, uint64_t block, UV *sign
     *gauss = FN(gauss_of)(hg);
 }
 
-/* out[b] = scale * G_b B_b z_0 for blocks [b0, b1) of one element (L = 0), z_0 = 0 without z: the
- * arithmetic of fwd_tiny (the same products in the same order), W blocks per vector, without its
- * per-block key and permutation set-up. */
-static void FN(fwd_unit)(T *out, int has_z, T z0, const streams_t *s, int64_t block0, int64_t b0, int64_t b1, T scale) {
-    const V zv = (V){0} + (has_z ? z0 : 0);
-    int64_t b = b0;
-    for (; b + W <= b1; b += W) {
-        UV sign;
-        V g;
-        FN(unit_factors)(s, (uint64_t)(block0 + b), &sign, &g);
-        const V u = (V)((UV)zv ^ (has_z ? sign : (UV){0}));
-        FN(st)(out + b, (u * g) * scale);
-    }
-    for (; b < b1; b += 4) {
-        vu64 hb, hg;
-        FN(unit_hashes)(s, (uint64_t)(block0 + b), &hb, &hg);
-        for (int l = 0; l < 4 && b + l < b1; l++) {
-            const T u = has_z ? ((hb[l] >> 63) ? -z0 : z0) : 0;
-            const T v = u * ((T)gauss_int(hg[l]) * (T)GAUSS_SCALE);
-            out[b + l] = v * scale;
-        }
-    }
-}
-
-/* acc + sum over blocks [b0, b1) of one element, in order, of B_b G_b scale y_b: tr_tiny's terms,
- * made W at a time, added one by one in double precision as tr_tiny adds them. */
-static double FN(tr_unit)(double acc, const T *y, const streams_t *s, int64_t block0, int64_t b0, int64_t b1, T scale) {
-    int64_t b = b0;
-    for (; b + W <= b1; b += W) {
-        UV sign;
-        V g;
-        FN(unit_factors)(s, (uint64_t)(block0 + b), &sign, &g);
-        T t[W];
-        FN(st)(t, (V)((UV)((FN(ld)(y + b) * scale) * g) ^ sign));
-        for (int l = 0; l < W; l++) acc += t[l];
-    }
-    for (; b < b1; b += 4) {
-        vu64 hb, hg;
-        FN(unit_hashes)(s, (uint64_t)(block0 + b), &hb, &hg);
-        for (int l = 0; l < 4 && b + l < b1; l++) {
-            const T u = (y[b + l] * scale) * ((T)gauss_int(hg[l]) * (T)GAUSS_SCALE);
-            acc += (hb[l] >> 63) ? -u : u;
-        }
-    }
-    return acc;
-}
-
 /* out[0:keep] = scale * H G Pi H B pad(z) for one block of fewer than 8 elements. */
 static void FN(fwd_tiny)(T *out, int64_t keep, const T *z, int64_t d, const FN(block_t) *k, int L, T scale) {
     const int64_t n = (int64_t)1 << L;
@@ -415,6 +368,45 @@ static void FN(tr_tiny)(double *acc, const T *y, int64_t keep, int64_t d, const 
     for (int64_t j = 0; j < n; j++) v[j] = u[perm1(&k->p, (uint32_t)j, 1)];
     FN(fwht_small)(v, v, L);
     for (int64_t j = 0; j < d; j++) acc[j] += FN(sign1)(k->kb, j, v[j]);
+}
+
+/* out[b] = scale * G_b B_b z_0 for blocks [b0, b1) of one element (L = 0): the arithmetic of fwd_tiny (the same
+ * products in the same order), W blocks per vector without its per-block key and permutation set-up; the last
+ * blocks short of a vector go through fwd_tiny itself. */
+static void FN(fwd_unit)(T *out, const T *z, int64_t d, const streams_t *s, int64_t block0, int64_t b0, int64_t b1, T scale) {
+    const V zv = (V){0} + (d > 0 ? z[0] : 0);
+    int64_t b = b0;
+    for (; b + W <= b1; b += W) {
+        UV sign;
+        V g;
+        FN(unit_factors)(s, (uint64_t)(block0 + b), &sign, &g);
+        const V u = (V)((UV)zv ^ (d > 0 ? sign : (UV){0}));
+        FN(st)(out + b, (u * g) * scale);
+    }
+    for (; b < b1; b++) {
+        FN(block_t) k;
+        FN(block_init)(&k, s, block0 + b, 0);
+        FN(fwd_tiny)(out + b, 1, z, d, &k, 0, scale);
+    }
+}
+
+/* *acc += the sum over blocks [b0, b1) of one element, in order, of B_b G_b scale y_b: tr_tiny's terms made W at a
+ * time and added one by one in double precision as tr_tiny adds them; the last blocks through tr_tiny itself. */
+static void FN(tr_unit)(double *acc, const T *y, int64_t d, const streams_t *s, int64_t block0, int64_t b0, int64_t b1, T scale) {
+    int64_t b = b0;
+    for (; b + W <= b1; b += W) {
+        UV sign;
+        V g;
+        FN(unit_factors)(s, (uint64_t)(block0 + b), &sign, &g);
+        T t[W];
+        FN(st)(t, (V)((UV)((FN(ld)(y + b) * scale) * g) ^ sign));
+        for (int l = 0; l < W; l++) *acc += t[l];
+    }
+    for (; b < b1; b++) {
+        FN(block_t) k;
+        FN(block_init)(&k, s, block0 + b, 0);
+        FN(tr_tiny)(acc, y + b, 1, d, &k, 0, scale);
+    }
 }
 
 /* One forward block b; scratch holds two rows and a tile; with par the team shares it. */
@@ -486,7 +478,7 @@ int FN(ff_forward)(T *out, const T *z, int64_t d, uint64_t seed, int64_t block0,
         {
             int64_t lo, hi;
             span(nb, 1, &lo, &hi);
-            FN(fwd_unit)(out, d > 0, d > 0 ? z[0] : 0, &s, block0, lo, hi, (T)scale);
+            FN(fwd_unit)(out, z, d, &s, block0, lo, hi, (T)scale);
         }
         return 0;
     }
@@ -527,7 +519,7 @@ int FN(ff_transpose)(T *out, const T *y, int64_t d, uint64_t seed, int64_t block
 #pragma omp parallel for num_threads(team) schedule(dynamic, 1)
         for (int64_t c = 0; c < nchunks; c++) {
             const int64_t b0 = nblocks * c / nchunks, b1 = nblocks * (c + 1) / nchunks;
-            if (d > 0) part[c * dpad] = FN(tr_unit)(0.0, y, &s, block0, b0 < nb ? b0 : nb, b1 < nb ? b1 : nb, (T)scale);
+            if (d > 0) FN(tr_unit)(part + c * dpad, y, d, &s, block0, b0 < nb ? b0 : nb, b1 < nb ? b1 : nb, (T)scale);
         }
     } else if (coop) {
 #pragma omp parallel num_threads(team)
