@@ -226,3 +226,25 @@ def test_measure_on_images_with_absolute_baseline(tmp_path, capsys):
     small = next(p for p in res["points"] if p["d"] == 20)
     large = next(p for p in res["points"] if p["d"] == 2000)
     assert 0.1 < small["mean"] < large["mean"]
+
+
+def test_stop_after_ends_a_part_at_a_trial_boundary_and_the_rerun_continues(tmp_path, data_dir, capsys, monkeypatch):
+    from intrinsic_dim import interrupts
+
+    run = tmp_path / "run"
+    args = ["measure", *_common(data_dir), "--seeds", "2", "--dims", "100,1000", "--epochs", "2", "--baseline", "1.0", "--lr", "0.3",
+            "--run-dir", str(run)]
+    clock = iter(range(0, 10**6, 60))  # every reading of the clock is a minute later than the last
+    monkeypatch.setattr(interrupts.time, "monotonic", lambda: next(clock))
+    assert main([*args, "--stop-after", "2"]) == 75
+    err = capsys.readouterr().err
+    assert "part ended after 2 min at a trial boundary" in err and "rerun the same command" in err
+    assert not (run / "d90.json").exists()
+    kept = list(csv.DictReader(open(run / "trials.csv")))
+    assert 1 <= len(kept) < 4 and all(r["status"] == "ok" for r in kept)
+    monkeypatch.undo()
+    assert main(args) == 0
+    assert capsys.readouterr().out.count("resumed") == len(kept)  # the trials of the part are kept, not rerun
+    assert json.loads((run / "d90.json").read_text())["points"]
+    assert main([*args, "--stop-after", "0"]) == 2
+    assert "--stop-after must be a positive number of minutes" in capsys.readouterr().err

@@ -18,14 +18,16 @@ from pathlib import Path
 from typing import Any, Sequence
 
 from intrinsic_dim.configfile import load_mapping, show
-from intrinsic_dim.interrupts import sigterm_as_interrupt
+from intrinsic_dim.interrupts import PartEnded, sigterm_as_interrupt, stop_after
 from intrinsic_dim.spec import PARTS, MeasureSpec, check_values, spec_fields
 from intrinsic_dim.version import __version__
 
 os.environ.setdefault("TRANSFORMERS_VERBOSITY", "error")
 
-CLI_ONLY = {"measure": {"run_dir", "quiet"}, "train": {"d", "seed", "out", "quiet"}, "evaluate": {"adapter", "seed", "batch_size", "quiet"}}
+CLI_ONLY = {"measure": {"run_dir", "quiet", "stop_after"}, "train": {"d", "seed", "out", "quiet"}, "evaluate": {"adapter", "seed", "batch_size", "quiet"}}
 """Options of a verb that describe this invocation rather than the run: allowed in its --config file too."""
+PART_ENDED = 75
+"""Exit status of a part that ended at --stop-after (EX_TEMPFAIL: not finished, rerun to continue)."""
 TRAIN_PARTS = ("data", "trial")
 TRAIN_RUN_FIELDS = ("threads", "report_to")
 
@@ -67,6 +69,12 @@ def _common(p: argparse.ArgumentParser) -> None:
     p.add_argument("--config", default=None, help="YAML/JSON file of options; flags override it")
 
 
+def _stop_after_flag(p: argparse.ArgumentParser, default: Any) -> None:
+    p.add_argument("--stop-after", type=float, default=default, metavar="MINUTES",
+                   help="run as a part: start no new trial after this many minutes, keep every finished one and exit with "
+                   f"status {PART_ENDED}; rerun the same command to continue")
+
+
 def plain(text: str) -> str:
     """Docstring text as a terminal shows it: reStructuredText's ``literals`` and :role:`targets` without their markup."""
     text = re.sub(r":[a-z]+:`~?([^`]+)`", lambda m: m.group(1).rsplit(".", 1)[-1] if m.group(0).count("~") else m.group(1), text)
@@ -99,6 +107,7 @@ def _build_parser() -> argparse.ArgumentParser:
                        "Resumable: rerun the same command on the same --run-dir.")
     _spec_flags(m, tuple(PARTS))
     m.add_argument("--run-dir", default=argparse.SUPPRESS, help="results directory (default: runs/<model>-<task>-<method>)")
+    _stop_after_flag(m, argparse.SUPPRESS)
     _common(m)
 
     t = sub.add_parser("train", help="one subspace fine-tune at a given d; saves an adapter",
@@ -145,6 +154,7 @@ def _build_parser() -> argparse.ArgumentParser:
     x.add_argument("--dry-run", action="store_true", help="run nothing, write nothing: check every run's options and print each "
                    "run's model size, trials at most, steps and estimated GPU hours")
     x.add_argument("--quiet", action="store_true", help="no progress bars")
+    _stop_after_flag(x, None)
 
     _pretrain_parser(sub)
 
@@ -229,7 +239,7 @@ def _bad(value: Any) -> Any:
 
 RANGES = {"threads": (lambda v: 1 <= v <= 1024, "an integer from 1 to 1024"), "seed": (lambda v: 0 <= v < 2**63, "an integer from 0 to 2**63 - 1"),
           "d": (lambda v: v >= 1, "a positive integer"), "max_length": (lambda v: v >= 1, "a positive integer"),
-          "batch_size": (lambda v: v >= 1, "a positive integer")}
+          "batch_size": (lambda v: v >= 1, "a positive integer"), "stop_after": (lambda v: v > 0, "a positive number of minutes")}
 """Ranges of the hand-written verbs' numeric options (the spec checks its own)."""
 
 
@@ -256,7 +266,10 @@ def _parse(argv: Sequence[str]) -> argparse.Namespace:
         args.spec = MeasureSpec.from_dict(cfg | given, source=args.config or "the options")
         args.quiet = bool(local["quiet"])
         if args.verb == "measure":
-            args.run_dir = local["run_dir"]
+            args.run_dir, args.stop_after = local["run_dir"], local["stop_after"]
+            if args.stop_after is not None and not (isinstance(args.stop_after, (int, float)) and not isinstance(args.stop_after, bool)
+                                                    and RANGES["stop_after"][0](args.stop_after)):
+                raise ValueError(f"--stop-after must be {RANGES['stop_after'][1]}, got {show(args.stop_after)}")
         elif args.verb == "evaluate":
             args.adapter, args.seed = local["adapter"], local["seed"]
             args.batch_size = 128 if local["batch_size"] is None else local["batch_size"]
@@ -446,10 +459,15 @@ def main(argv: Sequence[str] | None = None) -> int:
     with sigterm_as_interrupt():
         try:
             _quiet_hub()
+            stop_after(None if getattr(args, "stop_after", None) is None else 60 * args.stop_after)
             return verbs[args.verb](args)
         except (ValueError, FileNotFoundError, KeyError) as e:
             print(f"intrinsic-dim {args.verb}: error: {e}", file=sys.stderr)
             return 2
+        except PartEnded:
+            print(f"\nintrinsic-dim {args.verb}: part ended after {args.stop_after:g} min at a trial boundary; finished trials are "
+                  "kept: rerun the same command to continue.", file=sys.stderr)
+            return PART_ENDED
         except KeyboardInterrupt:
             resume = " finished trials are kept; rerun the same command to resume." if args.verb in ("measure", "experiment") else ""
             print(f"\nintrinsic-dim {args.verb}: interrupted.{resume}", file=sys.stderr)

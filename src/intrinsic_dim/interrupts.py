@@ -9,10 +9,29 @@ from __future__ import annotations
 import contextlib
 import signal
 import threading
+import time
 from collections.abc import Iterator
 from typing import Any
 
 _STOP_SIGNALS = {signal.SIGINT, signal.SIGTERM}
+_deadline: float | None = None
+
+
+class PartEnded(KeyboardInterrupt):
+    """The time a part was given (``--stop-after``) has passed: raised at a trial boundary, so no trial is lost."""
+
+
+def stop_after(seconds: float | None) -> None:
+    """End this process's work as a part: the first trial boundary after ``seconds`` from now raises :class:`PartEnded`
+    (None: no limit). Process-wide, like the signals above: one command runs one part."""
+    global _deadline
+    _deadline = None if seconds is None else time.monotonic() + seconds
+
+
+def at_boundary() -> None:
+    """Called before new trials start: raise :class:`PartEnded` once the part's time has passed."""
+    if _deadline is not None and time.monotonic() >= _deadline:
+        raise PartEnded
 
 
 def _raise_interrupt(signum: int, frame: Any) -> None:

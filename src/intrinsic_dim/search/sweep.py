@@ -12,6 +12,7 @@ from typing import TYPE_CHECKING, Any, Callable, Sequence
 
 from tqdm.auto import tqdm
 
+from intrinsic_dim import interrupts
 from intrinsic_dim.executors import Executor
 from intrinsic_dim.results import NOT_FULL, TrialResult
 from intrinsic_dim.search.stats import mean, passes, point_stats
@@ -132,6 +133,7 @@ class Sweep:
             self.bar.step(self._status())
 
         if todo:
+            interrupts.at_boundary()
             self.executor.run_many([cfgs[i] for i in todo], done)
         self.all += [(role, r) for r in out]
         self.done |= {trial_identity(r.config): r for r in out}
