@@ -16,7 +16,7 @@ LAYERS = {
     "store": 6, "executors": 6, "tracking": 6,
     "search": 7,
     "report": 8, "experiment": 8, "pretrain": 8, "runs": 8, "merge": 8, "plan": 8,
-    "cli": 9, "bench": 9, "kernelbench": 9, "sweepcost": 9,
+    "cli": 9, "cliargs": 9, "bench": 9, "kernelbench": 9, "sweepcost": 9,
 }
 """Module (or package) -> layer: a module imports only from its own layer or below."""
 

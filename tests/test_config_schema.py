@@ -9,7 +9,8 @@ from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
 import intrinsic_dim as idim
-from intrinsic_dim.cli import _parse, main
+from intrinsic_dim.cli import main
+from intrinsic_dim.cliargs import build_parser, parse
 from intrinsic_dim.spec import PARTS, MeasureSpec, SpecError, spec_fields
 
 
@@ -95,7 +96,7 @@ def test_the_spec_round_trips_through_its_dict_and_yaml(tmp_path):
 
 def test_every_spec_field_is_a_flag_with_its_default_in_the_help():
     """A field added to the spec appears on the command line: the flags are generated from it."""
-    parser = __import__("intrinsic_dim.cli", fromlist=["_build_parser"])._build_parser()
+    parser = build_parser()
     measure = parser._subparsers._group_actions[0].choices["measure"]
     dests = {a.dest for a in measure._actions}
     assert {f.name for _, f in spec_fields()} <= dests
@@ -108,7 +109,7 @@ def test_every_spec_field_is_a_flag_with_its_default_in_the_help():
 def test_flags_override_the_config_file_which_overrides_the_defaults(tmp_path):
     path = tmp_path / "run.yaml"
     path.write_text("seeds: 3\nepochs: 2\nrun_dir: out\n")
-    args = _parse(["measure", "--config", str(path), "--seeds", "4"])
+    args = parse(["measure", "--config", str(path), "--seeds", "4"])
     assert args.spec.search.seeds == 4 and args.spec.trial.epochs == 2.0 and args.run_dir == "out"
     assert args.spec.trial.batch_size == MeasureSpec().trial.batch_size
 
@@ -122,7 +123,7 @@ def test_a_bad_value_in_a_config_file_is_refused_even_where_a_flag_overrides_it(
     path = tmp_path / "run.yaml"
     path.write_text(text)
     with pytest.raises(ValueError, match=f"{path}: {message}"):
-        _parse([verb, "--config", str(path), *flags])
+        parse([verb, "--config", str(path), *flags])
 
 
 _values = st.one_of(
