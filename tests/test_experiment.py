@@ -127,6 +127,15 @@ def test_a_run_takes_its_baseline_from_an_earlier_run(tmp_path):
     path.write_text("name: e\nruns: [{name: x, baseline: {from: nope}}]\n")
     with pytest.raises(ExperimentError, match="must name another run"):
         load_experiment(path)
+    # a run given its baseline trains no full fine-tuning: an option that asks for one is refused when the file loads,
+    # not hours later when the run it waits for has finished
+    path.write_text("name: e\ndefaults: {full_lr_search: [0.001, 0.003]}\n"
+                    "runs: [{name: own, model: m}, {name: common, model: m, baseline: {from: own}}]\n")
+    with pytest.raises(ExperimentError, match="run 'common' takes its baseline from run 'own'.*full_lr_search.*set that option to null"):
+        load_experiment(path)
+    path.write_text("name: e\ndefaults: {full_lr_search: [0.001, 0.003]}\n"
+                    "runs: [{name: own, model: m}, {name: common, model: m, full_lr_search: null, baseline: {from: own}}]\n")
+    assert load_experiment(path).runs[1].baseline_from == "own"
 
 
 def test_the_gap_plot_leaves_out_runs_without_training_values(tmp_path, monkeypatch):

@@ -136,7 +136,14 @@ def _run(run: dict[str, Any], defaults: dict[str, Any], where: str, i: int) -> E
     quiet = run.get("quiet", defaults.get("quiet", False))
     if not isinstance(quiet, bool):
         raise ExperimentError(f"{where}: run {name!r}: quiet: expected true or false, got {show(quiet)}")
-    return ExperimentRun(name, MeasureSpec.from_dict(options, source=f"{where}, run {name!r}"), label, baseline_from, quiet)
+    spec = MeasureSpec.from_dict(options, source=f"{where}, run {name!r}")
+    if baseline_from is not None:  # the value arrives when the run starts: its options must already allow a given baseline
+        try:
+            spec.replace(baseline=1.0)
+        except ConfigFileError as e:
+            raise ExperimentError(f"{where}: run {name!r} takes its baseline from run {baseline_from!r}, so it trains no full "
+                                  f"fine-tuning, but its options ask for one ({e}): set that option to null in the run") from None
+    return ExperimentRun(name, spec, label, baseline_from, quiet)
 
 
 def _plots(plots: Any, names: set[str], where: str) -> list[dict[str, Any]]:
