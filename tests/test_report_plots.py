@@ -123,6 +123,24 @@ def test_a_legend_of_long_labels_stays_inside_the_figure():
     assert frame.x0 <= box.x0 and box.x1 <= frame.x1 and frame.y0 <= box.y0
 
 
+def test_a_long_title_is_wrapped_inside_the_saved_figure(tmp_path):
+    """A title that names the runs not run yet (curves_figure appends them) stays within the image's width."""
+    from intrinsic_dim.report.figure import fit_title, save_figure
+
+    def figure():
+        return curves_figure([result(model="m0")], title="SAID on tweet-sentiment: MPNet-base (109M) vs MiniLM-L6 (22.7M), same "
+                             "budget", missing=["tweets-said-mpnet-base", "tweets-said-minilm-l6-and-a-longer-name"])
+
+    fig = figure()
+    save_figure(matplotlib.pyplot, fig, tmp_path / "long")
+    assert "\n" in fig.axes[0].title.get_text()
+    fig = figure()
+    fit_title(fig.axes[0], fig)
+    drawn(fig)
+    box = fig.axes[0].title.get_window_extent(fig.canvas.get_renderer())
+    assert fig.bbox.x0 <= box.x0 and box.x1 <= fig.bbox.x1
+
+
 def test_the_budget_line_names_the_selection_subset_and_the_search_rules():
     from intrinsic_dim.report.labels import budget_text
 

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import math
+import textwrap
 from pathlib import Path
 from typing import Any
 
@@ -40,6 +41,19 @@ def plain_ticks(ax: Any) -> None:
             axis.set_minor_formatter(_minor_labels(axis))
 
 
+def fit_title(ax: Any, fig: Any, share: float = 0.8) -> None:
+    """Wrap the axes' title onto as many lines as it takes to span at most ``share`` of the figure's width (a long one,
+    or one that names the runs not run yet, would otherwise run off both edges; the title centres on the axes, which
+    sit off the figure's centre when a bar or legend stands beside them)."""
+    title = ax.title
+    text = title.get_text()
+    if not text or "\n" in text:
+        return
+    width = title.get_window_extent(fig.canvas.get_renderer()).width
+    if width > share * fig.bbox.width:
+        title.set_text(textwrap.fill(text, max(20, int(len(text) * share * fig.bbox.width / width))))
+
+
 def new_figure() -> tuple[Any, Any, Any]:
     """pyplot, a figure laid out by matplotlib's constrained layout (room for a legend outside the axes) and its axes."""
     import matplotlib
@@ -55,6 +69,7 @@ def save_figure(plt: Any, fig: Any, path: Path, layout: bool = True) -> list[Pat
     from the same summary is the same file); ``layout``: tighten a figure without a layout engine."""
     for ax in fig.axes:
         plain_ticks(ax)
+        fit_title(ax, fig)
     if layout and fig.get_layout_engine() is None:
         fig.tight_layout()
     paths = [path.with_suffix(".png"), path.with_suffix(".pdf")]
