@@ -5,7 +5,7 @@ from __future__ import annotations
 from pathlib import Path
 from typing import Any, Sequence
 
-from intrinsic_dim.report.figure import save_figure
+from intrinsic_dim.report.figure import fit_title, save_figure
 from intrinsic_dim.report.labels import as_float, budget_text, format_interval, knife_edge, model_name, size_name, unique_labels
 
 
@@ -55,7 +55,7 @@ def curves_figure(results: Sequence[dict[str, Any]], title: str | None = None, x
             ax.scatter([d] * len(p["values"]), [as_float(v) for v in p["values"]], s=12, alpha=0.4, color=color, marker=marker, linewidths=0)
         d90 = r.get("d90")
         above = r.get("status") == "above_largest" and r["points"]
-        found = f"= {d90}" if d90 else (f"> {max(p['d'] for p in r['points']):,}" if above else "not found")
+        found = f"= {d90:,}" if d90 else (f"> {max(p['d'] for p in r['points']):,}" if above else "not found")
         label = f"{labels[i]}: {size_name(r)}{round(100 * r['fraction'])} {found}"
         if x == "trainable" and r.get("trainable_params"):
             label += f" ({r['trainable_params']:,} trained)"
@@ -115,5 +115,6 @@ def curves_figure(results: Sequence[dict[str, Any]], title: str | None = None, x
     if n > 1:
         budgets.append(f"markers of the {n} runs are offset by up to {(10 ** (DODGE_DECADES * (n - 1) / 2) - 1) * 100:.0f}% in d so equal points stay visible")
     fig.text(0.01, 0.005, "\n".join(budgets), fontsize=6, va="bottom", wrap=True)
+    fit_title(ax, fig)  # before the layout, which must make room for every line of it
     fig.tight_layout(rect=(0, 0.03 + 0.035 * len(budgets), 1, 1))
     return fig
