@@ -234,3 +234,31 @@ def test_baseline_only_refuses_a_given_baseline():
 
     with pytest.raises(SpecError, match="baseline_only"):
         MeasureSpec.from_dict({"baseline_only": True, "baseline": 0.9})
+
+
+def test_a_summary_counts_the_cost_of_a_trial_listed_under_two_roles_once():
+    """A rate-search candidate that is also a baseline seed ran once: the summary's cost is d90.json's, not one more."""
+    from intrinsic_dim.experiment import summary_row
+
+    full = {"method": "full", "lr": 3e-4, "seed": 0}
+    trials = [{"role": "full_lr_search", "config": full, "wall_s": 100.0}, {"role": "baseline", "config": dict(full), "wall_s": 100.0},
+              {"role": "baseline", "config": full | {"seed": 1}, "wall_s": 100.0},
+              {"role": "search", "config": {"method": "subspace", "d": 500, "seed": 0}, "wall_s": 50.0}]
+    r = {"model": "m", "task": "t", "n_train": 10, "baseline": 0.7, "baseline_source": "full fine-tuning", "threshold": 0.63,
+         "d90": None, "crossing": None, "status": "above_largest", "points": [], "trials": trials, "compute_s": 350.0}
+    row = summary_row("run", r)
+    assert row["cost_full_trials"] == pytest.approx(2.5) and row["full_trial_s"] == pytest.approx(100.0)
+
+
+def test_a_finished_run_keeps_the_checkpoint_fields_it_was_summarised_with():
+    """Pre-training made again at the same path (another machine's float kernels: other last bits) does not rewrite the
+    MLM loss of a run measured on the first checkpoint; a run not yet measured takes what is there now."""
+    from intrinsic_dim.experiment import _keep_checkpoint_fields
+
+    earlier = {"run": "r", "status": "found", "step": 0, "mlm_loss": 10.350756064889884}
+    now = {"run": "r", "status": "found", "step": 0, "mlm_loss": 10.350755830525387}
+    assert _keep_checkpoint_fields(now, earlier)["mlm_loss"] == 10.350756064889884
+    assert _keep_checkpoint_fields({"run": "r", "status": "found"}, earlier)["mlm_loss"] == 10.350756064889884  # no runs/ here
+    planned = {"run": "r", "status": "not run", "step": 0, "mlm_loss": 10.350755830525387}
+    assert _keep_checkpoint_fields(now, planned | {"mlm_loss": 1.0})["mlm_loss"] == 10.350755830525387
+    assert _keep_checkpoint_fields(planned, earlier | {"status": "not run"})["mlm_loss"] == 10.350755830525387

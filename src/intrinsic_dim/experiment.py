@@ -253,8 +253,11 @@ def summary_row(name: str, r: dict[str, Any], label: dict[str, Any] | None = Non
 
 def _cost_fields(r: dict[str, Any]) -> dict[str, Any]:
     """The search and evaluation settings a d90 was measured with and what it cost: in full fine-tunings of its own, and
-    the mean full fine-tuning trial's seconds (so that runs of other settings can be put in one unit)."""
-    b, trials = r.get("budget") or {}, [(t["config"].get("method"), t.get("wall_s") or 0.0) for t in r["trials"]]
+    the mean full fine-tuning trial's seconds (so that runs of other settings can be put in one unit); counted as the
+    search counts them in d90.json, each trial once."""
+    b = r.get("budget") or {}
+    once = {json.dumps(t["config"], sort_keys=True): t for t in r["trials"]}  # a trial listed under two roles ran once
+    trials = [(t["config"].get("method"), t.get("wall_s") or 0.0) for t in once.values()]
     return {"seed_rule": r.get("seed_rule", "all"), "placement": r.get("placement", "bisect"), "select_examples": b.get("select_examples"), "gap_examples": b.get("gap_examples"),
             "cost_full_trials": cost_in_full_trials(trials), "full_trial_s": full_trial_s(trials)}
 
@@ -270,12 +273,18 @@ def _checkpoint_fields(model: str) -> dict[str, Any]:
 
 
 CHECKPOINT_KEYS = ("step", "mlm_loss", "params", "non_embedding_params")
+PLANNED = ("not run", "no_baseline")
 """Fields a summary row takes from a pre-training checkpoint; kept from the earlier summary when the checkpoint is not here."""
 
 
 def _keep_checkpoint_fields(row: dict[str, Any], earlier: dict[str, Any]) -> dict[str, Any]:
-    """The row with the checkpoint fields its earlier summary row had and it lacks (a fresh clone has no runs/ folder)."""
-    return row | {k: earlier[k] for k in CHECKPOINT_KEYS if k in earlier and k not in row}
+    """The row with its earlier summary row's checkpoint fields: where both rows are of a finished run, those win (they
+    describe the checkpoint the run was measured on, and pre-training run again at the same path on a machine of other
+    float kernels differs in the last bits); otherwise they fill in what the row lacks (a fresh clone has no runs/)."""
+    kept = {k: earlier[k] for k in CHECKPOINT_KEYS if k in earlier}
+    if row.get("status") not in PLANNED and earlier.get("status", "not run") not in PLANNED:
+        return row | kept
+    return kept | row
 
 
 def _planned_row(run: ExperimentRun, status: str) -> dict[str, Any]:
