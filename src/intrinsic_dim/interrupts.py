@@ -1,4 +1,5 @@
-"""Ctrl-C and SIGTERM as one clean ``KeyboardInterrupt``, raised only where Python can unwind.
+"""Ctrl-C, SIGTERM and a part's time limit (``--stop-after``) as one clean ``KeyboardInterrupt``, raised only where
+Python can unwind (the time limit only between trials).
 
 A long command is stopped by an interrupt at any moment, and the sweep's store keeps every finished trial;
 this module makes sure the interrupt always arrives as an exception the command line can report, never as a
