@@ -262,3 +262,30 @@ def test_a_finished_run_keeps_the_checkpoint_fields_it_was_summarised_with():
     planned = {"run": "r", "status": "not run", "step": 0, "mlm_loss": 10.350755830525387}
     assert _keep_checkpoint_fields(now, planned | {"mlm_loss": 1.0})["mlm_loss"] == 10.350755830525387
     assert _keep_checkpoint_fields(planned, earlier | {"status": "not run"})["mlm_loss"] == 10.350755830525387
+
+
+def test_the_commit_is_dirty_for_a_changed_code_file_but_not_for_results_another_run_writes(tmp_path):
+    import subprocess
+
+    from intrinsic_dim.experiment import RESULTS, _git_commit
+
+    def git(*args: str) -> None:
+        subprocess.run(["git", "-C", str(tmp_path), "-c", "user.name=t", "-c", "user.email=t@t", *args], check=True,
+                       capture_output=True)
+
+    code, result = tmp_path / "src" / "pkg", tmp_path / RESULTS / "exp" / "summary.json"
+    code.mkdir(parents=True)
+    result.parent.mkdir(parents=True)
+    (code / "mod.py").write_text("x = 1\n")
+    result.write_text("[]\n")
+    git("init", "-q")
+    git("add", ".")
+    git("commit", "-q", "-m", "start")
+    clean = _git_commit(code)
+    assert clean is not None and not clean.endswith("+dirty")
+    result.write_text("[{}]\n")
+    assert _git_commit(code) == clean
+    (tmp_path / "README.md").write_text("new\n")  # untracked: not a change of the code that ran
+    assert _git_commit(code) == clean
+    (code / "mod.py").write_text("x = 2\n")
+    assert _git_commit(code) == clean + "+dirty"

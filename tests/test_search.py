@@ -14,7 +14,9 @@ import torch
 
 from intrinsic_dim.report import format_bracket, format_interval
 from intrinsic_dim.search import BaselineError, measure_d90
-from intrinsic_dim.spec import SpecError
+from intrinsic_dim.fingerprint import KEY as FINGERPRINT
+from intrinsic_dim.fingerprint import weights_fingerprint
+from intrinsic_dim.spec import MeasureSpec, SpecError
 from intrinsic_dim.store import RunConfigMismatch, Store
 from intrinsic_dim.tasks.base import Split, Task
 from intrinsic_dim.results import TrialResult
@@ -134,6 +136,31 @@ def test_run_dir_of_other_configuration_is_refused(tmp_path):
     measure_d90(None, _task(), run_dir=tmp_path, run_config={"model": "a", "task": "t"}, **kw)
     with pytest.raises(RunConfigMismatch, match="model"):
         measure_d90(None, _task(), run_dir=tmp_path, run_config={"model": "b", "task": "t"}, **kw)
+
+
+def test_a_checkpoint_made_again_at_the_same_path_is_not_resumed_but_a_store_from_before_fingerprints_is(tmp_path):
+    folder = tmp_path / "checkpoint-1000"
+    folder.mkdir()
+    (folder / "model.safetensors").write_bytes(b"first weights")
+    (folder / "config.json").write_text("{}")
+    spec = MeasureSpec.from_dict({"model": str(folder), "task": "reuters-r8"})
+    made = spec.run_config(1)
+    assert made[FINGERPRINT] == weights_fingerprint(str(folder)) and len(made[FINGERPRINT]) == 16
+    store = Store(tmp_path / "run")
+    store.check_run_config(made)
+    store.put("search", TrialResult(config=TrialConfig(d=10).to_dict(), status="ok", metric=0.5))
+    (folder / "config.json").write_text('{"edited": true}')  # not a weight file: the same weights
+    store.check_run_config(spec.run_config(1))
+    (folder / "model.safetensors").write_bytes(b"other weights")
+    with pytest.raises(RunConfigMismatch, match="made again or changed"):
+        store.check_run_config(spec.run_config(1))
+    old = Store(tmp_path / "old")  # recorded before fingerprints: the rest must match, the fingerprint is not asked
+    old.check_run_config({k: v for k, v in made.items() if k != FINGERPRINT})
+    old.put("search", TrialResult(config=TrialConfig(d=10).to_dict(), status="ok", metric=0.5))
+    old.check_run_config(spec.run_config(1))
+    with pytest.raises(RunConfigMismatch, match="threads"):
+        old.check_run_config(spec.run_config(2))
+    assert MeasureSpec.from_dict({"model": "minilm"}).run_config(1).get(FINGERPRINT) is None
 
 
 def test_a_key_stored_with_another_number_type_is_found_and_its_run_resumes(tmp_path):

@@ -50,6 +50,8 @@ from intrinsic_dim.spec import MeasureSpec
 SUMMARY = "summary.json"
 PROVENANCE = "provenance.json"
 """Written into a run's directory when the experiment finishes it: the commit and command that ran it."""
+RESULTS = "experiments/results"
+"""Where experiment results are written (relative to the repository), and what a commit's "+dirty" leaves out."""
 RUN_KEYS = {"name", "label", "quiet"}
 """Keys of a run (or the defaults) that are not measure options: its name, its summary label, and quiet (no progress bars)."""
 TOP_KEYS = {"name", "description", "defaults", "runs", "plots"}
@@ -209,12 +211,14 @@ def run_runs(exp: Experiment, measure: Callable[[ExperimentRun, MeasureSpec, Pat
     return summarise(exp, out, command=command)
 
 
-def _git_commit() -> str | None:
-    """The commit of the code that is running (not of the working directory), '+dirty' if it has changes."""
-    here = ["git", "-C", str(Path(__file__).resolve().parent)]
+def _git_commit(code: Path = Path(__file__).resolve().parent) -> str | None:
+    """The commit of the code that is running (not of the working directory), '+dirty' if its tracked files have changes
+    outside experiments/results/ (results another run is writing are outputs, not code)."""
+    here = ["git", "-C", str(code)]
     try:
         head = subprocess.run([*here, "rev-parse", "--short", "HEAD"], capture_output=True, text=True, check=True).stdout.strip()
-        dirty = subprocess.run([*here, "status", "--porcelain", "--untracked-files=no"], capture_output=True, text=True).stdout.strip()
+        dirty = subprocess.run([*here, "status", "--porcelain", "--untracked-files=no", "--", ":/", f":(top,exclude){RESULTS}"],
+                               capture_output=True, text=True).stdout.strip()
         return head + ("+dirty" if dirty else "")
     except (OSError, subprocess.CalledProcessError):
         return None

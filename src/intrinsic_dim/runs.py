@@ -317,10 +317,10 @@ def run_experiment(path: str | Path, *, out: str | Path | None = None, only: Seq
                    log: Log = _say) -> Path:
     """Run an experiment file's runs (``only`` some: a part; each resumes), then write its summary and plots;
     ``threads`` and ``report_to`` override every run's own. Returns the summary's path."""
-    from intrinsic_dim.experiment import ExperimentRun, load_experiment, run_runs, summarise
+    from intrinsic_dim.experiment import RESULTS, ExperimentRun, load_experiment, run_runs, summarise
 
     exp = load_experiment(path)
-    out = Path(out or Path("experiments/results") / exp.name)
+    out = Path(out or Path(RESULTS) / exp.name)
     command = command or f"intrinsic-dim experiment {path}"
     if summary_only:
         return summarise(exp, out, command=command)

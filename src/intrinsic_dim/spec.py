@@ -19,6 +19,8 @@ from typing import Any, Callable, Iterator
 
 from intrinsic_dim.config import SubspaceConfig
 from intrinsic_dim.configfile import ConfigFileError, load_mapping, show
+from intrinsic_dim.fingerprint import KEY as FINGERPRINT
+from intrinsic_dim.fingerprint import weights_fingerprint
 from intrinsic_dim.groups import GROUPINGS
 from intrinsic_dim.projection import KINDS, LAYOUTS, NORMALISATIONS
 from intrinsic_dim.quant import QUANTS
@@ -383,13 +385,15 @@ class MeasureSpec:
 
     def run_config(self, threads: int) -> dict[str, Any]:
         """What a run directory's trials depend on beyond their own settings: a resume must match it (the store's key).
-        Options at their defaults are left out, so the key of a run made before they existed is unchanged."""
+        Options at their defaults are left out, so the key of a run made before they existed is unchanged; a model given
+        as a local folder adds its weights' fingerprint, so a checkpoint made again at the same path is not resumed."""
         d = self.data
         config = {"model": d.model, "task": d.task, "max_train": d.max_train, "max_eval": d.max_eval, "max_length": d.max_length,
                   "threads": threads}
         columns = {"text_columns": list(d.text_columns)} if d.text_columns else {}
         label = {"label_column": d.label_column} if d.label_column not in (None, "label") else {}
-        return config | ({"metric": d.metric} if d.metric else {}) | columns | label
+        weights = weights_fingerprint(d.model)
+        return config | ({"metric": d.metric} if d.metric else {}) | columns | label | ({FINGERPRINT: weights} if weights else {})
 
     def default_run_dir(self) -> Path:
         """runs/<model>-<task>-<method>."""

@@ -22,6 +22,8 @@ import time
 from pathlib import Path
 from typing import Any, Iterator, Sequence
 
+from intrinsic_dim.fingerprint import KEY as FINGERPRINT
+from intrinsic_dim.fingerprint import same_run_config
 from intrinsic_dim.results import TrialResult
 
 DB_NAME = "trials.sqlite"
@@ -314,7 +316,7 @@ class Store:
         replaced, so the corrected command runs in the same directory."""
         want = config_key(run_config)
         row = self.db.execute("SELECT value FROM meta WHERE key = 'run_config'").fetchone()
-        same = row is not None and (row[0] == want or self._json(row[0], "run configuration") == json.loads(want))  # 2 == 2.0
+        same = row is not None and (row[0] == want or same_run_config(self._json(row[0], "run configuration"), json.loads(want)))
         if row is None or (not same and self.db.execute("SELECT COUNT(*) FROM trials").fetchone()[0] == 0):
             with self.db:
                 self.db.execute("INSERT OR REPLACE INTO meta VALUES ('run_config', ?)", (want,))
@@ -322,6 +324,12 @@ class Store:
         if not same:
             old = self._json(row[0], "run configuration")
             diff = {k: (old.get(k), run_config.get(k)) for k in sorted(set(old) | set(run_config)) if old.get(k) != run_config.get(k)}
+            if set(diff) == {FINGERPRINT} and all(diff[FINGERPRINT]):
+                raise RunConfigMismatch(
+                    f"run directory {self.run_dir} holds trials of model {run_config.get('model')!r} whose weight files were "
+                    f"fingerprinted {old[FINGERPRINT]}; that folder's weights now fingerprint {run_config[FINGERPRINT]}: the "
+                    "checkpoint was made again or changed since. Use another --run-dir, or restore the weights to resume"
+                )
             raise RunConfigMismatch(
                 f"run directory {self.run_dir} holds a run with a different configuration "
                 f"(setting: (stored, requested)) {diff}; use another --run-dir, or the same settings to resume"

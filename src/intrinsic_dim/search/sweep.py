@@ -14,6 +14,7 @@ from tqdm.auto import tqdm
 
 from intrinsic_dim import interrupts
 from intrinsic_dim.executors import Executor
+from intrinsic_dim.fingerprint import same_run_config
 from intrinsic_dim.results import NOT_FULL, TrialResult
 from intrinsic_dim.search.stats import mean, passes, point_stats
 from intrinsic_dim.store import DB_NAME, RunConfigMismatch, Store
@@ -216,7 +217,7 @@ def reuse_stores(paths: Sequence[str | Path], run_config: dict[str, Any]) -> lis
         other = Store(path, read_only=True)
         stores.append(other)
         theirs = other.run_config()
-        if theirs != run_config:
+        if not same_run_config(theirs, run_config):
             for st in stores:
                 st.close()
             raise RunConfigMismatch(
@@ -235,7 +236,7 @@ def shared_stores(paths: Sequence[str | Path], run_config: dict[str, Any]) -> li
             other = Store(path, read_only=True)
         except ValueError:
             continue
-        if other.run_config() == run_config:
+        if same_run_config(other.run_config(), run_config):
             stores.append(other)
         else:
             other.close()
