@@ -14,6 +14,7 @@ import torch
 
 from intrinsic_dim.report import format_bracket, format_interval
 from intrinsic_dim.search import BaselineError, measure_d90
+from intrinsic_dim.experiment import summary_row
 from intrinsic_dim.fingerprint import KEY as FINGERPRINT
 from intrinsic_dim.fingerprint import weights_fingerprint
 from intrinsic_dim.spec import MeasureSpec, SpecError
@@ -161,6 +162,10 @@ def test_a_checkpoint_made_again_at_the_same_path_is_not_resumed_but_a_store_fro
     with pytest.raises(RunConfigMismatch, match="threads"):
         old.check_run_config(spec.run_config(2))
     assert MeasureSpec.from_dict({"model": "minilm"}).run_config(1).get(FINGERPRINT) is None
+    kw = dict(seeds=1, baseline=1.0, trial=TrialConfig(said=False), log=lambda s: None, runner=Synthetic(), dims=[10000])
+    result = measure_d90(None, _task(), run_dir=tmp_path / "measured", run_config=spec.run_config(1), **kw)
+    assert result.model_weights == weights_fingerprint(str(folder)) != made[FINGERPRINT]  # which bits ran, in d90.json
+    assert summary_row("r", result.to_dict())["model_weights"] == result.model_weights
 
 
 def test_a_key_stored_with_another_number_type_is_found_and_its_run_resumes(tmp_path):

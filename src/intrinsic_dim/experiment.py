@@ -251,6 +251,7 @@ def summary_row(name: str, r: dict[str, Any], label: dict[str, Any] | None = Non
         "status": r["status"], "monotone": r.get("monotone"), "knife_edge": knife_edge(r), "gap_at_d90": _gap_at(r, r["d90"]),
         "bound_sqrt_d90_over_n": r.get("bound_sqrt_d90_over_n"), "trials": len(r["trials"]),
         "compute_s": r["compute_s"], "wall_s": r.get("wall_s"), "threads": r.get("threads"), **_cost_fields(r),
+        **({"model_weights": r["model_weights"]} if r.get("model_weights") else {}),
         **_checkpoint_fields(r["model"]), **(label or {}),
     }
 

@@ -12,6 +12,7 @@ from typing import TYPE_CHECKING, Any, Callable, Sequence
 import torch
 
 from intrinsic_dim.executors import Executor, InProcess
+from intrinsic_dim.fingerprint import KEY as FINGERPRINT
 from intrinsic_dim.groups import subspace_extent
 from intrinsic_dim.results import TrialResult
 from intrinsic_dim.search.result import D90Result, method_of, trial_entry
@@ -145,7 +146,7 @@ def _run(factory: ModelFactory | None, task: Task, search: SearchSpec, trial: Tr
         s = Sweep(executor, task, trial, store, log, others, tracker, sequential=search.seed_rule == "sequential",
                   progress=progress, shared=siblings)
         try:
-            result = _measure(s, factory, task, search, full, model_name, start)
+            result = replace(_measure(s, factory, task, search, full, model_name, start), model_weights=run_config.get(FINGERPRINT))
         finally:
             s.bar.close()
         if tracker is not None:

@@ -59,6 +59,8 @@ class D90Result:
     cost_full_trials: float | None = None
     seed_rule: str = "all"
     placement: str = "bisect"
+    model_weights: str | None = None
+    """The fingerprint of a local model folder's weight files (run configuration), so a reader knows which bits ran."""
 
     @property
     def bound(self) -> float | None:
