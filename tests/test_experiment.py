@@ -289,3 +289,17 @@ def test_the_commit_is_dirty_for_a_changed_code_file_but_not_for_results_another
     assert _git_commit(code) == clean
     (code / "mod.py").write_text("x = 2\n")
     assert _git_commit(code) == clean + "+dirty"
+
+
+def test_provenance_names_the_commit_a_run_loaded_not_the_one_checked_out_when_it_ended(tmp_path, monkeypatch):
+    from intrinsic_dim import experiment
+
+    heads = iter(["aaa1111", "bbb2222", "bbb2222", "bbb2222"])  # a commit lands while run a trains
+    monkeypatch.setattr(experiment, "_git_commit", lambda: next(heads))
+    spec = tmp_path / "tiny.yaml"
+    spec.write_text(SPEC)
+    ran = []
+    experiment.run_runs(load_experiment(spec), lambda run, s, d: ran.append(d.mkdir(parents=True)), tmp_path / "out",
+                        only=["a"], command="cmd", log=lambda s: None)
+    made = json.loads((tmp_path / "out" / "a" / "provenance.json").read_text())
+    assert (made["commit"], made["head_at_finish"], made["command"]) == ("aaa1111", "bbb2222", "cmd") and len(ran) == 1

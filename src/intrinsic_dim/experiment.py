@@ -198,6 +198,7 @@ def run_runs(exp: Experiment, measure: Callable[[ExperimentRun, MeasureSpec, Pat
     unknown = sorted(set(only or []) - set(names))
     if unknown:
         raise ExperimentError(f"--only names runs that are not in the experiment {exp.name!r}: {unknown}; its runs: {names}")
+    loaded = _git_commit()  # the code this process runs is the code it loaded, whatever is committed while it runs
     for run in exp.runs:
         if only and run.name not in only:
             continue
@@ -206,7 +207,9 @@ def run_runs(exp: Experiment, measure: Callable[[ExperimentRun, MeasureSpec, Pat
             measure(run, resolve(exp, run, out), out / run.name)
         except BaselineError as e:
             log(f"run {run.name}: no usable threshold, recorded as no_baseline: {e}")
-        provenance = {"commit": _git_commit(), "command": command, "finished": time.strftime("%Y-%m-%d %H:%M:%S")}
+        head = _git_commit()
+        provenance = {"commit": loaded, "command": command, "finished": time.strftime("%Y-%m-%d %H:%M:%S"),
+                      **({"head_at_finish": head} if head != loaded else {})}
         (out / run.name / PROVENANCE).write_text(json.dumps(provenance, indent=2) + "\n")
     return summarise(exp, out, command=command)
 
