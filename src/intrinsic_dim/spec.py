@@ -29,6 +29,7 @@ METHODS = ("said", "did", "lora")
 SELECT = ("best", "final")
 AUTOCAST = ("bf16",)
 SEED_RULES = ("all", "sequential")
+SEED_NOISES = ("points", "baseline+points")
 PLACEMENTS = ("bisect", "aim")
 EXECUTORS = ("local", "ray")
 TRACKERS = ("none", "tensorboard", "mlflow")
@@ -171,13 +172,17 @@ class SearchSpec(_Part):
                            check=(lambda v: _positive(v) and v <= 1.5, "a number in (0, 1.5]"))
     precision: float = _opt(0.3, "stop bisecting when hi / lo <= 1 + precision", "float", check=(_positive, "a positive number"))
     seed_rule: str = _opt("sequential", "sequential: seeds only while a point's verdict is open (its mean within 3 standard errors "
-                          "of tau, seed noise pooled from the baseline and the points), and bisection stops once the bracket's "
-                          "ends are within the seed noise; all: every point gets --seeds seeds (the rule of the committed experiments) "
+                          "of tau, seed noise pooled over the points' seeds: --seed-noise), and bisection stops once the bracket's "
+                          "ends are within the seed noise; all: every point gets --seeds seeds (the rule of the experiments committed before 2026-12-06) "
                           "(docs/search.md)", "text", SEED_RULES)
+    seed_noise: str = _opt("points", "the seed noise the sequential rule settles a point with: points (pooled over the subspace "
+                           "points' seeds; nothing is settled before two points' degrees of freedom exist) or baseline+points "
+                           "(the full fine-tuning seeds too: the rule until 2026-12-07, which let a baseline far less noisy than "
+                           "the subspace trials settle points on one seed) (docs/search.md)", "text", SEED_NOISES)
     placement: str = _opt("aim", "where the refinement puts its next d: aim (at the crossing interpolated in log d from the "
                           "bracket's ends, moved to where a pass or a fail there can end the search when the crossing lies "
                           "within 1 + precision of an end) or bisect (the bracket's geometric midpoint, the rule of the "
-                          "committed experiments) (docs/search.md)", "text", PLACEMENTS)
+                          "experiments committed before 2026-12-07) (docs/search.md)", "text", PLACEMENTS)
     curve: bool = _opt(False, "train every --dims point to the full budget and take d90 from them (for figures) instead of searching",
                        "flag")
     baseline_only: bool = _opt(False, "train the full fine-tuning baseline (and its --full-lr-search) and stop: no subspace trial, "
@@ -221,9 +226,9 @@ class TrialSpec(_Part):
                        "the test split", "text", SELECT)
     select_examples: int | None = _opt(250, "validation examples (a fixed random subset) the checkpoint is chosen on while a trial "
                                        "trains; the chosen one is then measured on the whole validation split once; 'all': the "
-                                       "whole split at every evaluation (the committed experiments)", "limit", check=_POS_INT)
+                                       "whole split at every evaluation (the experiments committed before 2026-12-06)", "limit", check=_POS_INT)
     gap_examples: int | None = _opt(0, "training examples the chosen checkpoint is evaluated on for the generalisation gap; 0 "
-                                    "skips it; 'test': as many as the test split (the committed experiments)", "gap",
+                                    "skips it; 'test': as many as the test split (the experiments committed before 2026-12-06)", "gap",
                                     check=(lambda v: v >= 0, "a non-negative integer or 'test'"))
     autocast: str | None = _opt(None, "bf16: the training steps' forward pass under torch.autocast in bfloat16 (fast on GPUs and on "
                                 "CPUs with AVX512-BF16 or AMX, emulated and slower elsewhere); P(z) and evaluation stay float32. "

@@ -58,6 +58,8 @@ class D90Result:
     margin_se: float | None = None
     cost_full_trials: float | None = None
     seed_rule: str = "all"
+    seed_noise: str | None = None
+    """The sequential rule's seed noise (spec.SEED_NOISES); None under the all-seeds rule, which uses none."""
     placement: str = "bisect"
     model_weights: str | None = None
     """The fingerprint of a local model folder's weight files (run configuration), so a reader knows which bits ran."""
@@ -72,6 +74,14 @@ class D90Result:
 
     def save(self, path: str | Path) -> Path:
         return atomic_write_text(path, json.dumps(self.to_dict(), indent=2, default=float) + "\n")
+
+
+def seed_noise_of(result: dict[str, Any]) -> str | None:
+    """The seed noise a d90.json's sequential search settled points with: recorded since 2026-12-07; before, the only
+    one there was (baseline and points pooled); None for the all-seeds rule."""
+    if result.get("seed_rule", "all") != "sequential":
+        return None
+    return result.get("seed_noise") or "baseline+points"
 
 
 def trial_entry(role: str, r: TrialResult) -> dict[str, Any]:
