@@ -160,3 +160,16 @@ def _umask() -> int:
     mask = os.umask(0o022)
     os.umask(mask)
     return mask
+
+
+def test_a_store_from_before_selection_on_validation_is_refused(tmp_path):
+    """Trials of the format before validation selection (no val_metric column) cannot be mixed with today's."""
+    from intrinsic_dim.store import RunConfigMismatch
+
+    _finished_run(tmp_path / "old")
+    db = sqlite3.connect(tmp_path / "old" / DB_NAME)
+    with db:
+        db.execute("ALTER TABLE trials DROP COLUMN val_metric")
+    db.close()
+    with pytest.raises(RunConfigMismatch, match="earlier version of intrinsic-dim .* use another --run-dir"):
+        Store(tmp_path / "old")
