@@ -1,15 +1,17 @@
 """The search rules of the d90 search on synthetic objectives calibrated from committed runs: bias, spread and trials.
 
 For each committed run named below, its d90.json gives the curve (seed mean at every evaluated d, made monotone and
-interpolated in log d) and its seed noise (the standard deviation pooled over its points' and baseline's seeds).
-A synthetic objective returns curve(d) + noise x N(0, 1) per (d, seed, replicate), and full fine-tuning returns the
-baseline mean + noise x N(0, 1), so the true d90 is where the curve crosses 0.9 x the baseline mean. Every replicate
-runs the same search, 3 seeds, under each rule of CONFIGS (seed rule, placement); the grid and precision are the run's
+interpolated in log d) and its seed noise: with ``--noise split`` (the default since 2026-12-07) the points' noise
+(pooled over its points' seeds) and the baseline's (its full fine-tuning seeds) apart, as the runs measured them; with
+``--noise pooled`` (the first calibrations) one noise pooled over both. A synthetic objective returns curve(d) +
+point noise x N(0, 1) per (d, seed, replicate), and full fine-tuning returns the baseline mean + baseline noise x
+N(0, 1), so the true d90 is where the curve crosses 0.9 x the baseline mean. Every replicate runs the same search,
+3 seeds, under each rule of CONFIGS (seed rule, placement, seed noise); the grid and precision are the run's
 own as its experiment file configures them (``--grid coarse``), or every d the run evaluated with precision 0.15
 (``--grid evaluated``, the first calibration's setting, where little is left to bisect). The table gives each rule's
 median and spread of log(d90 / true d90), how often the true d90 lies in the bracket and in the 95% interval, the
 interval's median width in log d, and the mean number of trials. Run: ``.venv/bin/python benchmarks/search_calibration.py
-[--replicates 200] [--grid coarse|evaluated]`` (minutes: no training).
+[--replicates 200] [--grid coarse|evaluated] [--noise split|pooled]`` (minutes: no training).
 """
 
 from __future__ import annotations
@@ -29,15 +31,20 @@ from intrinsic_dim.tasks.base import Split, Task
 from intrinsic_dim.train import TrialConfig
 
 ROOT = Path(__file__).resolve().parents[1]
-RUNS = ["li2018_mnist/fc-own-n2000", "li2018_mnist/lenet-own", "aghajanyan2021_minilm/tweets-said", "aghajanyan2021_minilm/tweets-did"]
-CONFIGS = [("all", "bisect"), ("sequential", "bisect"), ("sequential", "aim")]
-"""(seed rule, placement): the committed runs' rules, the seed rule of 2026-12-06 alone, and both defaults of 2026-12-07."""
+RUNS = ["li2018_mnist/fc-own-n2000", "li2018_mnist/lenet-own", "aghajanyan2021_minilm/tweets-said", "aghajanyan2021_minilm/tweets-did",
+        "aghajanyan2021_mpnet/tweets-said-minilm-l6", "d90_vs_n_fixed_steps/mnist-fc-n1000"]
+CONFIGS = [("all", "bisect", "points", False), ("sequential", "aim", "baseline+points", True), ("sequential", "aim", "points", True),
+           ("sequential", "aim", "points", False)]
+"""(seed rule, placement, seed noise, stop at an unresolved bracket): the rules of the runs before 2026-12-06; the
+sequential rule with aimed refinement as it was until 2026-12-07 (the baseline's seeds in its noise, a bracket its seeds
+cannot split ends the refinement); with the points' own noise only; and as it is now (refining on). The seed noise and
+the stop are read only by the sequential rule."""
 
 
 class Calibrated:
     """A synthetic objective shaped like a committed run: its monotone seed-mean curve plus Gaussian seed noise."""
 
-    def __init__(self, result: dict[str, Any], replicate: int) -> None:
+    def __init__(self, result: dict[str, Any], replicate: int, split: bool = True) -> None:
         pts = sorted((p["d"], p["mean"]) for p in result["points"] if p["n_ok"])
         means, best = [], -math.inf
         for _, m in pts:
@@ -45,7 +52,9 @@ class Calibrated:
             means.append(best)
         self.logd = [math.log(d) for d, _ in pts]
         self.means = means
-        self.noise = pooled_noise(result)
+        pooled = pooled_noise(result)
+        self.noise = (pooled_noise(result, baseline=False) or pooled) if split else pooled
+        self.baseline_noise = (pooled_noise(result, points=False) or pooled) if split else pooled
         self.baseline = result["baseline"]
         self.replicate = replicate
         self.calls = 0
@@ -70,19 +79,26 @@ class Calibrated:
     def __call__(self, cfg: TrialConfig) -> TrialResult:
         self.calls += 1
         g = torch.Generator().manual_seed(self.replicate * 1_000_003 + (cfg.d or 0) * 101 + cfg.seed * 7 + (cfg.method == "full"))
-        e = torch.randn(1, generator=g, dtype=torch.float64).item() * self.noise
-        value = (self.baseline if cfg.method == "full" else self.curve(cfg.d)) + e
+        e = torch.randn(1, generator=g, dtype=torch.float64).item()
+        value = self.baseline + e * self.baseline_noise if cfg.method == "full" else self.curve(cfg.d) + e * self.noise
         return TrialResult(config=cfg.to_dict(), status="ok", metric=value, val_metric=value, train_metric=value,
                            train_sample="synthetic", lr=0.1)
 
 
-def pooled_noise(result: dict[str, Any]) -> float:
-    """Standard deviation of one seed's metric, pooled over the run's points and baseline seeds."""
-    groups = [[v for v in p["values"] if v == v] for p in result["points"]] + [result.get("baseline_values") or []]
+def _key(rule: str, placement: str, seed_noise: str, stop: bool) -> str:
+    """A rule's name in the records: seed rule / placement, and for the sequential rule its noise and stop."""
+    return f"{rule}/{placement}" + (f"/{seed_noise}/{'stop' if stop else 'refine'}" if rule == "sequential" else "")
+
+
+def pooled_noise(result: dict[str, Any], points: bool = True, baseline: bool = True) -> float | None:
+    """Standard deviation of one seed's metric, pooled over the run's points' seeds and / or its baseline seeds (None
+    without two degrees of freedom)."""
+    groups = ([[v for v in p["values"] if v == v] for p in result["points"]] if points else []) + (
+        [result.get("baseline_values") or []] if baseline else [])
     groups = [g for g in groups if len(g) > 1]
     dof = sum(len(g) - 1 for g in groups)
     ss = sum(sum((v - sum(g) / len(g)) ** 2 for v in g) for g in groups)
-    return math.sqrt(ss / dof)
+    return math.sqrt(ss / dof) if dof >= 2 else None
 
 
 def _task() -> Task:
@@ -97,22 +113,24 @@ def configured(run: str) -> tuple[list[int], float]:
     return sorted(spec.search.dims), spec.search.precision
 
 
-def calibrate(run: str, replicates: int, grid_mode: str = "coarse", seeds: int = 3) -> dict[str, Any]:
+def calibrate(run: str, replicates: int, grid_mode: str = "coarse", seeds: int = 3, split: bool = True) -> dict[str, Any]:
     """Every rule of CONFIGS on ``replicates`` noise draws of the run's calibrated objective."""
     result = json.loads((ROOT / "experiments" / "results" / run / "d90.json").read_text())
     if grid_mode == "coarse":
         grid, precision = configured(run)
     else:
         grid, precision = sorted({p["d"] for p in result["points"]}), 0.15  # every d the run evaluated
-    out: dict[str, Any] = {"run": run, "noise": pooled_noise(result), "grid": grid, "precision": precision, "grid_mode": grid_mode}
-    truth = Calibrated(result, 0).true_d90(result["fraction"])
+    made = Calibrated(result, 0, split)
+    out: dict[str, Any] = {"run": run, "noise": made.noise, "baseline_noise": made.baseline_noise, "grid": grid,
+                           "precision": precision, "grid_mode": grid_mode, "noise_mode": "split" if split else "pooled"}
+    truth = made.true_d90(result["fraction"])
     out["true_d90"] = truth
-    for rule, placement in CONFIGS:
+    for rule, placement, seed_noise, stop in CONFIGS:
         errors, covered, trials, in_interval, widths = [], 0, [], 0, []
         for rep in range(replicates):
-            objective = Calibrated(result, rep)
+            objective = Calibrated(result, rep, split)
             r = measure_d90(None, _task(), dims=grid, seeds=seeds, precision=precision, seed_rule=rule, placement=placement,
-                            runner=objective, trial=TrialConfig(said=False), full_trial=TrialConfig(method="full"), progress=False,
+                            seed_noise=seed_noise, stop_unresolved=stop, runner=objective, trial=TrialConfig(said=False), full_trial=TrialConfig(method="full"), progress=False,
                             log=lambda s: None)
             trials.append(objective.calls)
             if r.d90 is None:
@@ -126,7 +144,7 @@ def calibrate(run: str, replicates: int, grid_mode: str = "coarse", seeds: int =
                 in_interval += ilo <= truth <= (ihi if ihi is not None else math.inf)
                 widths.append(math.log(ihi / ilo) if ihi is not None else math.inf)
         finite = sorted(e for e in errors if math.isfinite(e))
-        out[f"{rule}/{placement}"] = {
+        out[_key(rule, placement, seed_noise, stop)] = {
             "median_log_error": finite[len(finite) // 2] if finite else None,
             "mean_abs_log_error": sum(abs(e) for e in finite) / len(finite) if finite else None,
             "spread_log": (sum((e - sum(finite) / len(finite)) ** 2 for e in finite) / max(1, len(finite) - 1)) ** 0.5 if finite else None,
@@ -144,15 +162,18 @@ def main(argv: list[str] | None = None) -> int:
     p.add_argument("--replicates", type=int, default=200)
     p.add_argument("--grid", choices=("coarse", "evaluated"), default="coarse",
                    help="the run's configured grid and precision, or every d it evaluated with precision 0.15")
+    p.add_argument("--noise", choices=("split", "pooled"), default="split",
+                   help="the points' and the baseline's seed noise apart, as each run measured them, or one pooled noise")
     p.add_argument("--json", default=None, help="write the records to this file")
     args = p.parse_args(argv)
-    rows = [calibrate(run, args.replicates, args.grid) for run in RUNS]
-    print(f"{'run':38s} {'noise':>6s} {'true d90':>9s} | {'rule':21s} {'median err':>10s} {'|err|':>6s} {'spread':>6s} "
+    rows = [calibrate(run, args.replicates, args.grid, split=args.noise == "split") for run in RUNS]
+    print(f"{'run':42s} {'noise':>6s} {'base':>6s} {'true d90':>9s} | {'rule':44s} {'median err':>10s} {'|err|':>6s} {'spread':>6s} "
           f"{'covers':>6s} {'interval covers':>15s} {'width':>6s} {'trials':>6s}")
     for r in rows:
-        for rule, placement in CONFIGS:
-            s = r[f"{rule}/{placement}"]
-            print(f"{r['run']:38s} {r['noise']:6.4f} {r['true_d90']:9.0f} | {rule + ' / ' + placement:21s} {s['median_log_error']:10.3f} "
+        for config in CONFIGS:
+            s = r[_key(*config)]
+            name = _key(*config).replace("/", " / ")
+            print(f"{r['run']:42s} {r['noise']:6.4f} {r['baseline_noise']:6.4f} {r['true_d90']:9.0f} | {name:44s} {s['median_log_error']:10.3f} "
                   f"{s['mean_abs_log_error']:6.3f} {s['spread_log']:6.3f} {s['bracket_covers_truth']:6.2f} "
                   f"{s['interval_covers_truth']:15.2f} {s['median_interval_log_width']:6.2f} {s['mean_trials']:6.1f}")
     if args.json:

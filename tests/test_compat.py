@@ -11,7 +11,7 @@ import pytest
 from intrinsic_dim.experiment import ExperimentError, load_experiment
 from intrinsic_dim.results import LATER_DEFAULTS
 from intrinsic_dim.search import trial_templates
-from intrinsic_dim.search.result import seed_noise_of
+from intrinsic_dim.search.result import seed_noise_of, stop_unresolved_of
 from intrinsic_dim.store import DB_NAME, Store
 from intrinsic_dim.train import TrialConfig
 
@@ -74,5 +74,6 @@ def test_every_finished_run_is_searched_by_the_rules_it_was_made_with(path, run)
     assert spec.search.seed_rule == recorded.get("seed_rule", "all")
     if spec.search.seed_rule == "sequential":
         assert spec.search.seed_noise == seed_noise_of(recorded), "pin seed_noise: the rule the run's points were settled by"
+        assert spec.search.stop_unresolved == stop_unresolved_of(recorded), "pin stop_unresolved: the rule that ended its refinement"
     if not spec.search.curve:  # a curve trains every --dims point: no refinement to place
         assert spec.search.placement == recorded.get("placement", "bisect")

@@ -576,6 +576,31 @@ def test_a_quiet_baseline_does_not_settle_noisy_points_on_one_seed():
     assert new.margin_se > 10 * old.margin_se  # the d90's error is the points' noise, not the baseline's
 
 
+class Flat(QuietBaseline):
+    """A curve that climbs 0.02 per decade of d through tau = 0.9 at d = 3,000, with seed noise ``noise``: two grid points a
+    decade apart differ by less than their seeds can resolve."""
+
+    def __call__(self, cfg: TrialConfig) -> TrialResult:
+        r = super().__call__(cfg)
+        if cfg.method == "full":
+            return r
+        v = 0.9 + 0.02 * math.log10(cfg.d / 3000) + (r.metric - min(1.0, math.log10(cfg.d) / 4))
+        return replace(r, metric=v, val_metric=v, train_metric=v)
+
+
+def test_a_bracket_the_seeds_cannot_split_is_refined_unless_asked_to_stop():
+    """Stopping there (--stop-unresolved, the rule until 2026-12-07) reports the bracket's upper end, far above the
+    crossing on a flat curve; by default the refinement goes on to the precision."""
+    kw = dict(dims=[100, 300, 1000, 3000, 10000, 30000], seeds=3, precision=0.05, seed_rule="sequential",
+              trial=TrialConfig(said=False), full_trial=TrialConfig(method="full"), log=lambda s: None, progress=False)
+    stopped = measure_d90(None, _task(), runner=Flat(noise=0.01), stop_unresolved=True, **kw)
+    assert stopped.stop_unresolved and any("could not be told apart" in n for n in stopped.notes)
+    assert stopped.bracket[1] / stopped.bracket[0] > 2 and stopped.d90 > 1.1 * stopped.crossing
+    refined = measure_d90(None, _task(), runner=Flat(noise=0.01), **kw)
+    assert refined.stop_unresolved is False and not any("could not be told apart" in n for n in refined.notes)
+    assert refined.bracket[1] / refined.bracket[0] <= 1.05 and len(refined.points) > len(stopped.points)
+
+
 def test_a_sibling_runs_full_fine_tuning_trials_are_shared_not_rerun(tmp_path):
     """A DID run next to a SAID run of the same model, task and data trains no baseline of its own: the full
     fine-tuning trials read no subspace setting. A sibling of other data is passed over."""

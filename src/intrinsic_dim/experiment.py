@@ -44,7 +44,7 @@ from intrinsic_dim.configfile import ConfigFileError, load_mapping, show
 from intrinsic_dim.report import (RESULT_NAME, knife_edge, load_result, plot_curves, plot_d90_against, plot_field_against, plot_gap,
                                   plot_gap_against_bound, write_report)
 from intrinsic_dim.search import BaselineError
-from intrinsic_dim.search.result import seed_noise_of
+from intrinsic_dim.search.result import seed_noise_of, stop_unresolved_of
 from intrinsic_dim.search.stats import cost_in_full_trials, full_trial_s
 from intrinsic_dim.spec import MeasureSpec
 
@@ -267,7 +267,7 @@ def _cost_fields(r: dict[str, Any]) -> dict[str, Any]:
     b = r.get("budget") or {}
     once = {json.dumps(t["config"], sort_keys=True): t for t in r["trials"]}  # a trial listed under two roles ran once
     trials = [(t["config"].get("method"), t.get("wall_s") or 0.0) for t in once.values()]
-    return {"seed_rule": r.get("seed_rule", "all"), "seed_noise": seed_noise_of(r), "placement": r.get("placement", "bisect"), "select_examples": b.get("select_examples"), "gap_examples": b.get("gap_examples"),
+    return {"seed_rule": r.get("seed_rule", "all"), "seed_noise": seed_noise_of(r), "stop_unresolved": stop_unresolved_of(r), "placement": r.get("placement", "bisect"), "select_examples": b.get("select_examples"), "gap_examples": b.get("gap_examples"),
             "cost_full_trials": cost_in_full_trials(trials), "full_trial_s": full_trial_s(trials)}
 
 

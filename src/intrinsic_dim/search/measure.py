@@ -106,7 +106,8 @@ def measure_d90(
                 runner, executor, tracker, shared)
 
 
-_KEYWORDS = {"dims", "seeds", "fraction", "baseline", "baseline_seeds", "precision", "curve", "seed_rule", "seed_noise", "placement"}
+_KEYWORDS = {"dims", "seeds", "fraction", "baseline", "baseline_seeds", "precision", "curve", "seed_rule", "seed_noise",
+             "stop_unresolved", "placement"}
 
 
 def _keyword_form(kw: dict[str, Any]) -> tuple[SearchSpec, TrialConfig, TrialConfig, Sequence[str | Path], bool]:
@@ -144,7 +145,7 @@ def _run(factory: ModelFactory | None, task: Task, search: SearchSpec, trial: Tr
         siblings = shared_stores(shared, run_config)
         executor = executor or InProcess(runner or (lambda cfg: run_trial(factory, task, cfg, progress=progress)))
         s = Sweep(executor, task, trial, store, log, others, tracker, sequential=search.seed_rule == "sequential",
-                  baseline_noise=search.seed_noise == "baseline+points",
+                  baseline_noise=search.seed_noise == "baseline+points", stop_unresolved=search.stop_unresolved,
                   progress=progress, shared=siblings)
         try:
             result = replace(_measure(s, factory, task, search, full, model_name, start), model_weights=run_config.get(FINGERPRINT))
@@ -329,7 +330,8 @@ def _result(s: Sweep, task: Task, q: SearchSpec, b: _Baseline, full_template: Tr
         status=status, points=pts, trials=[trial_entry(role, r) for role, r in s.all], n_train=n_train,
         lr=trial.lr, wall_s=time.perf_counter() - start, compute_s=sum(r.wall_s for r in s.done.values()),
         mode="curve" if q.curve else "search", seeds=seeds, seed_rule=q.seed_rule,
-        seed_noise=q.seed_noise if q.seed_rule == "sequential" else None, placement=q.placement, baseline_values=b.values, chance=chance,
+        seed_noise=q.seed_noise if q.seed_rule == "sequential" else None,
+        stop_unresolved=q.stop_unresolved if q.seed_rule == "sequential" else None, placement=q.placement, baseline_values=b.values, chance=chance,
         budget=budget, monotone=monotone, said=trial.said, projection=trial.projection, layout=trial.layout,
         normalisation=trial.normalisation, groups=trial.groups, threads=torch.get_num_threads(), notes=notes,
         method=method_of(trial), lower_is_better=lower, base_value=b.base_value,

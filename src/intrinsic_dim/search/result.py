@@ -60,6 +60,8 @@ class D90Result:
     seed_rule: str = "all"
     seed_noise: str | None = None
     """The sequential rule's seed noise (spec.SEED_NOISES); None under the all-seeds rule, which uses none."""
+    stop_unresolved: bool | None = None
+    """Whether the sequential rule stopped refining a bracket its seeds could not split; None under the all-seeds rule."""
     placement: str = "bisect"
     model_weights: str | None = None
     """The fingerprint of a local model folder's weight files (run configuration), so a reader knows which bits ran."""
@@ -82,6 +84,14 @@ def seed_noise_of(result: dict[str, Any]) -> str | None:
     if result.get("seed_rule", "all") != "sequential":
         return None
     return result.get("seed_noise") or "baseline+points"
+
+
+def stop_unresolved_of(result: dict[str, Any]) -> bool | None:
+    """Whether a d90.json's sequential search stopped at brackets its seeds could not split: recorded since 2026-12-07;
+    before, the sequential rule always did; None for the all-seeds rule."""
+    if result.get("seed_rule", "all") != "sequential":
+        return None
+    return result.get("stop_unresolved", True)
 
 
 def trial_entry(role: str, r: TrialResult) -> dict[str, Any]:

@@ -63,9 +63,10 @@ class Sweep:
 
     def __init__(self, executor: Executor, task: Task, trial: TrialConfig, store: Store | None, log: Callable[[str], None],
                  reuse: Sequence[Store] = (), tracker: Tracker | None = None, sequential: bool = False, progress: bool = False,
-                 shared: Sequence[Store] = (), baseline_noise: bool = False):
+                 shared: Sequence[Store] = (), baseline_noise: bool = False, stop_unresolved: bool = False):
         self.executor, self.task, self.trial, self.store, self.log = executor, task, trial, store, log
         self.reuse, self.tracker, self.sequential, self.baseline_noise = reuse, tracker, sequential, baseline_noise
+        self.stop_unresolved = stop_unresolved
         self.shared = {other: None for other in shared}  # store -> its full fine-tuning rows, read on first need
         self.lower = task.lower_is_better
         self.results: dict[int, list[TrialResult]] = {}
@@ -199,10 +200,11 @@ class Sweep:
         return stats
 
     def resolved(self, lo: int, hi: int) -> bool:
-        """Sequential rule: whether the bracket's ends are already within the seed noise of each other, so a point
-        between them could not be told apart from either."""
+        """Sequential rule with ``stop_unresolved``: whether the bracket's ends are already within the seed noise of each
+        other, so a point between them could not be told apart from either. Off by default: stopping there reports the
+        bracket's upper end, which on calibrated objectives biased d90 upward where the curve is flat near tau."""
         sigma = self.noise()
-        if not self.sequential or sigma is None:
+        if not self.sequential or not self.stop_unresolved or sigma is None:
             return False
         a, b = ([r.metric for r in self.results[d] if r.ok] for d in (lo, hi))
         if not a or not b:
