@@ -20,18 +20,10 @@ from pathlib import Path
 from typing import Any
 
 from intrinsic_dim.search.result import seed_noise_of
+from intrinsic_dim.search.stats import pooled_sd
 from intrinsic_dim.search.sweep import SETTLE_Z
 
 ROOT = Path(__file__).resolve().parents[1]
-
-
-def _sd(groups: list[list[float]]) -> float | None:
-    """Pooled standard deviation of the groups with a spread (None below two degrees of freedom)."""
-    groups = [g for g in groups if len(g) > 1 and max(g) > min(g)]
-    dof = sum(len(g) - 1 for g in groups)
-    if dof < 2:
-        return None
-    return math.sqrt(sum(sum((v - sum(g) / len(g)) ** 2 for v in g) for g in groups) / dof)
 
 
 def audit(result: dict[str, Any]) -> dict[str, Any]:
@@ -39,13 +31,13 @@ def audit(result: dict[str, Any]) -> dict[str, Any]:
     points = {p["d"]: [v for v in p["values"] if v == v] for p in result["points"]}
     tau, seeds = result["threshold"], result["seeds"]
     sign = -1.0 if result.get("lower_is_better") else 1.0
-    sigma = _sd(list(points.values()))
+    sigma = pooled_sd(list(points.values()))
     short = {d: v for d, v in points.items() if v and len(v) < seeds}
     opened = sorted(d for d, v in short.items()
                     if sigma is None or abs(sum(v) / len(v) - tau) <= SETTLE_Z * sigma / math.sqrt(len(v)))
     d90, lo = result.get("d90"), (result.get("bracket") or [None])[0]
     affected = len(result.get("baseline_values") or []) > 1  # a given baseline has no seeds: the old noise was the points'
-    return {"baseline_sd": _sd([result.get("baseline_values") or []]), "points_sd": sigma, "affected": affected,
+    return {"baseline_sd": pooled_sd([result.get("baseline_values") or []]), "points_sd": sigma, "affected": affected,
             "short_points": len(short), "points": len(points), "open_points": opened,
             "open_margins": {d: round(sign * (sum(points[d]) / len(points[d]) - tau), 4) for d in opened},
             "d90": d90, "bracket": result.get("bracket"), "at_risk": affected and bool(d90) and (d90 in opened or lo in opened)}

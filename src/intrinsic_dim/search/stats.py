@@ -21,6 +21,17 @@ def mean(values: Sequence[float]) -> float:
     return sum(values) / len(values) if values else float("nan")
 
 
+def pooled_sd(groups: Sequence[Sequence[float]]) -> float | None:
+    """The standard deviation of one value, pooled over the groups of two or more values that do not all agree (None
+    below two degrees of freedom). Values that agree exactly (every seed predicting the majority class) are an outcome
+    the seed does not move, not a noise of zero."""
+    groups = [g for g in groups if len(g) > 1 and max(g) > min(g)]
+    dof = sum(len(g) - 1 for g in groups)
+    if dof < 2:
+        return None
+    return math.sqrt(sum(sum((v - mean(g)) ** 2 for v in g) for g in groups) / dof)
+
+
 def full_trial_s(trials: Sequence[tuple[str, float]]) -> float | None:
     """The mean wall time of the full fine-tuning trials among (method, seconds) pairs (None without one)."""
     full = [w for m, w in trials if m == "full" and w > 0]

@@ -16,7 +16,7 @@ from intrinsic_dim import interrupts
 from intrinsic_dim.executors import Executor
 from intrinsic_dim.fingerprint import same_run_config
 from intrinsic_dim.results import NOT_FULL, TrialResult
-from intrinsic_dim.search.stats import mean, passes, point_stats
+from intrinsic_dim.search.stats import mean, passes, point_stats, pooled_sd
 from intrinsic_dim.store import DB_NAME, RunConfigMismatch, Store
 from intrinsic_dim.tasks import Task
 from intrinsic_dim.train import TrialConfig
@@ -169,12 +169,7 @@ class Sweep:
         by default because full fine-tuning is often far less noisy than subspace training (MPNet-base on tweets: 0.0006
         against 0.006 or more), and its noise let one seed settle every point."""
         groups = ([self.baseline_values] if self.baseline_noise else []) + [[r.metric for r in rs if r.ok] for rs in self.results.values()]
-        groups = [g for g in groups if len(g) > 1 and max(g) > min(g)]
-        dof = sum(len(g) - 1 for g in groups)
-        if dof < 2:
-            return None
-        ss = sum(sum((v - mean(g)) ** 2 for v in g) for g in groups)
-        return math.sqrt(ss / dof)
+        return pooled_sd(groups)
 
     def settled(self, results: Sequence[TrialResult], tau: float) -> bool:
         """Whether a point's seeds so far decide its verdict: all succeeded and their mean lies more than SETTLE_Z
