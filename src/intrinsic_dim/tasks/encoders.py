@@ -7,30 +7,51 @@ from typing import Any, Sequence
 
 import torch
 
+from intrinsic_dim.tasks import tokencache
 from intrinsic_dim.tasks.base import Split, TaskError, as_index
 
 
 class TextEncoder:
-    """Tokenise the texts at some indices of a split (pairs as pairs), truncated, padded to the longest."""
+    """Tokenise the texts at some indices of a split (pairs as pairs), truncated, padded to the longest.
+
+    A fast tokenizer's split is tokenised once per process (:mod:`intrinsic_dim.tasks.tokencache`) and each batch is
+    padded from the stored ids, the same tensors the tokenizer's own call gives; other tokenizers are called per batch.
+    """
 
     def __init__(self, tokenizer: Any, max_length: int) -> None:
         self.tokenizer = tokenizer
         self.max_length = max_length
+        self._key = tokencache.tokenizer_key(tokenizer)
+        self._splits: dict[int, tuple[Split, tokencache.TokenizedSplit]] = {}
+
+    def _tokens(self, split: Split) -> tokencache.TokenizedSplit | None:
+        """The split's cached tokens (the split kept alive beside them, so its id cannot be reused); None uncached."""
+        if split.texts is None:
+            raise TaskError("this text model was given a split without texts")
+        if split.texts and len(split.texts[0]) > 2:
+            raise TaskError(f"a text model takes one or two texts per example, got {len(split.texts[0])}")
+        if self._key is None or not len(split):
+            return None
+        if id(split) not in self._splits:
+            self._splits[id(split)] = (split, tokencache.tokenized(self.tokenizer, self._key, split.texts, self.max_length))
+        return self._splits[id(split)][1]
 
     def __call__(self, split: Split, indices: Sequence[int]) -> dict[str, torch.Tensor]:
         """Tokenised inputs (input_ids, attention_mask, ...) for the examples at ``indices``."""
-        if split.texts is None:
-            raise TaskError("this text model was given a split without texts")
-        columns = [list(c) for c in zip(*(split.texts[i] for i in as_index(indices).tolist()))]
-        if len(columns) > 2:
-            raise TaskError(f"a text model takes one or two texts per example, got {len(columns)}")
+        idx = as_index(indices).tolist()
+        tokens = self._tokens(split)
+        pads = tokencache.pad_values(self.tokenizer, tokens.keys) if tokens is not None else None
+        if pads is not None and idx:
+            return tokens.batch(idx, pads, left=self.tokenizer.padding_side == "left")
+        columns = [list(c) for c in zip(*(split.texts[i] for i in idx))]
         batch = self.tokenizer(*columns, truncation=True, max_length=self.max_length, padding=True, return_tensors="pt")
         return dict(batch)
 
     def lengths(self, split: Split) -> torch.Tensor:
         """Each example's token count after truncation (what padding to the longest pads to), int64 (N,)."""
-        if split.texts is None:
-            raise TaskError("this text model was given a split without texts")
+        tokens = self._tokens(split)
+        if tokens is not None:
+            return tokens.lengths.clone()
         columns = [list(c) for c in zip(*split.texts)]
         ids = self.tokenizer(*columns, truncation=True, max_length=self.max_length)["input_ids"]
         return torch.tensor([len(row) for row in ids], dtype=torch.int64)
