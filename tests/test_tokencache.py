@@ -3,6 +3,8 @@ once per process however many trials (encoders) use it."""
 
 from __future__ import annotations
 
+import json
+
 import pytest
 import torch
 
@@ -94,3 +96,28 @@ def test_three_texts_per_example_are_refused_before_tokenising():
     split = Split(labels=torch.zeros(1, dtype=torch.int64), texts=[("a", "b", "c")])
     with pytest.raises(ValueError, match="one or two texts per example, got 3"):
         TextEncoder(_tokenizer(minilm_path()), 16)(split, [0])
+
+
+@pytest.mark.parametrize("text_format", ["completion", "messages", "text"])
+def test_causal_batches_from_the_cache_equal_the_per_batch_encoding(text_format, monkeypatch):
+    from intrinsic_dim.tasks.encoders import CausalEncoder
+
+    tokenizer = _tokenizer(smollm2_tokenizer_path())
+    if text_format == "messages":
+        texts = [(json.dumps([{"role": "user", "content": f"say {i} " * (i % 7)}, {"role": "assistant", "content": f"number {i}"}]),)
+                 for i in range(24)]
+    elif text_format == "completion":
+        texts = [(f"tweet {i}: " + "word " * (i % 11), [" positive", " negative"][i % 2]) for i in range(24)]
+    else:
+        texts = [("line " * (i % 13) + f"{i}",) for i in range(24)]
+    split = Split(labels=torch.zeros(len(texts), dtype=torch.int64), texts=texts)
+    cached, plain = CausalEncoder(tokenizer, 12, text_format), CausalEncoder(tokenizer, 12, text_format)
+    plain._key = None
+    for idx in _index_sets(len(split)):
+        _same(cached(split, idx), plain(split, idx))
+    calls = []
+    real = CausalEncoder._render
+    monkeypatch.setattr(CausalEncoder, "_render", lambda self, text: calls.append(1) or real(self, text))
+    again = CausalEncoder(_tokenizer(smollm2_tokenizer_path()), 12, text_format)  # a later trial's encoder
+    again(split, [0, 1])
+    assert calls == []

@@ -77,7 +77,8 @@ class CausalEncoder:
     and IGNORE_INDEX on the prompt and the padding, so the loss is on the completion only.
 
     Prompt and completion are tokenised apart and joined (the completion ends with the end-of-sequence
-    token), then padded on the right. Past ``max_length`` the prompt loses its oldest tokens first.
+    token), then padded on the right. Past ``max_length`` the prompt loses its oldest tokens first. With a fast tokenizer
+    each split is tokenised once per process (:mod:`intrinsic_dim.tasks.tokencache`).
     """
 
     def __init__(self, tokenizer: Any, max_length: int, text_format: str) -> None:
@@ -88,6 +89,8 @@ class CausalEncoder:
         self.tokenizer = tokenizer
         self.max_length = max_length
         self.text_format = text_format
+        self._key = tokencache.tokenizer_key(tokenizer)
+        self._splits: dict[int, tuple[Split, list[tuple[list[int], list[int]]]]] = {}
 
     def _render(self, text: tuple[str, ...]) -> tuple[str, str]:
         """(prompt, completion) of one example; a plain text is all completion."""
@@ -127,7 +130,10 @@ class CausalEncoder:
 
     def pairs(self, prompts: Sequence[str], completions: Sequence[str]) -> dict[str, torch.Tensor]:
         """The batch of (prompt, completion) pairs, targets on the completion tokens only."""
-        rows = [self._ids(p, c) for p, c in zip(prompts, completions)]
+        return self._batch([self._ids(p, c) for p, c in zip(prompts, completions)])
+
+    def _batch(self, rows: Sequence[tuple[list[int], list[int]]]) -> dict[str, torch.Tensor]:
+        """(context ids, target ids) rows joined, padded on the right, labelled on the targets."""
         width = max(len(p) + len(c) for p, c in rows)
         ids = torch.full((len(rows), width), self.pad_id, dtype=torch.int64)
         mask = torch.zeros((len(rows), width), dtype=torch.int64)
@@ -139,9 +145,20 @@ class CausalEncoder:
             labels[i, len(p):n] = torch.tensor(c, dtype=torch.int64)
         return {"input_ids": ids, "attention_mask": mask, "labels": labels}
 
+    def _rows(self, split: Split) -> list[tuple[list[int], list[int]]] | None:
+        """Every example's (context, target) ids, made once per process for a fast tokenizer; None uncached."""
+        if self._key is None:
+            return None
+        if id(split) not in self._splits:
+            rows = tokencache.cached(("causal", self._key, self.max_length, self.text_format), split.texts,
+                                     lambda: [self._ids(*self._render(t)) for t in split.texts])
+            self._splits[id(split)] = (split, rows)
+        return self._splits[id(split)][1]
+
     def __call__(self, split: Split, indices: Sequence[int]) -> dict[str, torch.Tensor]:
         """The batch of the examples at ``indices`` with their targets."""
         if split.texts is None:
             raise TaskError("this causal LM was given a split without texts")
-        rendered = [self._render(split.texts[i]) for i in as_index(indices).tolist()]
-        return self.pairs([p for p, _ in rendered], [c for _, c in rendered])
+        idx = as_index(indices).tolist()
+        rows = self._rows(split)
+        return self._batch([rows[i] for i in idx] if rows is not None else [self._ids(*self._render(split.texts[i])) for i in idx])

@@ -8,15 +8,16 @@ from __future__ import annotations
 import hashlib
 import json
 from collections import OrderedDict
-from typing import Any, Sequence
+from typing import Any, Callable, Sequence, TypeVar
 
 import torch
 
 MAX_ENTRIES = 16
 """Tokenised splits kept at most (least recently used dropped first): a sweep uses three or four."""
 
+T = TypeVar("T")
 _PAD_VALUES = {"attention_mask": 0, "special_tokens_mask": 1}
-_CACHE: OrderedDict[tuple[str, int, str], TokenizedSplit] = OrderedDict()
+_CACHE: OrderedDict[tuple[Any, ...], Any] = OrderedDict()
 
 
 class TokenizedSplit:
@@ -46,7 +47,7 @@ class TokenizedSplit:
 
 def tokenizer_key(tokenizer: Any) -> str | None:
     """A digest of everything that decides a fast tokenizer's ids and padding (its vocabulary, normaliser, pre- and
-    post-processing, padding side and pad ids); None for a tokenizer whose output this cache cannot vouch for."""
+    post-processing, padding side, pad and end ids, chat template); None for a tokenizer whose output this cache cannot vouch for."""
     backend = getattr(tokenizer, "backend_tokenizer", None)
     if backend is None or tokenizer.pad_token_id is None:
         return None
@@ -54,7 +55,8 @@ def tokenizer_key(tokenizer: Any) -> str | None:
     state.pop("truncation", None)  # set by each call (truncation=True, max_length): the call's arguments are keyed apart
     state.pop("padding", None)
     python_side = [type(tokenizer).__name__, tokenizer.padding_side, tokenizer.truncation_side, tokenizer.pad_token_id,
-                   getattr(tokenizer, "pad_token_type_id", 0), list(tokenizer.model_input_names)]
+                   getattr(tokenizer, "pad_token_type_id", 0), list(tokenizer.model_input_names), tokenizer.eos_token_id,
+                   getattr(tokenizer, "chat_template", None)]
     blob = json.dumps([state, python_side], sort_keys=True).encode()
     return hashlib.sha256(blob).hexdigest()
 
@@ -73,18 +75,23 @@ def pad_values(tokenizer: Any, keys: Sequence[str]) -> dict[str, int] | None:
     return {k: values[k] for k in keys} if set(keys) <= set(values) else None
 
 
-def tokenized(tokenizer: Any, key: str, texts: Sequence[tuple[str, ...]], max_length: int) -> TokenizedSplit:
-    """The split's tokens from the process-wide cache, tokenised (truncated to ``max_length``, unpadded) on first use."""
-    entry = (key, max_length, texts_key(texts))
+def cached(key: tuple[Any, ...], texts: Sequence[tuple[str, ...]], compute: Callable[[], T]) -> T:
+    """What ``compute`` makes of a split's texts, from the process-wide cache under ``key`` and the texts' digest; made
+    on first use. ``key`` names everything besides the texts that decides the result (tokenizer digest, max_length, ...)."""
+    entry = (*key, texts_key(texts))
     if entry in _CACHE:
         _CACHE.move_to_end(entry)
         return _CACHE[entry]
-    columns = [list(c) for c in zip(*texts)]
-    split = TokenizedSplit(dict(tokenizer(*columns, truncation=True, max_length=max_length)))
-    _CACHE[entry] = split
+    value = _CACHE[entry] = compute()
     while len(_CACHE) > MAX_ENTRIES:
         _CACHE.popitem(last=False)
-    return split
+    return value
+
+
+def tokenized(tokenizer: Any, key: str, texts: Sequence[tuple[str, ...]], max_length: int) -> TokenizedSplit:
+    """The split's tokens (truncated to ``max_length``, unpadded), tokenised on first use."""
+    return cached(("text", key, max_length), texts, lambda: TokenizedSplit(dict(
+        tokenizer(*[list(c) for c in zip(*texts)], truncation=True, max_length=max_length))))
 
 
 def clear() -> None:
