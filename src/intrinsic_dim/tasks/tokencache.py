@@ -18,6 +18,7 @@ MAX_ENTRIES = 16
 T = TypeVar("T")
 _PAD_VALUES = {"attention_mask": 0, "special_tokens_mask": 1}
 _CACHE: OrderedDict[tuple[Any, ...], Any] = OrderedDict()
+_BACKEND_KEYS: dict[str, str] = {}
 
 
 class TokenizedSplit:
@@ -51,13 +52,17 @@ def tokenizer_key(tokenizer: Any) -> str | None:
     backend = getattr(tokenizer, "backend_tokenizer", None)
     if backend is None or tokenizer.pad_token_id is None:
         return None
-    state = json.loads(backend.to_str())
-    state.pop("truncation", None)  # set by each call (truncation=True, max_length): the call's arguments are keyed apart
-    state.pop("padding", None)
+    raw = backend.to_str()
+    raw_digest = hashlib.sha256(raw.encode()).hexdigest()
+    if raw_digest not in _BACKEND_KEYS:  # parsed once per process and backend state: every trial loads the same files
+        state = json.loads(raw)
+        state.pop("truncation", None)  # set by each call (truncation=True, max_length): the call's arguments are keyed apart
+        state.pop("padding", None)
+        _BACKEND_KEYS[raw_digest] = hashlib.sha256(json.dumps(state, sort_keys=True).encode()).hexdigest()
     python_side = [type(tokenizer).__name__, tokenizer.padding_side, tokenizer.truncation_side, tokenizer.pad_token_id,
                    getattr(tokenizer, "pad_token_type_id", 0), list(tokenizer.model_input_names), tokenizer.eos_token_id,
                    getattr(tokenizer, "chat_template", None)]
-    blob = json.dumps([state, python_side], sort_keys=True).encode()
+    blob = json.dumps([_BACKEND_KEYS[raw_digest], python_side]).encode()
     return hashlib.sha256(blob).hexdigest()
 
 
@@ -97,3 +102,4 @@ def tokenized(tokenizer: Any, key: str, texts: Sequence[tuple[str, ...]], max_le
 def clear() -> None:
     """Forget every tokenised split (tests; a process that changes a tokenizer file in place)."""
     _CACHE.clear()
+    _BACKEND_KEYS.clear()
