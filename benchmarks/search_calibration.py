@@ -27,6 +27,7 @@ import torch
 from intrinsic_dim.experiment import load_experiment
 from intrinsic_dim.results import TrialResult
 from intrinsic_dim.search import measure_d90
+from intrinsic_dim.search.stats import pooled_sd
 from intrinsic_dim.tasks.base import Split, Task
 from intrinsic_dim.train import TrialConfig
 
@@ -91,14 +92,12 @@ def _key(rule: str, placement: str, seed_noise: str, stop: bool) -> str:
 
 
 def pooled_noise(result: dict[str, Any], points: bool = True, baseline: bool = True) -> float | None:
-    """Standard deviation of one seed's metric, pooled over the run's points' seeds and / or its baseline seeds (None
-    without two degrees of freedom)."""
+    """Standard deviation of one seed's metric, pooled over the run's points' seeds and / or its baseline seeds as the
+    sweep pools them (:func:`intrinsic_dim.search.stats.pooled_sd`: groups whose seeds all agree left out; None without
+    two degrees of freedom)."""
     groups = ([[v for v in p["values"] if v == v] for p in result["points"]] if points else []) + (
         [result.get("baseline_values") or []] if baseline else [])
-    groups = [g for g in groups if len(g) > 1]
-    dof = sum(len(g) - 1 for g in groups)
-    ss = sum(sum((v - sum(g) / len(g)) ** 2 for v in g) for g in groups)
-    return math.sqrt(ss / dof) if dof >= 2 else None
+    return pooled_sd(groups)
 
 
 def _task() -> Task:
