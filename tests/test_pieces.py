@@ -11,6 +11,7 @@ from torch import nn
 
 import intrinsic_dim as idim
 from intrinsic_dim import effective, projection
+from intrinsic_dim.kernels.toolchain import native_bf16
 from intrinsic_dim.llamabench import llama_spec, measure_llama
 from intrinsic_dim.subspace import SubspaceModel
 
@@ -88,9 +89,13 @@ def test_a_bf16_models_gradients_in_pieces_match_the_whole_path(monkeypatch):
 def test_a_bf16_step_where_the_largest_tensor_dominates_adds_under_three_of_it():
     """Embedding and head of 40000 x 256 dominate a 1-layer Llama: one step on 4 tokens (no float32 copy of a whole
     P_i(z) or gradient) stays under 3x the largest tensor in bf16 (it was 5.2x before pieces), on bf16 or int8
-    base weights, and the int8 base holds half the bytes."""
+    base weights, and the int8 base holds half the bytes. That is on a CPU with native bf16 (AVX512-BF16 / AMX). Where
+    bf16 is emulated (AVX2) torch's own bf16 matrix product upcasts: a bare bf16 linear with a weight gradient adds 3.2x
+    its weight there, and this step measured 4.0x, so the bound there is 4.5x (a float32 copy of a whole P_i(z) would
+    add 2x more)."""
     shape = dict(hidden=256, layers=1, intermediate=512, vocab=40000, tokens=4)
     records = {m: measure_llama(llama_spec(m, **shape)) for m in ("did", "said", "said-int8")}
     assert all("skipped" not in r for r in records.values()), records
-    assert all(r["extra_per_largest"] < 3.0 for r in records.values()), records
+    bound = 3.0 if native_bf16() else 4.5
+    assert all(r["extra_per_largest"] < bound for r in records.values()), records
     assert records["said-int8"]["weights_bytes"] < 0.55 * records["said"]["weights_bytes"]
