@@ -22,26 +22,30 @@ class TextEncoder:
         self.tokenizer = tokenizer
         self.max_length = max_length
         self._key = tokencache.tokenizer_key(tokenizer)
-        self._splits: dict[int, tuple[Split, tokencache.TokenizedSplit]] = {}
+        self._memo: tokencache.PerSplit[tuple[tokencache.TokenizedSplit, dict[str, int]] | None] = tokencache.PerSplit()
 
-    def _tokens(self, split: Split) -> tokencache.TokenizedSplit | None:
-        """The split's cached tokens (the split kept alive beside them, so its id cannot be reused); None uncached."""
+    def _tokens(self, split: Split) -> tuple[tokencache.TokenizedSplit, dict[str, int]] | None:
+        """The split's cached tokens and what each output pads with; None where the tokenizer is called per batch."""
         if split.texts is None:
             raise TaskError("this text model was given a split without texts")
         if split.texts and len(split.texts[0]) > 2:
             raise TaskError(f"a text model takes one or two texts per example, got {len(split.texts[0])}")
         if self._key is None or not len(split):
             return None
-        if id(split) not in self._splits:
-            self._splits[id(split)] = (split, tokencache.tokenized(self.tokenizer, self._key, split.texts, self.max_length))
-        return self._splits[id(split)][1]
+
+        def make() -> tuple[tokencache.TokenizedSplit, dict[str, int]] | None:
+            tokens = tokencache.tokenized(self.tokenizer, self._key, split.texts, self.max_length)
+            pads = tokencache.pad_values(self.tokenizer, tokens.keys)
+            return (tokens, pads) if pads is not None else None
+
+        return self._memo.get(split, make)
 
     def __call__(self, split: Split, indices: Sequence[int]) -> dict[str, torch.Tensor]:
         """Tokenised inputs (input_ids, attention_mask, ...) for the examples at ``indices``."""
         idx = as_index(indices).tolist()
-        tokens = self._tokens(split)
-        pads = tokencache.pad_values(self.tokenizer, tokens.keys) if tokens is not None else None
-        if pads is not None and idx:
+        cached = self._tokens(split)
+        if cached is not None and idx:
+            tokens, pads = cached
             return tokens.batch(idx, pads, left=self.tokenizer.padding_side == "left")
         columns = [list(c) for c in zip(*(split.texts[i] for i in idx))]
         batch = self.tokenizer(*columns, truncation=True, max_length=self.max_length, padding=True, return_tensors="pt")
@@ -49,9 +53,9 @@ class TextEncoder:
 
     def lengths(self, split: Split) -> torch.Tensor:
         """Each example's token count after truncation (what padding to the longest pads to), int64 (N,)."""
-        tokens = self._tokens(split)
-        if tokens is not None:
-            return tokens.lengths.clone()
+        cached = self._tokens(split)
+        if cached is not None:
+            return cached[0].lengths.clone()
         columns = [list(c) for c in zip(*split.texts)]
         ids = self.tokenizer(*columns, truncation=True, max_length=self.max_length)["input_ids"]
         return torch.tensor([len(row) for row in ids], dtype=torch.int64)
@@ -90,7 +94,7 @@ class CausalEncoder:
         self.max_length = max_length
         self.text_format = text_format
         self._key = tokencache.tokenizer_key(tokenizer)
-        self._splits: dict[int, tuple[Split, list[tuple[list[int], list[int]]]]] = {}
+        self._memo: tokencache.PerSplit[list[tuple[list[int], list[int]]]] = tokencache.PerSplit()
 
     def _render(self, text: tuple[str, ...]) -> tuple[str, str]:
         """(prompt, completion) of one example; a plain text is all completion."""
@@ -149,11 +153,9 @@ class CausalEncoder:
         """Every example's (context, target) ids, made once per process for a fast tokenizer; None uncached."""
         if self._key is None:
             return None
-        if id(split) not in self._splits:
-            rows = tokencache.cached(("causal", self._key, self.max_length, self.text_format), split.texts,
-                                     lambda: [self._ids(*self._render(t)) for t in split.texts])
-            self._splits[id(split)] = (split, rows)
-        return self._splits[id(split)][1]
+        return self._memo.get(split, lambda: tokencache.cached(
+            ("causal", self._key, self.max_length, self.text_format), split.texts,
+            lambda: [self._ids(*self._render(t)) for t in split.texts]))
 
     def __call__(self, split: Split, indices: Sequence[int]) -> dict[str, torch.Tensor]:
         """The batch of the examples at ``indices`` with their targets."""

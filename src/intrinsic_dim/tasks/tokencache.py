@@ -8,7 +8,7 @@ from __future__ import annotations
 import hashlib
 import json
 from collections import OrderedDict
-from typing import Any, Callable, Sequence, TypeVar
+from typing import Any, Callable, Generic, Sequence, TypeVar
 
 import torch
 
@@ -45,6 +45,19 @@ class TokenizedSplit:
             if "attention_mask" in out:
                 out["attention_mask"][row, cols] = 1
         return out
+
+
+class PerSplit(Generic[T]):
+    """An encoder's values made once per split object; each split is kept beside its value, so its id is not reused."""
+
+    def __init__(self) -> None:
+        self._items: dict[int, tuple[Any, T]] = {}
+
+    def get(self, split: Any, make: Callable[[], T]) -> T:
+        """The split's value, made on first use."""
+        if id(split) not in self._items:
+            self._items[id(split)] = (split, make())
+        return self._items[id(split)][1]
 
 
 def tokenizer_key(tokenizer: Any) -> str | None:
