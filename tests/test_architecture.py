@@ -7,7 +7,7 @@ from pathlib import Path
 SRC = Path(__file__).resolve().parents[1] / "src" / "intrinsic_dim"
 
 LAYERS = {
-    "version": 0, "rng": 0, "kernels": 0, "interrupts": 0, "fingerprint": 0,
+    "version": 0, "rng": 0, "kernels": 0, "interrupts": 0, "fingerprint": 0, "machine": 0,
     "projection": 1, "quant": 1, "effective": 1, "lazyweights": 1,
     "groups": 2, "config": 2, "configfile": 2, "spec": 2, "specialise": 2,
     "subspace": 3, "adapter": 3, "results": 3, "tasks": 3,

@@ -1,5 +1,6 @@
 """The d90 search on a synthetic objective whose true d90 is known; the store; resume."""
 
+import csv
 import hashlib
 import json
 import math
@@ -198,6 +199,42 @@ def test_store_rows_and_csv(tmp_path):
     text = store.export_csv(tmp_path / "trials.csv").read_text().splitlines()
     assert text[0].startswith("id,role,method,d,seed") and "diverged" in text[1]
     assert sqlite3.connect(tmp_path / "trials.sqlite").execute("PRAGMA journal_mode").fetchone()[0] == "wal"
+
+
+def test_a_trial_s_machine_is_stored_and_a_store_from_before_reads_back_without_one(tmp_path):
+    cfg = TrialConfig(d=10)
+    store = Store(tmp_path)
+    store.put("search", TrialResult(config=cfg.to_dict(), status="ok", metric=0.5, machine="cpu X (avx2); 1 thread; torch 2"))
+    assert TrialResult.from_row(store.get(cfg.to_dict())).machine == "cpu X (avx2); 1 thread; torch 2"
+    assert next(csv.DictReader(open(store.export_csv(tmp_path / "trials.csv"))))["machine"] == "cpu X (avx2); 1 thread; torch 2"
+    store.close()
+    with sqlite3.connect(tmp_path / "trials.sqlite") as db:  # a store written before the machine was recorded
+        db.execute("ALTER TABLE trials DROP COLUMN machine")
+    old = Store(tmp_path, read_only=True)
+    assert TrialResult.from_row(old.get(cfg.to_dict())).machine == ""
+    old.close()
+    resumed = Store(tmp_path)
+    assert TrialResult.from_row(resumed.get(cfg.to_dict())).machine == ""
+    resumed.put("search", TrialResult(config=TrialConfig(d=20).to_dict(), status="ok", metric=0.6, machine="cpu Y"))
+    assert [r["machine"] for r in resumed.rows()] == [None, "cpu Y"]
+
+
+class TwoMachines(Synthetic):
+    """Seed 1 of every point ran on another machine (a run resumed elsewhere)."""
+
+    def __call__(self, cfg):
+        r = super().__call__(cfg)
+        r.machine = "cpu B (avx2)" if cfg.seed == 1 else "cpu A (avx512)"
+        return r
+
+
+def test_a_d90_whose_trials_ran_on_two_machines_says_so():
+    kw = dict(seeds=2, precision=0.05, trial=TrialConfig(said=False), log=lambda s: None)
+    mixed = measure_d90(None, _task(), runner=TwoMachines(), **kw)
+    note = next(n for n in mixed.notes if "machines" in n)
+    assert note.startswith("the trials ran on 2 machines (") and "on cpu A (avx512)" in note and "on cpu B (avx2)" in note
+    assert {t["machine"] for t in mixed.trials} == {"cpu A (avx512)", "cpu B (avx2)"}
+    assert not any("machines" in n for n in measure_d90(None, _task(), runner=Synthetic(), **kw).notes)
 
 
 def test_a_training_metric_of_unknown_sample_is_not_reported(tmp_path):

@@ -169,3 +169,25 @@ def test_evaluation_batches_text_by_length_and_scores_each_example_where_it_stan
     named = Task(name="first-token", kind="text", label_names=[str(k) for k in range(30522)], metric="accuracy", train=split,
                  eval=split, description="toy")
     assert len(set(first)) == len(texts) and evaluate(names_first_token, echo, named, split, batch_size=3)["accuracy"] == 1.0
+
+
+def test_a_trial_records_the_machine_it_ran_on(monkeypatch):
+    """The store keeps what a trial's float32 digits depend on: the processor (and its vector instructions), torch's
+    thread count and build; a crashed trial too, so a reader can tell which machine to rerun it on."""
+    from intrinsic_dim import machine
+
+    task = _task()
+    factory = lambda seed: load_model("bert-tiny-random", task, seed=seed, max_length=8)  # noqa: E731
+    cfg = TrialConfig(d=50, seed=0, max_steps=2, batch_size=8, lr=0.3)
+    threads = torch.get_num_threads()
+    try:
+        torch.set_num_threads(1)
+        one = run_trial(factory, task, cfg, progress=False)
+        here = machine.describe(torch.device("cpu"))
+    finally:
+        torch.set_num_threads(threads)
+    assert one.ok and one.machine == here != ""
+    assert machine.cpu_model() in one.machine and "; 1 thread; torch " + torch.__version__ in one.machine
+    monkeypatch.setattr("intrinsic_dim.train.build", lambda loaded, cfg: 1 / 0)
+    crashed = run_trial(factory, task, cfg, progress=False)
+    assert crashed.status == "failed" and crashed.machine == machine.describe()

@@ -51,6 +51,8 @@ class TrialResult:
     losses: list[tuple[int, float]] = field(default_factory=list)
     trainable: int = 0
     error: str | None = None
+    machine: str = ""
+    """The hardware the trial ran on (``machine.describe``); empty for a trial stored before it was recorded."""
 
     @property
     def ok(self) -> bool:
@@ -64,7 +66,7 @@ class TrialResult:
             "metric": _nan_to_none(self.metric), "val_metric": _nan_to_none(self.val_metric),
             "train_metric": _nan_to_none(self.train_metric), "train_sample": self.train_sample or None, "metrics": json.dumps(self.metrics), "steps": self.steps,
             "train_loss": _nan_to_none(self.train_loss), "wall_s": self.wall_s, "trainable": self.trainable,
-            "curve": json.dumps(self.curve), "losses": json.dumps(self.losses), "error": self.error, "config": json.dumps(cfg),
+            "curve": json.dumps(self.curve), "losses": json.dumps(self.losses), "error": self.error, "machine": self.machine or None, "config": json.dumps(cfg),
         }
 
     @classmethod
@@ -81,7 +83,7 @@ class TrialResult:
             metrics=decode(row["metrics"]), lr=row["lr"], steps=row["steps"], train_loss=_none_to_nan(row["train_loss"]),
             wall_s=row["wall_s"], curve=[tuple(c) for c in decode(row["curve"])],
             losses=[tuple(c) for c in decode(row.get("losses") or "[]")], trainable=row["trainable"],
-            error=row["error"],
+            error=row["error"], machine=row.get("machine") or "",
         )
 
 

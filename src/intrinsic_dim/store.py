@@ -52,6 +52,7 @@ CREATE TABLE IF NOT EXISTS trials (
     curve TEXT NOT NULL,
     losses TEXT,
     error TEXT,
+    machine TEXT,
     config TEXT NOT NULL,
     finished_at REAL NOT NULL
 );
@@ -62,7 +63,7 @@ _REQUIRED = {"meta": {"key", "value"}, "trials": {"id", "role", "config_key", "m
                                                   "metrics", "steps", "wall_s", "trainable", "curve", "config", "finished_at"}}
 _MOVE_AWAY = "move it away (or pass another --run-dir) and rerun; the file was left as it is"
 
-CSV_FIELDS = ["id", "role", "method", "d", "seed", "lr", "status", "metric", "val_metric", "train_metric", "train_sample", "steps", "train_loss", "wall_s", "trainable", "error"]
+CSV_FIELDS = ["id", "role", "method", "d", "seed", "lr", "status", "metric", "val_metric", "train_metric", "train_sample", "steps", "train_loss", "wall_s", "trainable", "error", "machine"]
 
 
 class RunConfigMismatch(ValueError):
@@ -271,7 +272,7 @@ class Store:
                 f"run directory {self.run_dir} was made by an earlier version of intrinsic-dim (before trials were "
                 "selected on validation and reported on test); its trials cannot be mixed with new ones: use another --run-dir"
             )
-        for missing in ("losses", "train_sample"):  # columns added since: older stores' trials read back without them
+        for missing in ("losses", "train_sample", "machine"):  # columns added since: older stores' trials read back without them
             if missing not in columns and not read_only:
                 with self.db:
                     self.db.execute(f"ALTER TABLE trials ADD COLUMN {missing} TEXT")

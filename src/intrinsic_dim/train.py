@@ -25,7 +25,7 @@ import torch
 from torch import nn
 from tqdm.auto import tqdm
 
-from intrinsic_dim import distributed, interrupts
+from intrinsic_dim import distributed, interrupts, machine
 from intrinsic_dim.config import SubspaceConfig
 from intrinsic_dim.generative import evaluate_generative, lm_loss
 from intrinsic_dim.results import TrialResult, stored_key
@@ -247,6 +247,7 @@ def train_model(loaded: LoadedModel, task: Task, cfg: TrialConfig, progress: boo
     result = TrialResult(config=cfg.to_dict(), status="ok", metric=float("nan"), lr=lr)
     model, params = build(loaded, cfg)
     result.trainable = sum(p.numel() for p in params)
+    result.machine = machine.describe(next(model.parameters()).device)
     with torch.random.fork_rng():  # dropout draws from the trial's seed, not the caller's RNG state
         torch.manual_seed(cfg.seed)
         if cfg.method == "base":
@@ -272,7 +273,7 @@ def run_trial(factory: ModelFactory, task: Task, cfg: TrialConfig, progress: boo
     except Exception as e:  # noqa: BLE001 - any crash inside a trial is recorded, the sweep goes on
         return TrialResult(
             config=cfg.to_dict(), status="failed", metric=float("nan"), lr=cfg.resolved_lr(task.kind),
-            wall_s=time.perf_counter() - start, error=f"{type(e).__name__}: {e}",
+            wall_s=time.perf_counter() - start, error=f"{type(e).__name__}: {e}", machine=machine.describe(),
         )
 
 

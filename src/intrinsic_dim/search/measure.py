@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import math
 import time
+from collections import Counter
 from dataclasses import dataclass, replace
 from pathlib import Path
 from typing import TYPE_CHECKING, Any, Callable, Sequence
@@ -314,6 +315,10 @@ def _result(s: Sweep, task: Task, q: SearchSpec, b: _Baseline, full_template: Tr
     if d90 and seeds < MIN_SEEDS_FOR_INTERVAL:
         notes.append(f"{seeds} seed(s) per point: no interval is given (it needs at least {MIN_SEEDS_FOR_INTERVAL}); "
                      "the bracket shows the grid resolution only")
+    machines = Counter(r.machine for _, r in s.all if r.machine)
+    if len(machines) > 1:
+        notes.append(f"the trials ran on {len(machines)} machines ({'; '.join(f'{n} on {m}' for m, n in machines.most_common())}): "
+                     "their float32 digits follow the hardware, so a bit-exact rerun of a trial needs the machine its row names")
     n_train = len(task.train)
     budget = {
         "n_train": n_train, "n_val": len(task.eval), "n_test": len(task.report_split),
