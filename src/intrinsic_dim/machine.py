@@ -15,14 +15,8 @@ from intrinsic_dim.kernels import toolchain
 @lru_cache(maxsize=1)
 def cpu_model() -> str:
     """The processor's model name (from /proc/cpuinfo; the platform's name for it where that is missing)."""
-    try:
-        with open("/proc/cpuinfo", encoding="ascii", errors="replace") as f:
-            for line in f:
-                if line.startswith("model name"):
-                    return " ".join(line.split(":", 1)[1].split())
-    except OSError:
-        pass
-    return platform.processor() or platform.machine() or "unknown cpu"
+    name = toolchain.cpuinfo("model name")
+    return " ".join(name.split()) if name else platform.processor() or platform.machine() or "unknown cpu"
 
 
 def describe(device: torch.device | None = None) -> str:

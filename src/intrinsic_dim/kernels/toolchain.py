@@ -52,16 +52,21 @@ class BuildError(RuntimeError):
     """The native library could not be compiled."""
 
 
-def cpu_flags() -> set[str]:
-    """The CPU feature flags of this machine (from /proc/cpuinfo; empty where unknown)."""
+def cpuinfo(field: str) -> str | None:
+    """The value of the first ``field`` line of /proc/cpuinfo (e.g. 'flags', 'model name'), or None where unknown."""
     try:
         with open("/proc/cpuinfo", encoding="ascii", errors="replace") as f:
             for line in f:
-                if line.startswith("flags"):
-                    return set(line.split(":", 1)[1].split())
+                if line.startswith(field):
+                    return line.split(":", 1)[1].strip()
     except OSError:
         pass
-    return set()
+    return None
+
+
+def cpu_flags() -> set[str]:
+    """The CPU feature flags of this machine (from /proc/cpuinfo; empty where unknown)."""
+    return set((cpuinfo("flags") or "").split())
 
 
 NATIVE_BF16_FLAGS = frozenset({"avx512_bf16", "amx_bf16"})
