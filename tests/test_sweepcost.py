@@ -1,6 +1,6 @@
 """The sweep-cost benchmark on a tiny reference: both settings run in one process, costs in today's full fine-tunings."""
 
-from intrinsic_dim import sweepcost
+from intrinsic_dim import machine, sweepcost
 
 
 def test_both_settings_are_measured_side_by_side(tmp_path, monkeypatch, capsys):
@@ -16,4 +16,6 @@ def test_both_settings_are_measured_side_by_side(tmp_path, monkeypatch, capsys):
     today, cheaper = records
     assert today["wall_ratio_to_today"] == 1.0 and today["cost_full_trials_today"] >= today["trials"] * 0.2
     assert cheaper["options"]["seed_rule"] == "sequential" and cheaper["trials"] <= today["trials"]
-    assert "cheaper" in capsys.readouterr().out
+    assert today["machine"] == cheaper["machine"] == machine.describe()  # which hardware the wall times are of
+    printed = capsys.readouterr().out
+    assert "cheaper" in printed and f"machine: {machine.describe()}" in printed

@@ -15,6 +15,7 @@ from typing import Any, Sequence
 
 import torch
 
+from intrinsic_dim.machine import describe
 from intrinsic_dim.runs import run_measure
 from intrinsic_dim.spec import MeasureSpec
 from intrinsic_dim.store import output_file_problem
@@ -49,7 +50,7 @@ def measure_cost(name: str, threads: int, log_dir: Path) -> list[dict[str, Any]]
         records.append({"reference": name, "setting": setting, "options": options, "wall_s": wall, "trials": len(r.trials),
                         "compute_s": r.compute_s, "full_trial_s": sum(full) / len(full) if full else None,
                         "d90": r.d90, "bracket": list(r.bracket), "interval": list(r.interval) if r.interval else None,
-                        "knife_edge": r.knife_edge, "threads": threads})
+                        "knife_edge": r.knife_edge, "threads": threads, "machine": describe()})
     unit = records[0]["full_trial_s"]
     for rec in records:
         rec["cost_full_trials_today"] = rec["compute_s"] / unit if unit else None
@@ -58,8 +59,10 @@ def measure_cost(name: str, threads: int, log_dir: Path) -> list[dict[str, Any]]
 
 
 def format_table(records: Sequence[dict[str, Any]]) -> str:
-    """One line per sweep: wall time, its ratio to today's, trials, cost in today's full fine-tunings, d90 and bracket."""
-    lines = [f"{'reference':22s} {'setting':8s} {'wall s':>8s} {'ratio':>6s} {'trials':>6s} {'cost (full FT)':>14s} {'d90':>6s}  bracket / interval"]
+    """The machine, then one line per sweep: wall time, its ratio to today's, trials, cost in today's full fine-tunings,
+    d90 and bracket."""
+    lines = [f"machine: {m}" for m in dict.fromkeys(r["machine"] for r in records)]
+    lines.append(f"{'reference':22s} {'setting':8s} {'wall s':>8s} {'ratio':>6s} {'trials':>6s} {'cost (full FT)':>14s} {'d90':>6s}  bracket / interval")
     for r in records:
         interval = f" / {r['interval'][0]:.0f} - {r['interval'][1]:.0f}" if r["interval"] and r["interval"][1] else ""
         lines.append(f"{r['reference']:22s} {r['setting']:8s} {r['wall_s']:8.0f} {r['wall_ratio_to_today']:6.2f} {r['trials']:6d} "
