@@ -253,3 +253,16 @@ def test_series_are_dodged_sideways_and_symlog_ticks_name_every_step():
     starts = [a.arrow_patch.get_path().vertices[0][0] for a in arrows]
     assert abs(starts[0] - starts[1]) > 3  # but drawn apart on the page
     assert ax.get_xscale() == "symlog" and [t.get_text() for t in ax.get_xticklabels()] == ["0", "100", "1,200", "2,000"]
+
+
+def test_a_series_with_only_arrows_has_a_legend_entry_and_a_long_list_of_runs_not_drawn_fits_the_figure():
+    said = rows()
+    did = [r | {"method": "did", "run": f"{r['run']}-did-a-long-run-name-that-fills-the-line", "status": "above_largest",
+                "d90": None, "bracket": [15000, None]} if r["status"] != "no_baseline" else
+           r | {"method": "did", "run": f"{r['run']}-did-a-long-run-name-that-fills-the-line"} for r in said]
+    extra = [said[1] | {"run": f"no-threshold-{k}-with-a-long-name", "step": 100 + k} for k in range(6)]
+    fig = drawn(d90_figure(said + did + extra, {"x": "step", "series": "method", "logx": False}))
+    texts = [t.get_text() for t in fig.legends[0].get_texts()]
+    assert "did" in texts and "said" in texts
+    renderer = fig.canvas.get_renderer()
+    assert fig.legends[0].get_window_extent(renderer).width <= fig.bbox.width

@@ -6,6 +6,7 @@ from __future__ import annotations
 import csv
 import json
 import math
+import textwrap
 from pathlib import Path
 from typing import Any
 
@@ -20,6 +21,8 @@ DODGE_POINTS = 5
 """Series of one d90 plot are drawn this many points apart sideways, so equal points and arrows stay visible."""
 MAX_VALUE_TICKS = 10
 """A log x axis of at most this many distinct values gets one labelled tick per value."""
+NOTE_WIDTH = 100
+"""Characters per line of the legend's list of runs not drawn, so a long list wraps inside the figure's width."""
 
 
 def finished_rows(rows: list[dict[str, Any]], plot: dict[str, Any]) -> list[dict[str, Any]]:
@@ -72,7 +75,7 @@ def d90_figure(rows: list[dict[str, Any]], plot: dict[str, Any]) -> Any:
                         arrowprops={"arrowstyle": "-|>", "color": color, "lw": 1.6, "shrinkA": 0, "shrinkB": 0})
         if above:
             ax.plot([r[x] for r in above], [r["bracket"][0] for r in above], "_", ms=8, mew=2, color=color, linestyle="none",
-                    transform=shift)
+                    transform=shift, label=None if measured or not series else key)  # the series' legend entry when it has no d90
             ax.plot([r[x] for r in above], [r["bracket"][0] * ARROW_FACTOR for r in above], linestyle="none")  # room for the arrow heads
             styles["above"] = Line2D([], [], color="0.3", marker=r"$\uparrow$", ms=10, linestyle="none",
                                      label="d90 above the largest d tried (arrow from it; not joined to the line)")
@@ -88,7 +91,8 @@ def d90_figure(rows: list[dict[str, Any]], plot: dict[str, Any]) -> Any:
             styles["floor"] = Line2D([], [], linestyle="none", marker="_", ms=12, mew=1.5, color="0.35",
                                      label="SAID's smallest d (groups + 1): no smaller d exists")
     if unmeasured:
-        styles["none"] = Line2D([], [], linestyle="none", label="not drawn, no threshold above chance: " + ", ".join(unmeasured))
+        styles["none"] = Line2D([], [], linestyle="none", label=textwrap.fill(
+            "not drawn, no threshold above chance: " + ", ".join(unmeasured), NOTE_WIDTH, subsequent_indent="  "))
     logx = plot.get("logx", True)
     xs = sorted({r[x] for r in done})
     if logx == "symlog":
