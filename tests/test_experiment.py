@@ -291,6 +291,32 @@ def test_the_commit_is_dirty_for_a_changed_code_file_but_not_for_results_another
     assert _git_commit(code) == clean + "+dirty"
 
 
+def test_a_replay_that_adds_no_trial_keeps_the_provenance_of_the_commit_that_made_them(tmp_path, monkeypatch):
+    from intrinsic_dim import experiment
+
+    spec = tmp_path / "tiny.yaml"
+    spec.write_text(SPEC)
+    trials = [{"role": "baseline", "metric": 0.8, "train_metric": float("nan")}]
+
+    def measure(run, s, d):
+        d.mkdir(parents=True, exist_ok=True)
+        (d / "d90.json").write_text(json.dumps({"trials": trials}))
+
+    monkeypatch.setattr(experiment, "summarise", lambda *a, **k: None)
+
+    def run_at(commit):
+        monkeypatch.setattr(experiment, "_git_commit", lambda: commit)
+        experiment.run_runs(load_experiment(spec), measure, tmp_path / "out", only=["a"], command=f"cmd {commit}",
+                            log=lambda s: None)
+        return json.loads((tmp_path / "out" / "a" / "provenance.json").read_text())
+
+    made = run_at("aaa1111")
+    assert made["commit"] == "aaa1111"
+    assert run_at("bbb2222") == made  # the same trials: the replay wrote no new provenance
+    trials.append({"role": "subspace", "metric": 0.7, "train_metric": float("nan")})
+    assert run_at("ddd4444")["commit"] == "ddd4444"
+
+
 def test_provenance_names_the_commit_a_run_loaded_not_the_one_checked_out_when_it_ended(tmp_path, monkeypatch):
     from intrinsic_dim import experiment
 

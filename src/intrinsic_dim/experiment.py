@@ -194,7 +194,8 @@ def resolve(exp: Experiment, run: ExperimentRun, out: Path) -> MeasureSpec:
 def run_runs(exp: Experiment, measure: Callable[[ExperimentRun, MeasureSpec, Path], None], out: Path, *,
              only: Sequence[str] | None = None, command: str = "", log: Callable[[str], None] = print) -> Path:
     """Run the experiment's runs (``only`` some of them: a part), each by ``measure(run, spec, run_dir)``, which resumes a
-    finished or interrupted run, then write the summary and plots of every finished run."""
+    finished or interrupted run, then write the summary and plots of every finished run. A run's provenance names the
+    commit that made its trials: a replay that adds or changes none keeps the provenance it had."""
     names = [r.name for r in exp.runs]
     unknown = sorted(set(only or []) - set(names))
     if unknown:
@@ -204,15 +205,27 @@ def run_runs(exp: Experiment, measure: Callable[[ExperimentRun, MeasureSpec, Pat
         if only and run.name not in only:
             continue
         log(f"== {exp.name} / {run.name}")
+        before = _trials(out / run.name)
         try:
             measure(run, resolve(exp, run, out), out / run.name)
         except BaselineError as e:
             log(f"run {run.name}: no usable threshold, recorded as no_baseline: {e}")
+        if before is not None and before == _trials(out / run.name) and (out / run.name / PROVENANCE).is_file():
+            log(f"run {run.name}: no new trials; its provenance still names the commit that made them")
+            continue
         head = _git_commit()
         provenance = {"commit": loaded, "command": command, "finished": time.strftime("%Y-%m-%d %H:%M:%S"),
                       **({"head_at_finish": head} if head != loaded else {})}
         (out / run.name / PROVENANCE).write_text(json.dumps(provenance, indent=2) + "\n")
     return summarise(exp, out, command=command)
+
+
+def _trials(run_dir: Path) -> list[Any] | None:
+    """The trials a run's result file records, or None before it has one (or where it is unreadable: the run remakes it)."""
+    try:
+        return json.loads((run_dir / RESULT_NAME).read_text()).get("trials", [])
+    except (OSError, ValueError, AttributeError):
+        return None
 
 
 def _git_commit(code: Path = Path(__file__).resolve().parent) -> str | None:
